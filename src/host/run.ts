@@ -1,0 +1,66 @@
+import { spawn } from 'node:child_process';
+import { VmletError } from '../errors.js';
+
+export interface RunOptions {
+  /** Kill the command after this long; default 30 s. */
+  timeoutMs?: number;
+  /** Written to the command's stdin, which is then closed. */
+  input?: string;
+  /** Run inside this network namespace (`ip netns exec NAME …`). */
+  netns?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Thrown when a command exits non-zero, is killed, times out or cannot be started. */
+export class CommandError extends VmletError {
+  constructor(
+    readonly command: string,
+    readonly args: readonly string[],
+    readonly exitCode: number | null,
+    readonly stderr: string,
+    why: string,
+  ) {
+    const detail = stderr.trim() ? `: ${stderr.trim()}` : '';
+    super('UNAVAILABLE', `${[command, ...args].join(' ')} ${why}${detail}`);
+  }
+}
+
+/**
+ * The single way vmlet runs an external command: an argument array (never a shell string),
+ * a timeout, and the command's stderr carried in the error.
+ */
+export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const [cmd, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, command, ...args]] : [command, args];
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdin.on('error', () => {}); // the command may exit before reading its input
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new CommandError(cmd, argv, null, '', `could not be started (${e.message})`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const stdout = Buffer.concat(out).toString('utf8');
+      const stderr = Buffer.concat(err).toString('utf8');
+      if (timedOut) reject(new CommandError(cmd, argv, code, stderr, `timed out after ${timeoutMs} ms`));
+      else if (code !== 0) reject(new CommandError(cmd, argv, code, stderr, `failed (${signal ? `signal ${signal}` : `exit ${code}`})`));
+      else resolve({ stdout, stderr });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}
