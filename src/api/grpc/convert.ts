@@ -1,0 +1,79 @@
+import type { Timestamp } from './generated/google/protobuf/Timestamp.js';
+import type { Phase as ProtoPhase } from './generated/vmlet/v1/Phase.js';
+import type { Vm as ProtoVm } from './generated/vmlet/v1/Vm.js';
+import type { VmSpec as ProtoVmSpec, VmSpec__Output } from './generated/vmlet/v1/VmSpec.js';
+import type { VmSpec, Vm, Phase } from '../../vm/types.js';
+import type { Nic__Output } from './generated/vmlet/v1/Nic.js';
+import type { NicSpec } from '../../vm/types.js';
+
+const PHASE_TO_PROTO: Record<Phase, ProtoPhase> = {
+  Pending: 'PHASE_PENDING',
+  Starting: 'PHASE_STARTING',
+  Running: 'PHASE_RUNNING',
+  Paused: 'PHASE_PAUSED',
+  Stopping: 'PHASE_STOPPING',
+  Stopped: 'PHASE_STOPPED',
+  Migrating: 'PHASE_MIGRATING',
+  Incoming: 'PHASE_INCOMING',
+  Failed: 'PHASE_FAILED',
+  Deleting: 'PHASE_DELETING',
+};
+
+export const phaseToProto = (p: Phase): ProtoPhase => PHASE_TO_PROTO[p];
+
+export function timestamp(iso: string | undefined): Timestamp | null {
+  if (!iso) return null;
+  const ms = Date.parse(iso);
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+}
+
+export function nicFromProto(n: Nic__Output): NicSpec {
+  return { name: n.name, bridge: n.bridge, mac: n.mac };
+}
+
+/** Proto → domain, before validation (proto3 gives defaults for absent fields). */
+export function specFromProto(s: VmSpec__Output | null | undefined): VmSpec {
+  const spec = s ?? ({} as Partial<VmSpec__Output>);
+  return {
+    id: spec.id ?? '',
+    labels: { ...(spec.labels ?? {}) },
+    vcpus: spec.vcpus ?? 0,
+    memoryMib: Number(spec.memoryMib ?? 0),
+    ...(spec.kernel ? { kernel: { kernelPath: spec.kernel.kernelPath, initrdPath: spec.kernel.initrdPath, cmdline: spec.kernel.cmdline } } : {}),
+    disks: (spec.disks ?? []).map((d) => ({ name: d.name, imagePath: d.imagePath, overlay: d.overlay, readonly: d.readonly })),
+    nics: (spec.nics ?? []).map(nicFromProto),
+  };
+}
+
+export function specToProto(spec: VmSpec): ProtoVmSpec {
+  return {
+    id: spec.id,
+    labels: spec.labels,
+    vcpus: spec.vcpus,
+    memoryMib: spec.memoryMib,
+    kernel: spec.kernel ?? null,
+    disks: spec.disks,
+    nics: spec.nics,
+  };
+}
+
+export function vmToProto(vm: Vm, node: string): ProtoVm {
+  const s = vm.status;
+  return {
+    spec: specToProto(vm.spec),
+    status: {
+      phase: phaseToProto(s.phase),
+      reason: s.reason,
+      pid: s.pid,
+      nics: s.nics,
+      disks: s.disks,
+      createdAt: timestamp(s.createdAt),
+      startedAt: timestamp(s.startedAt),
+      stoppedAt: timestamp(s.stoppedAt),
+      lastTransitionAt: timestamp(s.lastTransitionAt),
+      accelerator: s.accelerator,
+      node,
+      generation: s.generation,
+    },
+  };
+}

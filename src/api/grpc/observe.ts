@@ -1,0 +1,58 @@
+import { status, type ServerUnaryCall, type sendUnaryData, type ServerWritableStream } from '@grpc/grpc-js';
+import type { Logger } from '../../log.js';
+import { codeName, toServiceError } from './status.js';
+
+/** Told about every finished call: metrics hook. */
+export type CallObserver = (method: string, code: string, seconds: number) => void;
+
+export interface CallContext {
+  logger: Logger;
+  observe?: CallObserver;
+}
+
+function finish(ctx: CallContext, method: string, started: bigint, code: status, err?: unknown, fields: Record<string, unknown> = {}): void {
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const name = codeName(code);
+  ctx.observe?.(method, name, seconds);
+  const line = { method, code: name, durationMs: Math.round(seconds * 10000) / 10, ...fields };
+  if (code === status.INTERNAL || code === status.UNKNOWN) ctx.logger.error({ ...line, err }, 'gRPC call failed');
+  else if (code !== status.OK) ctx.logger.info({ ...line, error: err instanceof Error ? err.message : String(err) }, 'gRPC call');
+  else ctx.logger.info(line, 'gRPC call');
+}
+
+/** Wraps a unary handler: maps errors to status codes, logs method, code and duration. */
+export function unaryHandler<Req, Res>(ctx: CallContext, method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    const started = process.hrtime.bigint();
+    const vm = (call.request as { id?: string; spec?: { id?: string } }).id || (call.request as { spec?: { id?: string } }).spec?.id;
+    fn(call.request, call).then(
+      (res) => {
+        finish(ctx, method, started, status.OK, undefined, vm ? { vm } : {});
+        callback(null, res);
+      },
+      (err: unknown) => {
+        const e = toServiceError(err);
+        finish(ctx, method, started, e.code, err, vm ? { vm } : {});
+        callback(e);
+      },
+    );
+  };
+}
+
+/** Wraps a server-streaming handler; the handler resolves when the stream is over. */
+export function streamHandler<Req, Res>(ctx: CallContext, method: string, fn: (call: ServerWritableStream<Req, Res>) => Promise<void>) {
+  return (call: ServerWritableStream<Req, Res>): void => {
+    const started = process.hrtime.bigint();
+    fn(call).then(
+      () => {
+        finish(ctx, method, started, call.cancelled ? status.CANCELLED : status.OK);
+        if (!call.cancelled) call.end();
+      },
+      (err: unknown) => {
+        const e = toServiceError(err);
+        finish(ctx, method, started, e.code, err);
+        call.emit('error', e);
+      },
+    );
+  };
+}

@@ -1,0 +1,74 @@
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { TlsConfig } from '../../config.js';
+import { packageDefinition, vmletV1 } from './proto.js';
+
+export interface GrpcServerOptions {
+  listen: string[];
+  tls?: TlsConfig;
+  services: { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation }[];
+}
+
+export interface RunningGrpcServer {
+  server: grpc.Server;
+  health: HealthImplementation;
+  /** Bound addresses (TCP port resolved when :0 was asked). */
+  addresses: string[];
+  shutdown(): Promise<void>;
+}
+
+export const SERVICE_NAMES = ['vmlet.v1.VmService', 'vmlet.v1.MigrationService'];
+
+function credentialsFor(address: string, tls: TlsConfig | undefined): grpc.ServerCredentials {
+  if (address.startsWith('unix://') || !tls) return grpc.ServerCredentials.createInsecure();
+  // checkClientCertificate=true: a client without a certificate signed by the CA is refused.
+  return grpc.ServerCredentials.createSsl(readFileSync(tls.ca), [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], true);
+}
+
+function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
+}
+
+/** Serves the vmlet services, the standard health service and reflection on every listen address. */
+export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  for (const s of options.services) server.addService(s.definition, s.handlers);
+  const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((n) => [n, 'NOT_SERVING'])) });
+  health.addToServer(server);
+  new ReflectionService(packageDefinition).addToServer(server);
+
+  const addresses: string[] = [];
+  for (const address of options.listen) {
+    if (address.startsWith('unix://')) {
+      const path = address.slice('unix://'.length);
+      await mkdir(dirname(path), { recursive: true, mode: 0o750 });
+      await rm(path, { force: true });
+      await bind(server, address, credentialsFor(address, options.tls));
+      await chmod(path, 0o660);
+      addresses.push(address);
+    } else {
+      const port = await bind(server, address, credentialsFor(address, options.tls));
+      addresses.push(address.replace(/:0$/, `:${port}`));
+    }
+  }
+  return {
+    server,
+    health,
+    addresses,
+    shutdown: () =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.forceShutdown(), 5000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
+export const vmServiceDefinition = (): grpc.ServiceDefinition => vmletV1.VmService.service;
+export const migrationServiceDefinition = (): grpc.ServiceDefinition => vmletV1.MigrationService.service;

@@ -1,0 +1,112 @@
+import { status, type ServerWritableStream } from '@grpc/grpc-js';
+import { VmletError } from '../../errors.js';
+import type { VmManager } from '../../vm/manager.js';
+import { validateVmId } from '../../vm/validate.js';
+import { matchesSelector, parseLabelSelector } from '../../vm/label-selector.js';
+import { allocatable } from '../../vm/capacity.js';
+import type { VmChange } from '../../vm/events.js';
+import type { VmServiceHandlers } from './generated/vmlet/v1/VmService.js';
+import type { WatchVmsRequest__Output } from './generated/vmlet/v1/WatchVmsRequest.js';
+import type { VmEvent } from './generated/vmlet/v1/VmEvent.js';
+import type { NodeInfo } from './generated/vmlet/v1/NodeInfo.js';
+import { specFromProto, vmToProto } from './convert.js';
+import { type CallContext, streamHandler, unaryHandler } from './observe.js';
+
+export interface NodeFacts {
+  hostname: string;
+  accelerator: string;
+  acceleratorReason: string;
+  qemuVersion: string;
+  vmletVersion: string;
+}
+
+/** A watcher that falls this far behind is cut off rather than buffering without bound. */
+const WATCH_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+
+const unimplemented = (what: string) => async (): Promise<never> => {
+  throw new VmletError('UNIMPLEMENTED', `${what} is not implemented by this vmlet yet`);
+};
+
+export function vmServiceHandlers(manager: VmManager, node: NodeFacts, ctx: CallContext): VmServiceHandlers {
+  const out = (vm: Parameters<typeof vmToProto>[0]) => vmToProto(vm, node.hostname);
+  const id = (req: { id: string }) => validateVmId(req.id, 'id');
+
+  return {
+    CreateVm: unaryHandler(ctx, 'CreateVm', async (req) => {
+      if (!req.spec) throw new VmletError('INVALID_ARGUMENT', 'spec: required');
+      return out(await manager.create(specFromProto(req.spec), req.start));
+    }),
+    GetVm: unaryHandler(ctx, 'GetVm', async (req) => out(manager.get(id(req)))),
+    ListVms: unaryHandler(ctx, 'ListVms', async (req) => ({ vms: manager.list(req.labelSelector).map(out) })),
+    StartVm: unaryHandler(ctx, 'StartVm', async (req) => out(await manager.start(id(req)))),
+    StopVm: unaryHandler(ctx, 'StopVm', async (req) => out(await manager.stop(id(req), req.gracePeriodSeconds, req.force))),
+    PauseVm: unaryHandler(ctx, 'PauseVm', async (req) => out(await manager.pause(id(req)))),
+    ResumeVm: unaryHandler(ctx, 'ResumeVm', async (req) => out(await manager.resume(id(req)))),
+    RebootVm: unaryHandler(ctx, 'RebootVm', async (req) => out(await manager.reboot(id(req)))),
+    DeleteVm: unaryHandler(ctx, 'DeleteVm', async (req) => {
+      await manager.delete(id(req), req.force);
+      return {};
+    }),
+    GetNodeInfo: unaryHandler(ctx, 'GetNodeInfo', async () => nodeInfo(manager, node)),
+    WatchVms: streamHandler(ctx, 'WatchVms', (call) => watch(manager, call, out)),
+    Console: (call) => call.emit('error', { code: status.UNIMPLEMENTED, details: 'Console is not implemented by this vmlet yet' }),
+    AttachNic: unaryHandler(ctx, 'AttachNic', unimplemented('AttachNic')),
+    DetachNic: unaryHandler(ctx, 'DetachNic', unimplemented('DetachNic')),
+  };
+}
+
+function nodeInfo(manager: VmManager, node: NodeFacts): NodeInfo {
+  const policy = manager.options.capacity;
+  const free = allocatable(policy);
+  const used = manager.allocated();
+  return {
+    hostname: node.hostname,
+    accelerator: node.accelerator,
+    acceleratorReason: node.acceleratorReason,
+    qemuVersion: node.qemuVersion,
+    vmletVersion: node.vmletVersion,
+    capacity: policy.capacity,
+    allocatable: free,
+    allocated: used,
+    cpuOvercommitRatio: policy.cpuOvercommit,
+    memoryOvercommitRatio: policy.memoryOvercommit,
+    vmCount: manager.list().length,
+  };
+}
+
+/** First the current VMs as ADDED, then every change, until the client goes away. */
+function watch(
+  manager: VmManager,
+  call: ServerWritableStream<WatchVmsRequest__Output, VmEvent>,
+  out: (vm: VmChange['vm']) => VmEvent['vm'],
+): Promise<void> {
+  const { id, labelSelector } = call.request;
+  if (id) validateVmId(id, 'id');
+  const selector = parseLabelSelector(labelSelector);
+  const wanted = (vm: VmChange['vm']) => (!id || vm.spec.id === id) && matchesSelector(selector, vm.spec.labels);
+  return new Promise((resolve, reject) => {
+    const onChange = (change: VmChange) => {
+      if (!wanted(change.vm)) return;
+      if (call.writableLength > WATCH_MAX_BUFFERED_BYTES) {
+        done();
+        reject(new VmletError('RESOURCE_EXHAUSTED', 'watch client is too slow: it fell more than 8 MiB behind; watch again'));
+        return;
+      }
+      call.write({ type: `VM_EVENT_TYPE_${change.type}`, vm: out(change.vm) });
+    };
+    const done = () => {
+      manager.off('change', onChange);
+      call.off('cancelled', onCancel);
+    };
+    const onCancel = () => {
+      done();
+      resolve();
+    };
+    // Subscribing and listing in the same tick: no change can fall between them.
+    manager.on('change', onChange);
+    call.on('cancelled', onCancel);
+    for (const vm of manager.list(labelSelector)) {
+      if (wanted(vm)) call.write({ type: 'VM_EVENT_TYPE_ADDED', vm: out(vm) });
+    }
+  });
+}

@@ -1,0 +1,163 @@
+import { parseArgs } from 'node:util';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import type { AcceleratorMode } from './qemu/accel.js';
+import type { LogFormat } from './log.js';
+
+export interface TlsConfig {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+export interface DaemonConfig {
+  stateDir: string;
+  runDir: string;
+  /** `unix:///path` or `host:port`, one listener each. */
+  grpcListen: string[];
+  /** `host:port`; empty disables HTTP. */
+  httpListen: string;
+  imageRoots: string[];
+  netns?: string;
+  tls?: TlsConfig;
+  accelerator: AcceleratorMode;
+  qemuBinary: string;
+  qemuImgBinary: string;
+  nodeName: string;
+  reservedCpus: number;
+  reservedMemoryMib: number;
+  cpuOvercommit: number;
+  memoryOvercommit: number;
+  defaultStopGraceSeconds: number;
+  logFormat: LogFormat;
+  logLevel: string;
+}
+
+export const DEFAULTS = {
+  stateDir: '/var/lib/vmlet',
+  runDir: '/run/vmlet',
+  httpListen: '127.0.0.1:9474',
+  imageRoot: '/var/lib/vmlet/images',
+  reservedCpus: 0,
+  reservedMemoryMib: 512,
+  // KubeVirt's default cpuAllocationRatio is 10; memory is not overcommitted by default.
+  cpuOvercommit: 10,
+  memoryOvercommit: 1,
+  defaultStopGraceSeconds: 30,
+} as const;
+
+export const defaultSocket = (runDir: string): string => `unix://${resolve(runDir, 'vmlet.sock')}`;
+
+export const DAEMON_USAGE = `vmlet daemon [options]
+  --state-dir DIR            durable state (default ${DEFAULTS.stateDir})
+  --run-dir DIR              sockets, pidfiles, console logs (default ${DEFAULTS.runDir})
+  --grpc-listen ADDR         unix:///path or HOST:PORT; repeatable (default unix://<run-dir>/vmlet.sock)
+  --http-listen HOST:PORT    metrics and health (default ${DEFAULTS.httpListen}; "" disables)
+  --image-root DIR           where kernels, initrds and images may live; repeatable (default ${DEFAULTS.imageRoot})
+  --netns NAME               create TAPs and run QEMU inside this network namespace
+  --tls-cert F --tls-key F --tls-ca F   TLS with client certificates for TCP listeners
+  --accel auto|kvm|tcg       accelerator (default auto: KVM when it really works, else TCG)
+  --qemu PATH                QEMU binary (default qemu-system-x86_64)
+  --qemu-img PATH            qemu-img binary (default qemu-img)
+  --node-name NAME           node name in status and metrics (default: hostname)
+  --reserved-cpus N          CPUs kept for the host (default ${DEFAULTS.reservedCpus})
+  --reserved-memory-mib N    memory kept for the host (default ${DEFAULTS.reservedMemoryMib})
+  --cpu-overcommit R         vCPUs per allocatable CPU (default ${DEFAULTS.cpuOvercommit})
+  --memory-overcommit R      guest memory per allocatable MiB (default ${DEFAULTS.memoryOvercommit})
+  --stop-grace-seconds N     default grace period of StopVm (default ${DEFAULTS.defaultStopGraceSeconds})
+  --log-format json|pretty   (default json)
+  --log-level LEVEL          (default info)`;
+
+export class ConfigError extends Error {}
+
+function number(name: string, raw: string | undefined, fallback: number, min: number): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) throw new ConfigError(`--${name}: must be a number >= ${min}, got "${raw}"`);
+  return value;
+}
+
+function oneOf<T extends string>(name: string, raw: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(`--${name}: must be one of ${allowed.join(', ')}, got "${raw}"`);
+  return raw as T;
+}
+
+const isLoopbackHost = (host: string): boolean =>
+  host === 'localhost' || host === '[::1]' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+
+/** host:port → host, for IPv4, names and [v6]. */
+export function listenHost(address: string): string {
+  const i = address.lastIndexOf(':');
+  if (i <= 0) throw new ConfigError(`listen address "${address}" must be HOST:PORT or unix:///path`);
+  return address.slice(0, i);
+}
+
+export function isLoopbackAddress(address: string): boolean {
+  return isLoopbackHost(listenHost(address));
+}
+
+export function parseDaemonArgs(argv: string[]): DaemonConfig {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      'state-dir': { type: 'string' },
+      'run-dir': { type: 'string' },
+      'grpc-listen': { type: 'string', multiple: true },
+      'http-listen': { type: 'string' },
+      'image-root': { type: 'string', multiple: true },
+      netns: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      accel: { type: 'string' },
+      qemu: { type: 'string' },
+      'qemu-img': { type: 'string' },
+      'node-name': { type: 'string' },
+      'reserved-cpus': { type: 'string' },
+      'reserved-memory-mib': { type: 'string' },
+      'cpu-overcommit': { type: 'string' },
+      'memory-overcommit': { type: 'string' },
+      'stop-grace-seconds': { type: 'string' },
+      'log-format': { type: 'string' },
+      'log-level': { type: 'string' },
+    },
+  });
+  const runDir = resolve(values['run-dir'] ?? DEFAULTS.runDir);
+  const tlsParts = [values['tls-cert'], values['tls-key'], values['tls-ca']];
+  if (tlsParts.some(Boolean) && !tlsParts.every(Boolean)) {
+    throw new ConfigError('--tls-cert, --tls-key and --tls-ca go together (the CA verifies client certificates)');
+  }
+  const tls = tlsParts.every(Boolean) ? { cert: values['tls-cert']!, key: values['tls-key']!, ca: values['tls-ca']! } : undefined;
+  const grpcListen = values['grpc-listen']?.length ? values['grpc-listen'] : [defaultSocket(runDir)];
+  for (const address of grpcListen) {
+    if (address.startsWith('unix://')) continue;
+    if (!tls && !isLoopbackAddress(address)) {
+      throw new ConfigError(`--grpc-listen ${address}: a TCP listener beyond loopback needs --tls-cert, --tls-key and --tls-ca (client certificates are required)`);
+    }
+  }
+  const httpListen = values['http-listen'] ?? DEFAULTS.httpListen;
+  if (httpListen) listenHost(httpListen);
+  return {
+    stateDir: resolve(values['state-dir'] ?? DEFAULTS.stateDir),
+    runDir,
+    grpcListen,
+    httpListen,
+    imageRoots: (values['image-root']?.length ? values['image-root'] : [DEFAULTS.imageRoot]).map((p) => resolve(p)),
+    netns: values.netns,
+    tls,
+    accelerator: oneOf('accel', values.accel, ['auto', 'kvm', 'tcg'] as const, 'auto'),
+    qemuBinary: values.qemu ?? 'qemu-system-x86_64',
+    qemuImgBinary: values['qemu-img'] ?? 'qemu-img',
+    nodeName: values['node-name'] ?? hostname(),
+    reservedCpus: number('reserved-cpus', values['reserved-cpus'], DEFAULTS.reservedCpus, 0),
+    reservedMemoryMib: number('reserved-memory-mib', values['reserved-memory-mib'], DEFAULTS.reservedMemoryMib, 0),
+    cpuOvercommit: number('cpu-overcommit', values['cpu-overcommit'], DEFAULTS.cpuOvercommit, 0.1),
+    memoryOvercommit: number('memory-overcommit', values['memory-overcommit'], DEFAULTS.memoryOvercommit, 0.1),
+    defaultStopGraceSeconds: number('stop-grace-seconds', values['stop-grace-seconds'], DEFAULTS.defaultStopGraceSeconds, 0),
+    logFormat: oneOf('log-format', values['log-format'], ['json', 'pretty'] as const, 'json'),
+    logLevel: values['log-level'] ?? 'info',
+  };
+}

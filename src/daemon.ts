@@ -1,0 +1,110 @@
+import { cpus, totalmem } from 'node:os';
+import { access, constants } from 'node:fs/promises';
+import type { DaemonConfig } from './config.js';
+import { checkRunDirFits } from './state/paths.js';
+import type { Logger } from './log.js';
+import { StateStore } from './state/store.js';
+import { chooseAccelerator } from './qemu/accel.js';
+import { qemuVersion } from './qemu/version.js';
+import { IpTool } from './net/ip.js';
+import { VmManager } from './vm/manager.js';
+import { AgentMetrics } from './metrics/agent-metrics.js';
+import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
+import { vmServiceHandlers, type NodeFacts } from './api/grpc/vm-service.js';
+import { migrationServiceHandlers } from './api/grpc/migration-service.js';
+import { startHttpServer } from './api/http/server.js';
+import { VMLET_VERSION } from './version.js';
+
+export interface RunningDaemon {
+  manager: VmManager;
+  grpc: RunningGrpcServer;
+  httpAddress?: string;
+  node: NodeFacts;
+  /** Stops serving and lets go of every QEMU; guests keep running. */
+  stop(): Promise<void>;
+}
+
+/** Starts vmlet: state, adoption, gRPC, HTTP. */
+export async function startDaemon(config: DaemonConfig, logger: Logger): Promise<RunningDaemon> {
+  const tooLong = checkRunDirFits(config.runDir);
+  if (tooLong) throw new Error(tooLong);
+  const version = await qemuVersion(config.qemuBinary);
+  const accel = await chooseAccelerator(config.accelerator, config.qemuBinary, config.netns);
+  logger.info({ accelerator: accel.accelerator, reason: accel.reason, qemuVersion: version }, `accelerator: ${accel.accelerator}`);
+
+  const metrics = new AgentMetrics();
+  metrics.buildInfo.set({ version: VMLET_VERSION, qemu_version: version, accelerator: accel.accelerator }, 1);
+  const store = new StateStore(config.stateDir, config.runDir);
+  const manager = new VmManager({
+    store,
+    logger,
+    ip: new IpTool(config.netns),
+    accelerator: accel.accelerator,
+    nodeName: config.nodeName,
+    imageRoots: config.imageRoots,
+    qemuBinary: config.qemuBinary,
+    qemuImgBinary: config.qemuImgBinary,
+    netns: config.netns,
+    capacity: {
+      capacity: { cpus: cpus().length, memoryMib: Math.floor(totalmem() / 1024 / 1024) },
+      reserved: { cpus: config.reservedCpus, memoryMib: config.reservedMemoryMib },
+      cpuOvercommit: config.cpuOvercommit,
+      memoryOvercommit: config.memoryOvercommit,
+    },
+    defaultStopGraceSeconds: config.defaultStopGraceSeconds,
+    onQmpCommand: metrics.observeQmp,
+  });
+  metrics.watchManager(manager);
+  await manager.init();
+  logger.info({ vms: manager.list().length }, 'state loaded');
+
+  const node: NodeFacts = {
+    hostname: config.nodeName,
+    accelerator: accel.accelerator,
+    acceleratorReason: accel.reason,
+    qemuVersion: version,
+    vmletVersion: VMLET_VERSION,
+  };
+  const ctx = { logger, observe: metrics.observeGrpc };
+  const grpc = await startGrpcServer({
+    listen: config.grpcListen,
+    tls: config.tls,
+    services: [
+      { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, node, ctx) },
+      { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(ctx) },
+    ],
+  });
+  for (const name of ['', ...SERVICE_NAMES]) grpc.health.setStatus(name, 'SERVING');
+  logger.info({ addresses: grpc.addresses }, 'gRPC serving');
+
+  let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
+  if (config.httpListen) {
+    http = await startHttpServer({
+      listen: config.httpListen,
+      registry: metrics.registry,
+      notReady: async () => {
+        try {
+          await access(config.stateDir, constants.W_OK);
+        } catch {
+          return `state dir ${config.stateDir} is not writable`;
+        }
+        return null;
+      },
+    });
+    logger.info({ address: http.address }, 'HTTP serving /metrics /healthz /readyz');
+  }
+
+  return {
+    manager,
+    grpc,
+    httpAddress: http?.address,
+    node,
+    async stop() {
+      for (const name of ['', ...SERVICE_NAMES]) grpc.health.setStatus(name, 'NOT_SERVING');
+      await http?.app.close();
+      await grpc.shutdown();
+      await manager.close();
+      logger.info('vmlet stopped; guests keep running');
+    },
+  };
+}

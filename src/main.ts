@@ -1,0 +1,35 @@
+import { ConfigError, parseDaemonArgs, DAEMON_USAGE } from './config.js';
+import { createLogger } from './log.js';
+import { startDaemon } from './daemon.js';
+
+/** `vmlet daemon …`: runs until SIGTERM/SIGINT, then stops serving and leaves guests running. */
+export async function daemonMain(argv: string[]): Promise<number> {
+  let config;
+  try {
+    config = parseDaemonArgs(argv);
+  } catch (err) {
+    if (err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`vmlet daemon: ${(err as Error).message}\n\n${DAEMON_USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const logger = createLogger({ format: config.logFormat, level: config.logLevel });
+  let daemon;
+  try {
+    daemon = await startDaemon(config, logger);
+  } catch (err) {
+    logger.fatal({ err }, `vmlet could not start: ${(err as Error).message}`);
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: string) => {
+      logger.info({ signal: sig }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  await daemon.stop();
+  return 0;
+}

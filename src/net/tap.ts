@@ -1,0 +1,54 @@
+import { failedPrecondition } from '../errors.js';
+import { type IpTool, isNoSuchDevice } from './ip.js';
+
+interface IpLink {
+  ifname: string;
+  mtu?: number;
+  operstate?: string;
+  master?: string;
+  linkinfo?: { info_kind?: string };
+}
+
+export interface BridgeInfo {
+  name: string;
+  mtu: number;
+}
+
+/** The bridge must exist and be a bridge; FAILED_PRECONDITION names it otherwise. */
+export async function getBridge(ip: IpTool, bridge: string): Promise<BridgeInfo> {
+  let links: IpLink[];
+  try {
+    links = await ip.json<IpLink[]>(['-details', 'link', 'show', 'dev', bridge]);
+  } catch (err) {
+    if (isNoSuchDevice(err)) throw failedPrecondition(`bridge ${bridge} does not exist on this node${ip.netns ? ` (netns ${ip.netns})` : ''}`);
+    throw err;
+  }
+  const link = links[0];
+  if (!link || link.linkinfo?.info_kind !== 'bridge') throw failedPrecondition(`${bridge} is not a bridge`);
+  return { name: bridge, mtu: link.mtu ?? 1500 };
+}
+
+export async function createTap(ip: IpTool, name: string, bridge: BridgeInfo, multiQueue: boolean): Promise<void> {
+  await ip.exec(['tuntap', 'add', 'dev', name, 'mode', 'tap', 'vnet_hdr', ...(multiQueue ? ['multi_queue'] : [])]);
+  try {
+    await ip.exec(['link', 'set', 'dev', name, 'mtu', String(bridge.mtu), 'master', bridge.name, 'up']);
+  } catch (err) {
+    await deleteTap(ip, name).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Idempotent: a TAP that is already gone is fine. */
+export async function deleteTap(ip: IpTool, name: string): Promise<void> {
+  try {
+    await ip.exec(['link', 'del', 'dev', name]);
+  } catch (err) {
+    if (!isNoSuchDevice(err)) throw err;
+  }
+}
+
+/** Every TAP/TUN device in the namespace. */
+export async function listTaps(ip: IpTool): Promise<string[]> {
+  const links = await ip.json<IpLink[]>(['-details', 'link', 'show', 'type', 'tun']);
+  return links.map((l) => l.ifname);
+}

@@ -1,0 +1,174 @@
+/**
+ * VM spec → QEMU 7.2 command line. Pure: everything node-specific (accelerator, disk files,
+ * TAP names, MACs, vhost-net) comes in through the plan.
+ *
+ * PCI layout (q35): disks, then boot-time NICs, as integrated endpoints on pcie.0 (QEMU assigns
+ * slots in argv order, so the same plan gives the same layout: slot 1 upwards); then `hotplugPorts` spare
+ * pcie-root-ports `hotplug-<i>` for NIC hotplug (devices on pcie.0 cannot be hot-plugged or
+ * hot-unplugged on q35). A NIC listed in `nicPorts` sits on its root port instead: that is how a
+ * migration target recreates the layout of a source whose NICs were hot-plugged.
+ */
+import type { DiskStatus, NicStatus, VmPaths, VmSpec } from '../vm/types.js';
+
+export interface QemuLaunchPlan {
+  spec: VmSpec;
+  /** qmpSocket, serialSocket, consoleLog and pidFile are used. */
+  paths: VmPaths;
+  accelerator: 'kvm' | 'tcg';
+  /**
+   * -cpu model; default `host` under kvm, `max` under tcg. An override exists because `host`
+   * aborts QEMU 7.2 on some nested hypervisors ("failed to set MSR 0x10a"), where
+   * `host,-arch-capabilities` may be needed.
+   */
+  cpu?: string;
+  /** Same order as spec.disks: the file QEMU opens and its format. */
+  disks: DiskStatus[];
+  /** Same order as spec.nics: tap name and MAC. */
+  nics: NicStatus[];
+  /** vhost=on for tap netdevs; only when /dev/vhost-net works. */
+  vhostNet: boolean;
+  /** -S: vmlet connects QMP, subscribes to events, then sends `cont`. */
+  startPaused: boolean;
+  /** Migration target: -incoming defer. */
+  incoming?: boolean;
+  /** Spare pcie-root-ports for NIC hotplug, default DEFAULT_HOTPLUG_PORTS. */
+  hotplugPorts?: number;
+  /** NIC name → index of the hotplug port it sits on (NICs that were hot-plugged). Others go on pcie.0. */
+  nicPorts?: Readonly<Record<string, number>>;
+}
+
+export const DEFAULT_HOTPLUG_PORTS = 4;
+/** pcie.0 slots 1..30 are free on q35 with -nodefaults (0 is the host bridge, 31 the ICH9 functions). */
+const PCIE0_FREE_SLOTS = 30;
+
+export const QMP_CHARDEV_ID = 'qmp';
+export const SERIAL_CHARDEV_ID = 'serial0';
+
+// QEMU ids and node names: a letter first, then letters, digits, '-', '.', '_' (node names ≤ 31).
+// Disk names are ≤ 20 and NIC names ≤ 15 characters (vm/validate.ts), so these all fit.
+export const diskFileNodeName = (disk: string): string => `file-${disk}`;
+export const diskNodeName = (disk: string): string => `drive-${disk}`;
+export const diskDeviceId = (disk: string): string => `disk-${disk}`;
+export const netdevId = (nic: string): string => `net-${nic}`;
+export const nicDeviceId = (nic: string): string => `nic-${nic}`;
+export const hotplugPortId = (index: number): string => `hotplug-${index}`;
+
+/** Escapes a value for QEMU's `key=value,...` option syntax, where a literal comma is written `,,`. */
+export function escapeOptValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+export type QemuProps = Record<string, string | number | boolean>;
+
+/** Renders `driver,key=value,...` with booleans as on/off and values comma-escaped. */
+export function toQemuOpts(first: string, props: QemuProps): string {
+  const parts = Object.entries(props).map(([k, v]) => `${k}=${typeof v === 'boolean' ? (v ? 'on' : 'off') : escapeOptValue(String(v))}`);
+  return [escapeOptValue(first), ...parts].join(',');
+}
+
+/** The tap netdev of a NIC; also the arguments of QMP `netdev_add` (with `type: 'tap'`). */
+export function tapNetdevProps(nic: NicStatus, vcpus: number, vhostNet: boolean): QemuProps {
+  return {
+    id: netdevId(nic.name),
+    ifname: nic.tap,
+    script: 'no',
+    downscript: 'no',
+    vhost: vhostNet,
+    ...(vcpus > 1 ? { queues: vcpus } : {}),
+  };
+}
+
+/**
+ * The virtio-net-pci device of a NIC (without `driver`); also the arguments of QMP `device_add`.
+ * More than one vCPU gets one queue pair per vCPU (the TAP must then be created multi_queue).
+ */
+export function nicDeviceProps(nic: NicStatus, vcpus: number, bus?: string): QemuProps {
+  return {
+    netdev: netdevId(nic.name),
+    id: nicDeviceId(nic.name),
+    mac: nic.mac,
+    ...(vcpus > 1 ? { mq: true, vectors: 2 * vcpus + 2 } : {}),
+    ...(bus === undefined ? {} : { bus }),
+  };
+}
+
+/** Every -device is in JSON form: QEMU 7.2 creates legacy-syntax devices before JSON ones, so mixing reorders slots. */
+const jsonDevice = (driver: string, props: QemuProps): string => JSON.stringify({ driver, ...props });
+
+function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undefined): string[] {
+  const file = { driver: 'file', filename: disk.path, 'node-name': diskFileNodeName(disk.name), 'read-only': readOnly };
+  const fmt = { driver: disk.format, file: diskFileNodeName(disk.name), 'node-name': diskNodeName(disk.name), 'read-only': readOnly };
+  const dev = {
+    drive: diskNodeName(disk.name),
+    id: diskDeviceId(disk.name),
+    serial: disk.name,
+    ...(bootIndex === undefined ? {} : { bootindex: bootIndex }),
+  };
+  return ['-blockdev', JSON.stringify(file), '-blockdev', JSON.stringify(fmt), '-device', jsonDevice('virtio-blk-pci', dev)];
+}
+
+function checkPlan(plan: QemuLaunchPlan, ports: number): void {
+  const { spec } = plan;
+  const same = (a: { name: string }[], b: { name: string }[]): boolean => a.length === b.length && a.every((x, i) => x.name === b[i]?.name);
+  if (!same(plan.disks, spec.disks)) throw new Error(`launch plan of ${spec.id}: plan.disks must match spec.disks name for name`);
+  if (!same(plan.nics, spec.nics)) throw new Error(`launch plan of ${spec.id}: plan.nics must match spec.nics name for name`);
+  if (!Number.isInteger(ports) || ports < 0) throw new Error(`launch plan of ${spec.id}: hotplugPorts must be a non-negative integer`);
+  const onPorts = Object.entries(plan.nicPorts ?? {});
+  for (const [nic, port] of onPorts) {
+    if (!spec.nics.some((n) => n.name === nic)) throw new Error(`launch plan of ${spec.id}: nicPorts names unknown NIC ${nic}`);
+    if (!Number.isInteger(port) || port < 0 || port >= ports) throw new Error(`launch plan of ${spec.id}: NIC ${nic} on port ${port}, but there are ${ports}`);
+  }
+  if (new Set(onPorts.map(([, p]) => p)).size !== onPorts.length) throw new Error(`launch plan of ${spec.id}: two NICs on one hotplug port`);
+  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports;
+  if (slots > PCIE0_FREE_SLOTS) throw new Error(`launch plan of ${spec.id}: ${slots} PCI devices on pcie.0, at most ${PCIE0_FREE_SLOTS}`);
+}
+
+export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
+  const { spec, paths } = plan;
+  const ports = plan.hotplugPorts ?? DEFAULT_HOTPLUG_PORTS;
+  checkPlan(plan, ports);
+  const argv: string[] = [
+    '-name', `guest=${spec.id},debug-threads=on`,
+    '-machine', 'q35',
+    '-accel', plan.accelerator,
+    '-cpu', plan.cpu ?? (plan.accelerator === 'kvm' ? 'host' : 'max'),
+    '-m', `${spec.memoryMib}M`,
+    '-smp', String(spec.vcpus),
+    '-nodefaults',
+    '-no-user-config',
+    '-display', 'none',
+    '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+    '-msg', 'timestamp=on',
+    '-chardev', toQemuOpts('socket', { id: QMP_CHARDEV_ID, path: paths.qmpSocket, server: true, wait: false }),
+    '-mon', `chardev=${QMP_CHARDEV_ID},mode=control`,
+    '-chardev', toQemuOpts('socket', { id: SERIAL_CHARDEV_ID, path: paths.serialSocket, server: true, wait: false, logfile: paths.consoleLog, logappend: true }),
+    '-serial', `chardev:${SERIAL_CHARDEV_ID}`,
+    '-pidfile', paths.pidFile,
+  ];
+  if (spec.kernel) {
+    // -kernel, -initrd and -append take their argument verbatim: no escaping.
+    argv.push('-kernel', spec.kernel.kernelPath);
+    if (spec.kernel.initrdPath !== '') argv.push('-initrd', spec.kernel.initrdPath);
+    if (spec.kernel.cmdline !== '') argv.push('-append', spec.kernel.cmdline);
+  }
+  plan.disks.forEach((disk, i) => {
+    const readOnly = spec.disks[i]?.readonly === true;
+    argv.push(...diskArgs(disk, readOnly, i === 0 && !spec.kernel ? 1 : undefined));
+  });
+  const nicPorts = plan.nicPorts ?? {};
+  const netdev = (nic: NicStatus): string[] => ['-netdev', toQemuOpts('tap', tapNetdevProps(nic, spec.vcpus, plan.vhostNet))];
+  const device = (nic: NicStatus, bus?: string): string[] => ['-device', jsonDevice('virtio-net-pci', nicDeviceProps(nic, spec.vcpus, bus))];
+  for (const nic of plan.nics) {
+    if (nicPorts[nic.name] === undefined) argv.push(...netdev(nic), ...device(nic));
+  }
+  for (let i = 0; i < ports; i++) {
+    argv.push('-device', jsonDevice('pcie-root-port', { id: hotplugPortId(i), bus: 'pcie.0', chassis: i + 1, port: i + 1 }));
+  }
+  for (const nic of plan.nics) {
+    const port = nicPorts[nic.name];
+    if (port !== undefined) argv.push(...netdev(nic), ...device(nic, hotplugPortId(port)));
+  }
+  if (plan.startPaused) argv.push('-S');
+  if (plan.incoming === true) argv.push('-incoming', 'defer');
+  return argv;
+}

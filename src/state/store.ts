@@ -1,0 +1,78 @@
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { VmSpec, VmStatus } from '../vm/types.js';
+import { writeJsonAtomic } from './atomic-file.js';
+import { vmPaths } from './paths.js';
+
+/** Durable VM state: one directory per VM under <state-dir>/vms, every write atomic. */
+export class StateStore {
+  constructor(
+    readonly stateDir: string,
+    readonly runDir: string,
+  ) {}
+
+  paths(id: string) {
+    return vmPaths(this.stateDir, this.runDir, id);
+  }
+
+  async init(): Promise<void> {
+    await mkdir(join(this.stateDir, 'vms'), { recursive: true, mode: 0o750 });
+    await mkdir(join(this.runDir, 'vms'), { recursive: true, mode: 0o750 });
+  }
+
+  /** Creates the VM's directory and writes its spec and first status; the spec file is the VM's existence. */
+  async create(spec: VmSpec, status: VmStatus): Promise<void> {
+    const p = this.paths(spec.id);
+    await mkdir(p.disksDir, { recursive: true, mode: 0o750 });
+    await writeJsonAtomic(p.statusFile, status);
+    await writeJsonAtomic(p.specFile, spec);
+  }
+
+  saveSpec(spec: VmSpec): Promise<void> {
+    return writeJsonAtomic(this.paths(spec.id).specFile, spec);
+  }
+
+  saveStatus(id: string, status: VmStatus): Promise<void> {
+    return writeJsonAtomic(this.paths(id).statusFile, status);
+  }
+
+  /**
+   * Every VM on disk. The spec file is written last on create and removed first on delete, so a
+   * directory without one is a create or delete that never finished: returned as `unfinished`.
+   * A VM whose status cannot be read gets `status: undefined` (the caller decides what it is).
+   */
+  async loadAll(): Promise<{ vms: { spec: VmSpec; status?: VmStatus }[]; unfinished: string[] }> {
+    const vms: { spec: VmSpec; status?: VmStatus }[] = [];
+    const unfinished: string[] = [];
+    for (const id of await readdir(join(this.stateDir, 'vms'))) {
+      const p = this.paths(id);
+      const spec = await readJson<VmSpec>(p.specFile);
+      if (!spec) {
+        unfinished.push(id);
+        continue;
+      }
+      vms.push({ spec, status: await readJson<VmStatus>(p.statusFile) });
+    }
+    return { vms, unfinished };
+  }
+
+  async removeRuntime(id: string): Promise<void> {
+    await rm(this.paths(id).runDir, { recursive: true, force: true });
+  }
+
+  /** Removes every file of the VM, spec first: a crash mid-way leaves an `unfinished` directory, never a half VM. */
+  async remove(id: string): Promise<void> {
+    const p = this.paths(id);
+    await rm(p.specFile, { force: true });
+    await this.removeRuntime(id);
+    await rm(p.stateDir, { recursive: true, force: true });
+  }
+}
+
+async function readJson<T>(file: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,43 @@
+import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { resolveUnderRoots } from '../storage/image-roots.js';
+import { createOverlay, detectFormat } from '../storage/qemu-img.js';
+import type { DiskStatus, VmPaths, VmSpec } from './types.js';
+
+interface StorageOptions {
+  imageRoots: string[];
+  qemuImgBinary: string;
+}
+
+/**
+ * Checks every path the spec names against the image roots and makes the per-VM overlays.
+ * Returns what QEMU will open, in spec order. Files it made are inside paths.disksDir,
+ * which the caller removes when creation fails.
+ */
+export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: StorageOptions): Promise<DiskStatus[]> {
+  await checkBootFiles(spec, options.imageRoots);
+  const resolved = await Promise.all(
+    spec.disks.map((d, i) => resolveUnderRoots(d.imagePath, options.imageRoots, `spec.disks[${i}].image_path`)),
+  );
+  const disks: DiskStatus[] = [];
+  for (const [i, disk] of spec.disks.entries()) {
+    const image = resolved[i]!;
+    const format = await detectFormat(options.qemuImgBinary, image);
+    if (!disk.overlay) {
+      disks.push({ name: disk.name, path: image, format });
+      continue;
+    }
+    await mkdir(paths.disksDir, { recursive: true, mode: 0o750 });
+    const overlay = join(paths.disksDir, `${disk.name}.qcow2`);
+    await createOverlay(options.qemuImgBinary, overlay, image, format);
+    disks.push({ name: disk.name, path: overlay, format: 'qcow2' });
+  }
+  return disks;
+}
+
+/** Kernel and initrd stay as the spec names them; they are checked at create and again at every start. */
+export async function checkBootFiles(spec: VmSpec, imageRoots: string[]): Promise<void> {
+  if (!spec.kernel) return;
+  await resolveUnderRoots(spec.kernel.kernelPath, imageRoots, 'spec.kernel.kernel_path');
+  if (spec.kernel.initrdPath) await resolveUnderRoots(spec.kernel.initrdPath, imageRoots, 'spec.kernel.initrd_path');
+}

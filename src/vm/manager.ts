@@ -1,0 +1,301 @@
+import { EventEmitter } from 'node:events';
+import { isDeepStrictEqual } from 'node:util';
+import { rm } from 'node:fs/promises';
+import { VmletError, errorMessage, failedPrecondition, notFound } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { StateStore } from '../state/store.js';
+import type { IpTool } from '../net/ip.js';
+import type { Accelerator } from '../qemu/accel.js';
+import { validateSpec } from './validate.js';
+import { matchesSelector, parseLabelSelector } from './label-selector.js';
+import { OpQueue } from './op-queue.js';
+import { checkFits, type CapacityPolicy, type Resources } from './capacity.js';
+import type { PhaseTransition, VmChange } from './events.js';
+import { ACTIVE_PHASES, type Phase, type Vm, type VmPaths, type VmSpec, type VmStatus } from './types.js';
+import type { QemuInstance } from './qemu-instance.js';
+import { Lifecycle } from './lifecycle.js';
+import { prepareDisks } from './disks.js';
+
+export interface ManagerOptions {
+  store: StateStore;
+  logger: Logger;
+  ip: IpTool;
+  accelerator: Accelerator;
+  nodeName: string;
+  imageRoots: string[];
+  qemuBinary: string;
+  qemuImgBinary: string;
+  netns?: string;
+  capacity: CapacityPolicy;
+  defaultStopGraceSeconds: number;
+  /** Called after every QMP command (metrics). */
+  onQmpCommand?: (command: string, seconds: number, ok: boolean) => void;
+}
+
+/** What the manager keeps per VM. */
+export interface VmRecord {
+  spec: VmSpec;
+  status: VmStatus;
+  paths: VmPaths;
+  queue: OpQueue;
+  instance?: QemuInstance;
+  /** Chain of status writes, so the file always ends with the latest status. */
+  saving: Promise<void>;
+  log: Logger;
+}
+
+const now = (): string => new Date().toISOString();
+
+export interface ManagerEvents {
+  change: [VmChange];
+  transition: [PhaseTransition];
+}
+
+/**
+ * The domain: owns every VM of the node, runs one operation at a time per VM, keeps state
+ * durable and tells watchers about every change.
+ */
+export class VmManager extends EventEmitter<ManagerEvents> {
+  private readonly vms = new Map<string, VmRecord>();
+  /** Ids being created right now: a second create of the same id waits for the first. */
+  private readonly creating = new Map<string, Promise<Vm>>();
+  readonly lifecycle: Lifecycle;
+
+  constructor(readonly options: ManagerOptions) {
+    super();
+    this.lifecycle = new Lifecycle(this);
+  }
+
+  get log(): Logger {
+    return this.options.logger;
+  }
+
+  /** Loads state and adopts running QEMUs; never touches a guest that is alive. */
+  async init(): Promise<void> {
+    await this.options.store.init();
+    const { vms, unfinished } = await this.options.store.loadAll();
+    for (const id of unfinished) {
+      this.log.warn({ vm: id }, 'removing leftovers of a create or delete that never finished');
+      await this.options.store.remove(id);
+    }
+    for (const { spec, status } of vms) {
+      const record = this.addRecord(spec, status ?? this.newStatus('Stopped', 'status file was lost; VM marked stopped'));
+      await record.queue.run(() => this.lifecycle.reconcile(record));
+    }
+  }
+
+  /** Daemon shutdown: let go of every QEMU, leave guests running. */
+  async close(): Promise<void> {
+    await Promise.all([...this.vms.values()].map((r) => r.saving));
+    for (const record of this.vms.values()) record.instance?.detach();
+  }
+
+  private addRecord(spec: VmSpec, status: VmStatus): VmRecord {
+    const record: VmRecord = {
+      spec,
+      status,
+      paths: this.options.store.paths(spec.id),
+      queue: new OpQueue(),
+      saving: Promise.resolve(),
+      log: this.log.child({ vm: spec.id }),
+    };
+    this.vms.set(spec.id, record);
+    return record;
+  }
+
+  newStatus(phase: Phase, reason = ''): VmStatus {
+    const t = now();
+    return { phase, reason, pid: 0, nics: [], disks: [], accelerator: '', createdAt: t, lastTransitionAt: t, generation: 1 };
+  }
+
+  // ---- reads (never wait on a queue) ----
+
+  get(id: string): Vm {
+    return snapshot(this.record(id));
+  }
+
+  list(selector = ''): Vm[] {
+    const sel = parseLabelSelector(selector);
+    return [...this.vms.values()].filter((r) => matchesSelector(sel, r.spec.labels)).map(snapshot).sort((a, b) => a.spec.id.localeCompare(b.spec.id));
+  }
+
+  has(id: string): boolean {
+    return this.vms.has(id);
+  }
+
+  record(id: string): VmRecord {
+    const record = this.vms.get(id);
+    if (!record) throw notFound(`VM ${id}`);
+    return record;
+  }
+
+  allocated(): Resources {
+    let cpus = 0;
+    let memoryMib = 0;
+    for (const r of this.vms.values()) {
+      if (!ACTIVE_PHASES.has(r.status.phase)) continue;
+      cpus += r.spec.vcpus;
+      memoryMib += r.spec.memoryMib;
+    }
+    return { cpus, memoryMib };
+  }
+
+  phaseCounts(): Map<Phase, number> {
+    const counts = new Map<Phase, number>();
+    for (const r of this.vms.values()) counts.set(r.status.phase, (counts.get(r.status.phase) ?? 0) + 1);
+    return counts;
+  }
+
+  // ---- state changes ----
+
+  /** Updates status, persists it (ordered), emits MODIFIED and the transition. */
+  update(record: VmRecord, change: Partial<VmStatus>): void {
+    const before = record.status;
+    const status: VmStatus = { ...before, ...change, generation: before.generation + 1 };
+    if (change.phase && change.phase !== before.phase) {
+      status.lastTransitionAt = now();
+      const seconds = (Date.parse(status.lastTransitionAt) - Date.parse(before.lastTransitionAt)) / 1000;
+      const transition = { id: record.spec.id, from: before.phase, to: change.phase, reason: status.reason, seconds };
+      record.log.info({ from: before.phase, to: change.phase, reason: status.reason }, `phase ${before.phase} -> ${change.phase}`);
+      this.emit('transition', transition);
+    }
+    record.status = status;
+    this.persist(record);
+    this.emit('change', { type: 'MODIFIED', vm: snapshot(record) });
+  }
+
+  setPhase(record: VmRecord, phase: Phase, reason: string, extra: Partial<VmStatus> = {}): void {
+    this.update(record, { ...extra, phase, reason });
+  }
+
+  private persist(record: VmRecord): void {
+    record.saving = record.saving
+      .then(() => (this.vms.get(record.spec.id) === record ? this.options.store.saveStatus(record.spec.id, record.status) : undefined))
+      .catch((err: unknown) => record.log.error({ err }, 'failed to persist VM status'));
+  }
+
+  // ---- operations ----
+
+  async create(raw: VmSpec, start: boolean): Promise<Vm> {
+    const spec = validateSpec(raw);
+    const inFlight = this.creating.get(spec.id);
+    if (inFlight) await inFlight.catch(() => undefined);
+    const existing = this.vms.get(spec.id);
+    if (existing) {
+      if (!isDeepStrictEqual(existing.spec, spec)) {
+        throw new VmletError('ALREADY_EXISTS', `VM ${spec.id} already exists with a different spec; delete it first or use another id`);
+      }
+      return snapshot(existing);
+    }
+    const creation = this.createNew(spec);
+    this.creating.set(spec.id, creation);
+    try {
+      await creation;
+    } finally {
+      this.creating.delete(spec.id);
+    }
+    return start ? this.start(spec.id) : this.get(spec.id);
+  }
+
+  private async createNew(spec: VmSpec): Promise<Vm> {
+    // A VM that can never fit is refused at create; whether it fits now is checked at start.
+    checkFits(this.options.capacity, { cpus: 0, memoryMib: 0 }, { cpus: spec.vcpus, memoryMib: spec.memoryMib }, spec.id);
+    const paths = this.options.store.paths(spec.id);
+    const status = this.newStatus('Pending', 'created');
+    try {
+      status.disks = await prepareDisks(spec, paths, this.options);
+      await this.options.store.create(spec, status);
+    } catch (err) {
+      await this.options.store.remove(spec.id).catch(() => undefined);
+      throw err;
+    }
+    const record = this.addRecord(spec, status);
+    record.log.info({ vcpus: spec.vcpus, memoryMib: spec.memoryMib }, 'VM created');
+    this.emit('change', { type: 'ADDED', vm: snapshot(record) });
+    return snapshot(record);
+  }
+
+  /** Throws RESOURCE_EXHAUSTED when starting this VM would exceed the node's allocatable × overcommit. */
+  checkCapacityFor(record: VmRecord): void {
+    checkFits(this.options.capacity, this.allocated(), { cpus: record.spec.vcpus, memoryMib: record.spec.memoryMib }, record.spec.id);
+  }
+
+  start(id: string): Promise<Vm> {
+    const record = this.record(id);
+    return record.queue.run(async () => {
+      await this.lifecycle.start(record);
+      return snapshot(record);
+    });
+  }
+
+  stop(id: string, graceSeconds: number | undefined, force: boolean): Promise<Vm> {
+    const record = this.record(id);
+    return record.queue.run(async () => {
+      await this.lifecycle.stop(record, { graceSeconds: graceSeconds || this.options.defaultStopGraceSeconds, force });
+      return snapshot(record);
+    });
+  }
+
+  pause(id: string): Promise<Vm> {
+    const record = this.record(id);
+    return record.queue.run(async () => {
+      await this.lifecycle.pause(record);
+      return snapshot(record);
+    });
+  }
+
+  resume(id: string): Promise<Vm> {
+    const record = this.record(id);
+    return record.queue.run(async () => {
+      await this.lifecycle.resume(record);
+      return snapshot(record);
+    });
+  }
+
+  reboot(id: string): Promise<Vm> {
+    const record = this.record(id);
+    return record.queue.run(async () => {
+      await this.lifecycle.reboot(record);
+      return snapshot(record);
+    });
+  }
+
+  delete(id: string, force: boolean): Promise<void> {
+    const record = this.record(id);
+    return record.queue.run(async () => {
+      if (this.vms.get(id) !== record) throw notFound(`VM ${id}`);
+      const phaseBefore = record.status.phase;
+      if (phaseBefore === 'Migrating' || phaseBefore === 'Incoming') {
+        throw failedPrecondition(`VM ${id} is ${phaseBefore}; cancel the migration first`);
+      }
+      this.setPhase(record, 'Deleting', 'deletion requested');
+      await this.lifecycle.ensureStopped(record, { graceSeconds: this.options.defaultStopGraceSeconds, force });
+      await this.removeEverything(record);
+    });
+  }
+
+  /** Final step of a delete: every host trace goes, then watchers see DELETED. */
+  async removeEverything(record: VmRecord): Promise<void> {
+    const id = record.spec.id;
+    await record.saving;
+    this.vms.delete(id);
+    try {
+      await this.options.store.remove(id);
+      await rm(record.paths.runDir, { recursive: true, force: true });
+    } catch (err) {
+      this.vms.set(id, record);
+      throw new VmletError('INTERNAL', `could not remove files of VM ${id}: ${errorMessage(err)}`, { cause: err });
+    }
+    record.log.info('VM deleted');
+    this.emit('change', { type: 'DELETED', vm: snapshot(record) });
+  }
+
+  /** Re-reads the record as it is now (a watcher that attaches gets these as ADDED). */
+  snapshotAll(): Vm[] {
+    return this.list('');
+  }
+}
+
+export function snapshot(record: VmRecord): Vm {
+  return structuredClone({ spec: record.spec, status: record.status });
+}

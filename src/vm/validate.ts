@@ -1,0 +1,176 @@
+/**
+ * Validation of a VmSpec as a caller sent it. Errors name the proto field (snake_case) that is
+ * wrong, e.g. `spec.disks[1].image_path: ...`. Pure.
+ *
+ * Proto3 has no "unset" for scalars, so callers that leave vcpus or memory_mib out send 0:
+ * vcpus 0 means DEFAULT_VCPUS (1) and memory_mib 0 means DEFAULT_MEMORY_MIB (256).
+ * A KernelBoot whose fields are all empty counts as absent (boot from the first disk).
+ */
+import { isAbsolute } from 'node:path';
+import { invalidArgument } from '../errors.js';
+import { ifNameProblem, validateMac } from '../net/names.js';
+import { labelKeyProblem, labelValueProblem } from './label-selector.js';
+import type { DiskSpec, KernelBoot, NicSpec, VmSpec } from './types.js';
+
+export const DEFAULT_VCPUS = 1;
+export const DEFAULT_MEMORY_MIB = 256;
+export const MIN_MEMORY_MIB = 16;
+export const MAX_DISKS = 16;
+export const MAX_NICS = 8;
+/** virtio-blk serials hold 20 bytes; the disk name is used as the serial. */
+export const MAX_DISK_NAME = 20;
+/** NIC names end up in QEMU ids and in the guest-visible status; keep them interface-sized. */
+export const MAX_NIC_NAME = 15;
+export const MAX_CMDLINE_BYTES = 4096;
+const MAX_PATH_BYTES = 4095;
+
+export interface SpecLimits {
+  /** Default 64. */
+  maxVcpus?: number;
+  /** Default 1 TiB (1048576 MiB). */
+  maxMemoryMib?: number;
+}
+
+const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function dnsLabel(value: unknown, field: string, maxLen: number): string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw invalidArgument(field, `is required: a lowercase DNS-1123 label of 1-${maxLen} characters ([a-z0-9-], starting and ending with a letter or digit)`);
+  }
+  if (value.length > maxLen || !DNS_LABEL_RE.test(value)) {
+    throw invalidArgument(field, `"${value}" must be a lowercase DNS-1123 label of 1-${maxLen} characters ([a-z0-9-], starting and ending with a letter or digit)`);
+  }
+  return value;
+}
+
+/** Checks a VM id (a lowercase DNS-1123 label, 1-63 characters) and returns it. */
+export function validateVmId(id: string, field = 'id'): string {
+  return dnsLabel(id, field, 63);
+}
+
+function str(value: unknown, field: string): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value !== 'string') throw invalidArgument(field, 'must be a string');
+  return value;
+}
+
+function absPath(value: unknown, field: string): string {
+  const p = str(value, field);
+  if (p === '') throw invalidArgument(field, 'is required: an absolute path');
+  if (p.includes('\0')) throw invalidArgument(field, 'must not contain NUL');
+  if (!isAbsolute(p)) throw invalidArgument(field, `"${p}" must be an absolute path`);
+  if (Buffer.byteLength(p) > MAX_PATH_BYTES) throw invalidArgument(field, `is longer than ${MAX_PATH_BYTES} bytes`);
+  return p;
+}
+
+function intIn(value: unknown, field: string, dflt: number, min: number, max: number, unit: string): number {
+  const v = value === undefined || value === null || value === 0 ? dflt : value;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw invalidArgument(field, `must be an integer between ${min} and ${max}${unit} (0 means ${dflt}), got ${String(value)}`);
+  }
+  return v;
+}
+
+function labels(raw: unknown): Record<string, string> {
+  if (raw === undefined || raw === null) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalidArgument('spec.labels', 'must be a map of strings');
+  const out: Record<string, string> = {};
+  for (const key of Object.keys(raw).sort()) {
+    const value: unknown = (raw as Record<string, unknown>)[key];
+    const field = `spec.labels[${JSON.stringify(key)}]`;
+    if (typeof value !== 'string') throw invalidArgument(field, 'must be a string');
+    const problem = labelKeyProblem(key) ?? labelValueProblem(value);
+    if (problem !== undefined) throw invalidArgument(field, problem);
+    out[key] = value;
+  }
+  return out;
+}
+
+function kernel(raw: KernelBoot | undefined | null): KernelBoot | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (!raw.kernelPath && !raw.initrdPath && !raw.cmdline) return undefined;
+  const initrdPath = str(raw.initrdPath, 'spec.kernel.initrd_path');
+  const cmdline = str(raw.cmdline, 'spec.kernel.cmdline');
+  if (cmdline.includes('\0')) throw invalidArgument('spec.kernel.cmdline', 'must not contain NUL');
+  if (Buffer.byteLength(cmdline) > MAX_CMDLINE_BYTES) {
+    throw invalidArgument('spec.kernel.cmdline', `is ${Buffer.byteLength(cmdline)} bytes long: at most ${MAX_CMDLINE_BYTES}`);
+  }
+  return {
+    kernelPath: absPath(raw.kernelPath, 'spec.kernel.kernel_path'),
+    initrdPath: initrdPath === '' ? '' : absPath(initrdPath, 'spec.kernel.initrd_path'),
+    cmdline,
+  };
+}
+
+function list<T>(raw: T[] | undefined | null, field: string, max: number): T[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) throw invalidArgument(field, 'must be a list');
+  if (raw.length > max) throw invalidArgument(field, `has ${raw.length} entries: at most ${max}`);
+  return raw;
+}
+
+function unique(name: string, seen: Set<string>, field: string, what: string): void {
+  if (seen.has(name)) throw invalidArgument(field, `duplicate ${what} name "${name}": names must be unique within the VM`);
+  seen.add(name);
+}
+
+function disks(raw: DiskSpec[] | undefined): DiskSpec[] {
+  const seen = new Set<string>();
+  return list(raw, 'spec.disks', MAX_DISKS).map((d, i) => {
+    const f = `spec.disks[${i}]`;
+    if (typeof d !== 'object' || d === null) throw invalidArgument(f, 'must be a Disk');
+    const name = dnsLabel(d.name, `${f}.name`, MAX_DISK_NAME);
+    unique(name, seen, `${f}.name`, 'disk');
+    const imagePath = absPath(d.imagePath, `${f}.image_path`);
+    const overlay = d.overlay === true;
+    const readonly = d.readonly === true;
+    if (overlay && readonly) {
+      throw invalidArgument(`${f}.overlay`, 'an overlay exists to take the writes of a writable disk; on a readonly disk it makes no sense: set overlay or readonly, not both');
+    }
+    return { name, imagePath, overlay, readonly };
+  });
+}
+
+function nics(raw: NicSpec[] | undefined): NicSpec[] {
+  const seen = new Set<string>();
+  return list(raw, 'spec.nics', MAX_NICS).map((n, i) => {
+    const f = `spec.nics[${i}]`;
+    if (typeof n !== 'object' || n === null) throw invalidArgument(f, 'must be a Nic');
+    const name = dnsLabel(n.name, `${f}.name`, MAX_NIC_NAME);
+    unique(name, seen, `${f}.name`, 'NIC');
+    const bridge = str(n.bridge, `${f}.bridge`);
+    const problem = ifNameProblem(bridge);
+    if (problem !== undefined) throw invalidArgument(`${f}.bridge`, `${problem} (the name of a Linux bridge on the node)`);
+    const mac = str(n.mac, `${f}.mac`);
+    return { name, bridge, mac: mac === '' ? '' : validateMac(mac, `${f}.mac`) };
+  });
+}
+
+/**
+ * Validates a VmSpec and returns a normalised copy: defaults applied (see the file comment),
+ * labels sorted by key, MACs lowercase, an all-empty kernel dropped, unknown properties dropped.
+ * Throws INVALID_ARGUMENT naming the first bad field.
+ */
+export function validateSpec(raw: VmSpec, limits: SpecLimits = {}): VmSpec {
+  if (typeof raw !== 'object' || raw === null) throw invalidArgument('spec', 'is required');
+  const maxVcpus = limits.maxVcpus ?? 64;
+  const maxMemoryMib = limits.maxMemoryMib ?? 1024 * 1024;
+  const id = validateVmId(raw.id, 'spec.id');
+  const lbls = labels(raw.labels);
+  const vcpus = intIn(raw.vcpus, 'spec.vcpus', DEFAULT_VCPUS, 1, maxVcpus, '');
+  const memoryMib = intIn(raw.memoryMib, 'spec.memory_mib', DEFAULT_MEMORY_MIB, MIN_MEMORY_MIB, maxMemoryMib, ' MiB');
+  const k = kernel(raw.kernel);
+  const spec: VmSpec = {
+    id,
+    labels: lbls,
+    vcpus,
+    memoryMib,
+    ...(k === undefined ? {} : { kernel: k }),
+    disks: disks(raw.disks),
+    nics: nics(raw.nics),
+  };
+  if (k === undefined && spec.disks.length === 0) {
+    throw invalidArgument('spec.disks', 'nothing to boot: give spec.kernel (direct kernel boot) or at least one disk (boots from the first)');
+  }
+  return spec;
+}

@@ -1,0 +1,134 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { connectClients, unary, type VmletClients } from '../../src/api/grpc/client.js';
+
+export const REPO = resolve(import.meta.dirname, '../..');
+export const GUEST_DIR = join(REPO, '.guest');
+export const CLI = join(REPO, 'dist/src/cli/main.js');
+
+export interface DaemonOptions {
+  extraArgs?: string[];
+  /** Reuse the dirs of an earlier daemon (restart tests). */
+  dirs?: { root: string };
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * A real `vmlet daemon` process (the built CLI) with its own state dir, run dir and unix socket.
+ * Logs go to <root>/daemon-N.log for post-mortems.
+ */
+export class TestDaemon {
+  child?: ChildProcess;
+  clients!: VmletClients;
+  exited?: Promise<number | null>;
+  private starts = 0;
+  httpAddress = '';
+
+  private constructor(
+    readonly root: string,
+    readonly options: DaemonOptions,
+  ) {}
+
+  get stateDir(): string {
+    return join(this.root, 'state');
+  }
+  get runDir(): string {
+    return join(this.root, 'run');
+  }
+  get socket(): string {
+    return `unix://${join(this.runDir, 'vmlet.sock')}`;
+  }
+
+  static async start(options: DaemonOptions = {}): Promise<TestDaemon> {
+    const root = options.dirs?.root ?? (await mkdtemp(join(tmpdir(), 'vmlet-e2e-')));
+    const d = new TestDaemon(root, options);
+    await d.spawn();
+    return d;
+  }
+
+  args(): string[] {
+    return [
+      'daemon',
+      '--state-dir', this.stateDir,
+      '--run-dir', this.runDir,
+      '--grpc-listen', this.socket,
+      '--http-listen', '127.0.0.1:0',
+      '--image-root', GUEST_DIR,
+      '--image-root', join(this.root, 'images'),
+      '--stop-grace-seconds', '20',
+      ...(this.options.extraArgs ?? []),
+    ];
+  }
+
+  async spawn(): Promise<void> {
+    await mkdir(join(this.root, 'images'), { recursive: true });
+    const log = createWriteStream(join(this.root, `daemon-${++this.starts}.log`));
+    const child = spawn(process.execPath, [CLI, ...this.args()], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });
+    this.child = child;
+    this.exited = new Promise((res) => child.once('exit', (code) => res(code)));
+    let stdout = '';
+    const httpSeen = new Promise<void>((res) => {
+      child.stdout!.on('data', (b: Buffer) => {
+        log.write(b);
+        stdout += b.toString();
+        const m = /"address":"(http:\/\/[^"]+)"/.exec(stdout);
+        if (m && !this.httpAddress) {
+          this.httpAddress = m[1]!;
+          res();
+        }
+      });
+    });
+    child.stderr!.on('data', (b: Buffer) => log.write(b));
+    this.clients = connectClients({ endpoint: this.socket });
+    await this.waitReady(child);
+    await Promise.race([httpSeen, delay(10_000)]);
+  }
+
+  private async waitReady(child: ChildProcess): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    let exitCode: number | null | undefined;
+    void this.exited!.then((c) => (exitCode = c));
+    for (;;) {
+      if (exitCode !== undefined) throw new Error(`daemon exited with ${exitCode} during start; see ${this.root}/daemon-${this.starts}.log`);
+      try {
+        await unary(this.clients.vms.getNodeInfo.bind(this.clients.vms), {}, { deadline: Date.now() + 1000 });
+        return;
+      } catch {
+        if (Date.now() > deadline) {
+          child.kill('SIGKILL');
+          throw new Error(`daemon not ready within 60 s; see ${this.root}/daemon-${this.starts}.log`);
+        }
+        await delay(50);
+      }
+    }
+  }
+
+  /** SIGTERM and wait: the daemon's clean stop (guests keep running). */
+  async stop(): Promise<number | null> {
+    this.clients.close();
+    if (!this.child || this.child.exitCode !== null) return this.child?.exitCode ?? null;
+    this.child.kill('SIGTERM');
+    return this.exited!;
+  }
+
+  /** kill -9: the daemon gets no chance to clean up. */
+  async kill9(): Promise<void> {
+    this.clients.close();
+    this.child?.kill('SIGKILL');
+    await this.exited;
+  }
+
+  async restart(): Promise<void> {
+    await this.spawn();
+  }
+
+  /** Stops the daemon, force-deletes nothing: callers delete their VMs; then removes the temp dir. */
+  async cleanup(): Promise<void> {
+    await this.stop();
+    await rm(this.root, { recursive: true, force: true });
+  }
+}

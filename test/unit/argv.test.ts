@@ -1,0 +1,280 @@
+import { describe, expect, it } from 'vitest';
+import {
+  buildQemuArgv,
+  diskDeviceId,
+  diskFileNodeName,
+  diskNodeName,
+  escapeOptValue,
+  hotplugPortId,
+  netdevId,
+  nicDeviceId,
+  toQemuOpts,
+  type QemuLaunchPlan,
+} from '../../src/qemu/argv.js';
+import type { VmPaths, VmSpec } from '../../src/vm/types.js';
+
+const paths: VmPaths = {
+  stateDir: '/var/lib/vmlet/vms/web-1',
+  specFile: '/var/lib/vmlet/vms/web-1/spec.json',
+  statusFile: '/var/lib/vmlet/vms/web-1/status.json',
+  disksDir: '/var/lib/vmlet/vms/web-1/disks',
+  runDir: '/run/vmlet/vms/web-1',
+  qmpSocket: '/run/vmlet/vms/web-1/qmp.sock',
+  serialSocket: '/run/vmlet/vms/web-1/serial.sock',
+  consoleLog: '/run/vmlet/vms/web-1/console.log',
+  pidFile: '/run/vmlet/vms/web-1/qemu.pid',
+  qemuLog: '/run/vmlet/vms/web-1/qemu.log',
+};
+
+const baseSpec: VmSpec = {
+  id: 'web-1',
+  labels: {},
+  vcpus: 1,
+  memoryMib: 512,
+  disks: [{ name: 'root', imagePath: '/images/root.qcow2', overlay: true, readonly: false }],
+  nics: [],
+};
+
+function plan(over: Partial<QemuLaunchPlan> = {}, spec: Partial<VmSpec> = {}): QemuLaunchPlan {
+  const s = { ...baseSpec, ...spec };
+  return {
+    spec: s,
+    paths,
+    accelerator: 'tcg',
+    disks: s.disks.map((d) => ({ name: d.name, path: `/var/lib/vmlet/vms/web-1/disks/${d.name}.qcow2`, format: 'qcow2' as const })),
+    nics: s.nics.map((n, i) => ({ name: n.name, tap: `vml00000000000${i}`, mac: `02:00:00:00:00:0${i}`, bridge: n.bridge })),
+    vhostNet: false,
+    startPaused: false,
+    ...over,
+  };
+}
+
+/** Every value that directly follows `flag`. */
+function valuesOf(argv: string[], flag: string): string[] {
+  return argv.flatMap((a, i) => (a === flag && i + 1 < argv.length ? [argv[i + 1] as string] : []));
+}
+
+const jsonValues = (argv: string[], flag: string): Record<string, unknown>[] =>
+  valuesOf(argv, flag)
+    .filter((v) => v.startsWith('{'))
+    .map((v) => JSON.parse(v) as Record<string, unknown>);
+
+const twoNics: Partial<VmSpec> = {
+  nics: [
+    { name: 'eth0', bridge: 'br0', mac: '' },
+    { name: 'eth1', bridge: 'br1', mac: '' },
+  ],
+};
+
+describe('escapeOptValue / toQemuOpts', () => {
+  it.each([
+    ['/run/a.sock', '/run/a.sock'],
+    ['/run/a,b.sock', '/run/a,,b.sock'],
+    [',,', ',,,,'],
+    ['', ''],
+  ])('escapes %j as %j', (input, out) => {
+    expect(escapeOptValue(input)).toBe(out);
+  });
+
+  it('renders booleans as on/off and escapes values', () => {
+    expect(toQemuOpts('socket', { id: 'x', path: '/a,b', server: true, wait: false, n: 3 })).toBe('socket,id=x,path=/a,,b,server=on,wait=off,n=3');
+  });
+});
+
+describe('naming helpers', () => {
+  it.each([
+    [diskFileNodeName, 'root', 'file-root'],
+    [diskNodeName, 'root', 'drive-root'],
+    [diskDeviceId, 'root', 'disk-root'],
+    [netdevId, 'eth0', 'net-eth0'],
+    [nicDeviceId, 'eth0', 'nic-eth0'],
+  ])('%o(%s) = %s', (fn, input, out) => {
+    expect(fn(input)).toBe(out);
+  });
+  it('hotplugPortId', () => expect(hotplugPortId(2)).toBe('hotplug-2'));
+});
+
+describe('buildQemuArgv: fixed options', () => {
+  const argv = buildQemuArgv(plan());
+  it.each([
+    ['-name', 'guest=web-1,debug-threads=on'],
+    ['-machine', 'q35'],
+    ['-accel', 'tcg'],
+    ['-cpu', 'max'],
+    ['-m', '512M'],
+    ['-smp', '1'],
+    ['-display', 'none'],
+    ['-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny'],
+    ['-msg', 'timestamp=on'],
+    ['-mon', 'chardev=qmp,mode=control'],
+    ['-serial', 'chardev:serial0'],
+    ['-pidfile', '/run/vmlet/vms/web-1/qemu.pid'],
+  ])('%s %s', (flag, value) => {
+    expect(valuesOf(argv, flag)).toEqual([value]);
+  });
+
+  it.each(['-nodefaults', '-no-user-config'])('has %s', (flag) => expect(argv).toContain(flag));
+
+  it('has the QMP and serial chardevs', () => {
+    expect(valuesOf(argv, '-chardev')).toEqual([
+      'socket,id=qmp,path=/run/vmlet/vms/web-1/qmp.sock,server=on,wait=off',
+      'socket,id=serial0,path=/run/vmlet/vms/web-1/serial.sock,server=on,wait=off,logfile=/run/vmlet/vms/web-1/console.log,logappend=on',
+    ]);
+  });
+
+  it.each(['-S', '-incoming', '-kernel', '-initrd', '-append', '-netdev'])('has no %s by default', (flag) => {
+    expect(argv).not.toContain(flag);
+  });
+});
+
+describe('buildQemuArgv: variants', () => {
+  it.each([
+    [{ accelerator: 'kvm' as const }, '-accel', 'kvm'],
+    [{ accelerator: 'kvm' as const }, '-cpu', 'host'],
+    [{ accelerator: 'kvm' as const, cpu: 'host,-arch-capabilities' }, '-cpu', 'host,-arch-capabilities'],
+    [{ incoming: true }, '-incoming', 'defer'],
+  ])('%j gives %s %s', (over, flag, value) => {
+    expect(valuesOf(buildQemuArgv(plan(over)), flag)).toEqual([value]);
+  });
+
+  it('-S only when startPaused', () => {
+    expect(buildQemuArgv(plan({ startPaused: true }))).toContain('-S');
+  });
+
+  it('uses vcpus and memory', () => {
+    const argv = buildQemuArgv(plan({}, { vcpus: 4, memoryMib: 2048 }));
+    expect(valuesOf(argv, '-smp')).toEqual(['4']);
+    expect(valuesOf(argv, '-m')).toEqual(['2048M']);
+  });
+
+  it('escapes commas in socket and log paths but not in -pidfile', () => {
+    const p = { ...paths, qmpSocket: '/run/a,b/qmp.sock', serialSocket: '/run/a,b/s.sock', consoleLog: '/run/a,b/c.log', pidFile: '/run/a,b/q.pid' };
+    const argv = buildQemuArgv(plan({ paths: p }));
+    expect(valuesOf(argv, '-chardev')).toEqual([
+      'socket,id=qmp,path=/run/a,,b/qmp.sock,server=on,wait=off',
+      'socket,id=serial0,path=/run/a,,b/s.sock,server=on,wait=off,logfile=/run/a,,b/c.log,logappend=on',
+    ]);
+    expect(valuesOf(argv, '-pidfile')).toEqual(['/run/a,b/q.pid']);
+  });
+});
+
+describe('buildQemuArgv: kernel boot', () => {
+  it.each([
+    [{ kernelPath: '/k/vmlinuz', initrdPath: '/k/initrd,1', cmdline: 'console=ttyS0 a=b,c' }, ['/k/vmlinuz'], ['/k/initrd,1'], ['console=ttyS0 a=b,c']],
+    [{ kernelPath: '/k/vmlinuz', initrdPath: '', cmdline: '' }, ['/k/vmlinuz'], [], []],
+    [{ kernelPath: '/k/vmlinuz', initrdPath: '', cmdline: 'quiet' }, ['/k/vmlinuz'], [], ['quiet']],
+  ])('%j', (kernel, k, i, a) => {
+    const argv = buildQemuArgv(plan({}, { kernel }));
+    expect(valuesOf(argv, '-kernel')).toEqual(k);
+    expect(valuesOf(argv, '-initrd')).toEqual(i);
+    expect(valuesOf(argv, '-append')).toEqual(a);
+  });
+
+  it('boots from the kernel: no bootindex on disks', () => {
+    const argv = buildQemuArgv(plan({}, { kernel: { kernelPath: '/k', initrdPath: '', cmdline: '' } }));
+    expect(jsonValues(argv, '-device').filter((d) => 'bootindex' in d)).toEqual([]);
+  });
+});
+
+describe('buildQemuArgv: disks', () => {
+  const spec: Partial<VmSpec> = {
+    disks: [
+      { name: 'root', imagePath: '/i/root.qcow2', overlay: true, readonly: false },
+      { name: 'data', imagePath: '/i/data,1.raw', overlay: false, readonly: true },
+    ],
+  };
+  const p = plan({}, spec);
+  p.disks = [
+    { name: 'root', path: '/s/disks/root.qcow2', format: 'qcow2' },
+    { name: 'data', path: '/i/data,1.raw', format: 'raw' },
+  ];
+  const argv = buildQemuArgv(p);
+
+  it('has file and format blockdevs per disk, in order, read-only as in the spec', () => {
+    expect(jsonValues(argv, '-blockdev')).toEqual([
+      { driver: 'file', filename: '/s/disks/root.qcow2', 'node-name': 'file-root', 'read-only': false },
+      { driver: 'qcow2', file: 'file-root', 'node-name': 'drive-root', 'read-only': false },
+      { driver: 'file', filename: '/i/data,1.raw', 'node-name': 'file-data', 'read-only': true },
+      { driver: 'raw', file: 'file-data', 'node-name': 'drive-data', 'read-only': true },
+    ]);
+  });
+
+  it('has a virtio-blk-pci device per disk, bootindex 1 on the first', () => {
+    expect(jsonValues(argv, '-device').filter((d) => d['driver'] === 'virtio-blk-pci')).toEqual([
+      { driver: 'virtio-blk-pci', drive: 'drive-root', id: 'disk-root', serial: 'root', bootindex: 1 },
+      { driver: 'virtio-blk-pci', drive: 'drive-data', id: 'disk-data', serial: 'data' },
+    ]);
+  });
+
+  it('puts each disk device right after its blockdevs', () => {
+    const i = argv.indexOf('{"driver":"raw","file":"file-data","node-name":"drive-data","read-only":true}');
+    expect(argv[i + 1]).toBe('-device');
+    expect(JSON.parse(argv[i + 2] as string)).toMatchObject({ id: 'disk-data' });
+  });
+});
+
+describe('buildQemuArgv: NICs', () => {
+  it('one vCPU: single queue, vhost as planned', () => {
+    const argv = buildQemuArgv(plan({ vhostNet: true }, twoNics));
+    expect(valuesOf(argv, '-netdev')).toEqual([
+      'tap,id=net-eth0,ifname=vml000000000000,script=no,downscript=no,vhost=on',
+      'tap,id=net-eth1,ifname=vml000000000001,script=no,downscript=no,vhost=on',
+    ]);
+    expect(jsonValues(argv, '-device').filter((d) => d['driver'] === 'virtio-net-pci')).toEqual([
+      { driver: 'virtio-net-pci', netdev: 'net-eth0', id: 'nic-eth0', mac: '02:00:00:00:00:00' },
+      { driver: 'virtio-net-pci', netdev: 'net-eth1', id: 'nic-eth1', mac: '02:00:00:00:00:01' },
+    ]);
+  });
+
+  it('several vCPUs: a queue pair per vCPU', () => {
+    const argv = buildQemuArgv(plan({}, { ...twoNics, vcpus: 4 }));
+    expect(valuesOf(argv, '-netdev')[0]).toBe('tap,id=net-eth0,ifname=vml000000000000,script=no,downscript=no,vhost=off,queues=4');
+    expect(jsonValues(argv, '-device').find((d) => d['id'] === 'nic-eth0')).toEqual({
+      driver: 'virtio-net-pci',
+      netdev: 'net-eth0',
+      id: 'nic-eth0',
+      mac: '02:00:00:00:00:00',
+      mq: true,
+      vectors: 10,
+    });
+  });
+
+  it('puts NICs listed in nicPorts on their hotplug port, after the ports', () => {
+    const argv = buildQemuArgv(plan({ nicPorts: { eth0: 2 } }, twoNics));
+    const devices = jsonValues(argv, '-device');
+    expect(devices.map((d) => d['id'])).toEqual(['disk-root', 'nic-eth1', 'hotplug-0', 'hotplug-1', 'hotplug-2', 'hotplug-3', 'nic-eth0']);
+    expect(devices.at(-1)).toMatchObject({ id: 'nic-eth0', bus: 'hotplug-2' });
+    expect(valuesOf(argv, '-netdev').map((n) => n.split(',')[1])).toEqual(['id=net-eth1', 'id=net-eth0']);
+  });
+});
+
+describe('buildQemuArgv: hotplug ports', () => {
+  const ports = (p: QemuLaunchPlan): Record<string, unknown>[] => jsonValues(buildQemuArgv(p), '-device').filter((d) => d['driver'] === 'pcie-root-port');
+
+  it('defaults to 4 ports with unique chassis and port numbers', () => {
+    expect(ports(plan())).toEqual([0, 1, 2, 3].map((i) => ({ driver: 'pcie-root-port', id: `hotplug-${i}`, bus: 'pcie.0', chassis: i + 1, port: i + 1 })));
+  });
+
+  it.each([0, 1, 7])('hotplugPorts %i', (n) => {
+    expect(ports(plan({ hotplugPorts: n }))).toHaveLength(n);
+  });
+
+  it('orders devices disks, NICs, ports (QEMU assigns pcie.0 slots in that order)', () => {
+    const ids = jsonValues(buildQemuArgv(plan({ hotplugPorts: 1 }, twoNics)), '-device').map((d) => d['id']);
+    expect(ids).toEqual(['disk-root', 'nic-eth0', 'nic-eth1', 'hotplug-0']);
+  });
+});
+
+describe('buildQemuArgv: inconsistent plans are bugs', () => {
+  it.each<[string, QemuLaunchPlan]>([
+    ['disks out of step with the spec', { ...plan(), disks: [] }],
+    ['nics out of step with the spec', { ...plan({}, twoNics), nics: plan({}, twoNics).nics.reverse() }],
+    ['negative hotplugPorts', plan({ hotplugPorts: -1 })],
+    ['nicPorts naming an unknown NIC', plan({ nicPorts: { eth9: 0 } }, twoNics)],
+    ['nicPorts beyond the ports', plan({ nicPorts: { eth0: 4 } }, twoNics)],
+    ['two NICs on one port', plan({ nicPorts: { eth0: 1, eth1: 1 } }, twoNics)],
+    ['more devices than pcie.0 slots', plan({ hotplugPorts: 30 })],
+  ])('%s', (_name, p) => {
+    expect(() => buildQemuArgv(p)).toThrow(/launch plan of web-1/);
+  });
+});

@@ -1,0 +1,152 @@
+import { describe, expect, it } from 'vitest';
+import { VmletError } from '../../src/errors.js';
+import { validateSpec, validateVmId, type SpecLimits } from '../../src/vm/validate.js';
+import type { VmSpec } from '../../src/vm/types.js';
+
+const good: VmSpec = {
+  id: 'web-1',
+  labels: { app: 'web' },
+  vcpus: 2,
+  memoryMib: 512,
+  disks: [{ name: 'root', imagePath: '/images/root.qcow2', overlay: true, readonly: false }],
+  nics: [{ name: 'eth0', bridge: 'br0', mac: '' }],
+};
+
+const disk = (name: string, over: Partial<VmSpec['disks'][number]> = {}): VmSpec['disks'][number] => ({
+  name,
+  imagePath: `/images/${name}.img`,
+  overlay: false,
+  readonly: false,
+  ...over,
+});
+const nic = (name: string, over: Partial<VmSpec['nics'][number]> = {}): VmSpec['nics'][number] => ({ name, bridge: 'br0', mac: '', ...over });
+
+/** The spec with changes; `undefined` values delete the property. */
+function spec(over: Record<string, unknown>): VmSpec {
+  const s: Record<string, unknown> = { ...good, ...over };
+  for (const [k, v] of Object.entries(over)) if (v === undefined) delete s[k];
+  return s as unknown as VmSpec;
+}
+
+function errorOf(fn: () => unknown): VmletError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof VmletError) return e;
+    throw e;
+  }
+  throw new Error('expected a VmletError, nothing was thrown');
+}
+
+describe('validateSpec: accepted specs', () => {
+  it('returns a normalised copy', () => {
+    const out = validateSpec(good);
+    expect(out).toEqual(good);
+    expect(out).not.toBe(good);
+    expect(out.disks).not.toBe(good.disks);
+  });
+
+  it.each<[string, Record<string, unknown>, Partial<VmSpec>]>([
+    ['vcpus 0 → 1', { vcpus: 0 }, { vcpus: 1 }],
+    ['memory_mib 0 → 256', { memoryMib: 0 }, { memoryMib: 256 }],
+    ['missing labels → {}', { labels: undefined }, { labels: {} }],
+    ['missing nics → []', { nics: undefined }, { nics: [] }],
+    ['labels sorted by key', { labels: { z: '1', a: '2' } }, { labels: { a: '2', z: '1' } }],
+    ['MAC lowercased', { nics: [nic('eth0', { mac: '52:54:00:AA:BB:CC' })] }, { nics: [nic('eth0', { mac: '52:54:00:aa:bb:cc' })] }],
+    ['minimum memory', { memoryMib: 16 }, { memoryMib: 16 }],
+    ['64 vCPUs', { vcpus: 64 }, { vcpus: 64 }],
+    ['1 TiB', { memoryMib: 1048576 }, { memoryMib: 1048576 }],
+    ['kernel without disks', { disks: [], kernel: { kernelPath: '/k/vmlinuz', initrdPath: '', cmdline: 'console=ttyS0' } }, { disks: [], kernel: { kernelPath: '/k/vmlinuz', initrdPath: '', cmdline: 'console=ttyS0' } }],
+    ['16 disks', { disks: Array.from({ length: 16 }, (_, i) => disk(`d${i}`)) }, {}],
+    ['8 NICs', { nics: Array.from({ length: 8 }, (_, i) => nic(`n${i}`)) }, {}],
+    ['20-char disk name', { disks: [disk('a'.repeat(20))] }, {}],
+    ['15-char NIC name and bridge', { nics: [nic('a'.repeat(15), { bridge: 'b'.repeat(15) })] }, {}],
+    ['63-char id', { id: 'a'.repeat(63) }, { id: 'a'.repeat(63) }],
+    ['readonly disk', { disks: [disk('ro', { readonly: true })] }, {}],
+  ])('%s', (_name, over, want) => {
+    const input = spec(over);
+    expect(validateSpec(input)).toEqual({ ...input, labels: input.labels ?? {}, nics: input.nics ?? [], ...want });
+  });
+
+  it('drops an all-empty kernel (proto3 default message)', () => {
+    expect(validateSpec(spec({ kernel: { kernelPath: '', initrdPath: '', cmdline: '' } }))).not.toHaveProperty('kernel');
+  });
+
+  it('drops unknown properties', () => {
+    expect(validateSpec(spec({ extra: 1 }))).not.toHaveProperty('extra');
+  });
+
+  it('keeps labels in a stable order so equal specs serialise equally', () => {
+    const a = validateSpec(spec({ labels: { b: '1', a: '2' } }));
+    const b = validateSpec(spec({ labels: { a: '2', b: '1' } }));
+    expect(JSON.stringify(a)).toBe(JSON.stringify(b));
+  });
+});
+
+describe('validateSpec: rejected specs name the field', () => {
+  it.each<[string, Record<string, unknown>, string, RegExp]>([
+    ['empty id', { id: '' }, 'spec.id', /required/],
+    ['uppercase id', { id: 'Web' }, 'spec.id', /DNS-1123/],
+    ['id with dot', { id: 'a.b' }, 'spec.id', /DNS-1123/],
+    ['id ending with -', { id: 'a-' }, 'spec.id', /DNS-1123/],
+    ['64-char id', { id: 'a'.repeat(64) }, 'spec.id', /1-63/],
+    ['vcpus too many', { vcpus: 65 }, 'spec.vcpus', /between 1 and 64/],
+    ['vcpus negative', { vcpus: -1 }, 'spec.vcpus', /between 1 and 64/],
+    ['vcpus fractional', { vcpus: 1.5 }, 'spec.vcpus', /integer/],
+    ['memory too small', { memoryMib: 15 }, 'spec.memory_mib', /between 16 and 1048576 MiB/],
+    ['memory too big', { memoryMib: 1048577 }, 'spec.memory_mib', /between 16 and 1048576 MiB/],
+    ['memory as a string', { memoryMib: '512' }, 'spec.memory_mib', /integer/],
+    ['bad label key', { labels: { 'foo/bar/baz': 'x' } }, 'spec.labels["foo/bar/baz"]', /key name/],
+    ['bad label prefix', { labels: { 'Foo/bar': 'x' } }, 'spec.labels["Foo/bar"]', /prefix/],
+    ['bad label value', { labels: { 'foo/bar': 'a b' } }, 'spec.labels["foo/bar"]', /value/],
+    ['non-string label value', { labels: { a: 1 } }, 'spec.labels["a"]', /string/],
+    ['nothing to boot', { disks: [] }, 'spec.disks', /nothing to boot/],
+    ['kernel without kernel_path', { kernel: { kernelPath: '', initrdPath: '/k/initrd', cmdline: '' } }, 'spec.kernel.kernel_path', /required/],
+    ['relative kernel_path', { kernel: { kernelPath: 'vmlinuz', initrdPath: '', cmdline: '' } }, 'spec.kernel.kernel_path', /absolute/],
+    ['relative initrd_path', { kernel: { kernelPath: '/k', initrdPath: 'initrd', cmdline: '' } }, 'spec.kernel.initrd_path', /absolute/],
+    ['NUL in kernel_path', { kernel: { kernelPath: '/k\0x', initrdPath: '', cmdline: '' } }, 'spec.kernel.kernel_path', /NUL/],
+    ['cmdline too long', { kernel: { kernelPath: '/k', initrdPath: '', cmdline: 'x'.repeat(4097) } }, 'spec.kernel.cmdline', /4097 bytes/],
+    ['too many disks', { disks: Array.from({ length: 17 }, (_, i) => disk(`d${i}`)) }, 'spec.disks', /at most 16/],
+    ['disk without name', { disks: [disk('')] }, 'spec.disks[0].name', /required/],
+    ['21-char disk name', { disks: [disk('a'.repeat(21))] }, 'spec.disks[0].name', /1-20/],
+    ['duplicate disk', { disks: [disk('a'), disk('a')] }, 'spec.disks[1].name', /duplicate disk name "a"/],
+    ['relative image_path', { disks: [disk('a'), disk('b', { imagePath: 'b.img' })] }, 'spec.disks[1].image_path', /absolute/],
+    ['missing image_path', { disks: [disk('a', { imagePath: '' })] }, 'spec.disks[0].image_path', /required/],
+    ['overlay on readonly', { disks: [disk('a', { overlay: true, readonly: true })] }, 'spec.disks[0].overlay', /not both/],
+    ['too many NICs', { nics: Array.from({ length: 9 }, (_, i) => nic(`n${i}`)) }, 'spec.nics', /at most 8/],
+    ['16-char NIC name', { nics: [nic('a'.repeat(16))] }, 'spec.nics[0].name', /1-15/],
+    ['NIC name with underscore', { nics: [nic('eth_0')] }, 'spec.nics[0].name', /DNS-1123/],
+    ['duplicate NIC', { nics: [nic('a'), nic('b'), nic('a')] }, 'spec.nics[2].name', /duplicate NIC name "a"/],
+    ['empty bridge', { nics: [nic('a', { bridge: '' })] }, 'spec.nics[0].bridge', /empty/],
+    ['16-byte bridge', { nics: [nic('a', { bridge: 'b'.repeat(16) })] }, 'spec.nics[0].bridge', /16 bytes/],
+    ['bridge with /', { nics: [nic('a', { bridge: 'br/0' })] }, 'spec.nics[0].bridge', /contains/],
+    ['bridge ..', { nics: [nic('a', { bridge: '..' })] }, 'spec.nics[0].bridge', /not a valid/],
+    ['bad MAC', { nics: [nic('a'), nic('b', { mac: 'zz:00:00:00:00:00' })] }, 'spec.nics[1].mac', /not a MAC/],
+    ['multicast MAC', { nics: [nic('a', { mac: '01:00:5e:00:00:01' })] }, 'spec.nics[0].mac', /multicast/],
+    ['zero MAC', { nics: [nic('a', { mac: '00:00:00:00:00:00' })] }, 'spec.nics[0].mac', /all-zero/],
+    ['disks not a list', { disks: 'root' }, 'spec.disks', /list/],
+    ['labels not a map', { labels: ['a'] }, 'spec.labels', /map/],
+  ])('%s', (_name, over, field, why) => {
+    const err = errorOf(() => validateSpec(spec(over)));
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.message.startsWith(`${field}: `)).toBe(true);
+    expect(err.message).toMatch(why);
+  });
+
+  it.each<[SpecLimits, Record<string, unknown>, string]>([
+    [{ maxVcpus: 4 }, { vcpus: 5 }, 'spec.vcpus: must be an integer between 1 and 4'],
+    [{ maxMemoryMib: 1024 }, { memoryMib: 2048 }, 'spec.memory_mib: must be an integer between 16 and 1024 MiB'],
+  ])('limits %j', (limits, over, msg) => {
+    expect(errorOf(() => validateSpec(spec(over), limits)).message).toContain(msg);
+  });
+});
+
+describe('validateVmId', () => {
+  it.each(['a', '0', 'web-1', '1-a', 'a'.repeat(63)])('accepts %j', (id) => expect(validateVmId(id)).toBe(id));
+  it.each(['', '-a', 'a-', 'A', 'a_b', 'a.b', 'a'.repeat(64), 'ü'])('rejects %j', (id) => {
+    expect(errorOf(() => validateVmId(id)).message).toMatch(/^id: /);
+  });
+  it('uses the given field', () => {
+    expect(errorOf(() => validateVmId('X', 'vm_id')).message).toMatch(/^vm_id: /);
+  });
+});
