@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+import { runCli } from './cli.js';
+import { processIo } from './io.js';
+
+const code = await runCli(process.argv.slice(2), processIo());
+// Let piped output drain before exiting.
+await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+process.exit(code);
