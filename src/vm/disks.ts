@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { errorMessage, invalidArgument } from '../errors.js';
 import { mkdir } from 'node:fs/promises';
 import { resolveUnderRoots } from '../storage/image-roots.js';
 import { createOverlay, detectFormat } from '../storage/qemu-img.js';
@@ -22,7 +23,9 @@ export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: Storag
   const disks: DiskStatus[] = [];
   for (const [i, disk] of spec.disks.entries()) {
     const image = resolved[i]!;
-    const format = await detectFormat(options.qemuImgBinary, image);
+    const format = await detectFormat(options.qemuImgBinary, image).catch((err: unknown) => {
+      throw invalidArgument(`spec.disks[${i}].image_path`, `${disk.imagePath} is not a readable disk image (${errorMessage(err)})`);
+    });
     if (!disk.overlay) {
       disks.push({ name: disk.name, path: image, format });
       continue;

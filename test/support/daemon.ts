@@ -65,6 +65,7 @@ export class TestDaemon {
   }
 
   async spawn(): Promise<void> {
+    this.httpAddress = '';
     await mkdir(join(this.root, 'images'), { recursive: true });
     const log = createWriteStream(join(this.root, `daemon-${++this.starts}.log`));
     const child = spawn(process.execPath, [CLI, ...this.args()], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });

@@ -21,7 +21,7 @@ export function healthCheck(endpoint: string, service = ''): Promise<string> {
   );
 }
 
-interface ReflectionStream extends grpc.ClientDuplexStream<unknown, { listServicesResponse?: { service: { name: string }[] } }> {}
+type ReflectionStream = grpc.ClientDuplexStream<unknown, { listServicesResponse?: { service: { name: string }[] } }>;
 interface ReflectionClient extends grpc.Client {
   ServerReflectionInfo(): ReflectionStream;
 }
@@ -35,7 +35,7 @@ export function reflectedServices(endpoint: string): Promise<string[]> {
   const client = new pkg.grpc.reflection.v1alpha.ServerReflection(endpoint, grpc.credentials.createInsecure());
   return new Promise((resolve, reject) => {
     const stream = client.ServerReflectionInfo();
-    stream.on('data', (msg) => {
+    stream.on('data', (msg: { listServicesResponse?: { service: { name: string }[] } }) => {
       stream.end();
       client.close();
       resolve((msg.listServicesResponse?.service ?? []).map((s) => s.name).sort());

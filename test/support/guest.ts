@@ -22,11 +22,12 @@ export function guestSpec(id: string, extra: Partial<VmSpec> = {}): VmSpec {
 }
 
 /** Polls a file until `pattern` appears, with a deadline. */
-export async function waitForFileText(path: string, pattern: string | RegExp, timeoutMs = 60_000): Promise<string> {
+export async function waitForFileText(path: string, pattern: string | RegExp | ((text: string) => boolean), timeoutMs = 60_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const text = await readFile(path, 'utf8').catch(() => '');
-    if (typeof pattern === 'string' ? text.includes(pattern) : pattern.test(text)) return text;
+    const hit = typeof pattern === 'string' ? text.includes(pattern) : typeof pattern === 'function' ? pattern(text) : pattern.test(text);
+    if (hit) return text;
     if (Date.now() > deadline) throw new Error(`"${String(pattern)}" did not appear in ${path} within ${timeoutMs} ms; it has: ${text.slice(-500)}`);
     await delay(100);
   }

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { loadSync } from '@grpc/proto-loader';
 import type { TlsConfig } from '../../config.js';
 import { packageDefinition, vmletV1 } from './proto.js';
 
@@ -39,7 +40,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   for (const s of options.services) server.addService(s.definition, s.handlers);
   const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((n) => [n, 'NOT_SERVING'])) });
   health.addToServer(server);
-  new ReflectionService(packageDefinition).addToServer(server);
+  // Reflection describes the health service too, so `grpcurl list` shows everything served.
+  new ReflectionService({ ...packageDefinition, ...loadSync(healthProtoPath) }).addToServer(server);
 
   const addresses: string[] = [];
   for (const address of options.listen) {

@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { TestDaemon } from '../support/daemon.js';
+import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
+import { rpc } from '../support/rpc.js';
+import { isAlive, signal, waitForExit } from '../../src/host/process.js';
+
+describe('guests outlive the daemon; a restarted daemon adopts them', () => {
+  let d: TestDaemon;
+
+  beforeAll(async () => {
+    d = await TestDaemon.start();
+  });
+  afterAll(async () => {
+    await d?.cleanup();
+  });
+
+  it('kill -9 of the daemon: the guest keeps running, is adopted with the same pid and stays controllable', async () => {
+    let api = rpc(d.clients);
+    const id = 'survivor';
+    const started = await api.create(guestSpec(id), true);
+    const pid = started.status!.pid;
+    const log = join(d.runDir, 'vms', id, 'console.log');
+    await waitForFileText(log, READY_LINE);
+
+    await d.kill9();
+    expect(await isAlive(pid)).toBe(true);
+
+    await d.restart();
+    api = rpc(d.clients);
+    const adopted = await api.get(id);
+    expect(adopted.status?.phase).toBe('PHASE_RUNNING');
+    expect(adopted.status?.pid).toBe(pid);
+    expect(adopted.status?.startedAt).toEqual(started.status?.startedAt);
+
+    // Controllable afterwards: QMP works (pause/resume), and a reboot shows a second boot on the console.
+    expect((await api.pause(id)).status?.phase).toBe('PHASE_PAUSED');
+    expect((await api.resume(id)).status?.phase).toBe('PHASE_RUNNING');
+    await api.reboot(id);
+    await waitForFileText(log, (t) => t.split(READY_LINE).length - 1 >= 2);
+    const stopped = await api.stop(id);
+    expect(stopped.status?.phase).toBe('PHASE_STOPPED');
+    expect(await isAlive(pid)).toBe(false);
+    await api.delete(id);
+  });
+
+  it('SIGTERM stops the daemon cleanly (exit 0) and leaves a paused guest paused', async () => {
+    let api = rpc(d.clients);
+    const id = 'sleeper';
+    const pid = (await api.create(guestSpec(id), true)).status!.pid;
+    await api.pause(id);
+    expect(await d.stop()).toBe(0);
+    expect(await isAlive(pid)).toBe(true);
+    await d.restart();
+    api = rpc(d.clients);
+    const vm = await api.get(id);
+    expect(vm.status?.phase).toBe('PHASE_PAUSED');
+    expect(vm.status?.pid).toBe(pid);
+    await api.delete(id, true);
+    expect(await isAlive(pid)).toBe(false);
+  });
+
+  it('a guest whose QEMU died while the daemon was down is marked Failed with the reason', async () => {
+    let api = rpc(d.clients);
+    const id = 'casualty';
+    const pid = (await api.create(guestSpec(id), true)).status!.pid;
+    await d.kill9();
+    signal(pid, 'SIGKILL');
+    expect(await waitForExit(pid, 10_000)).toBe(true);
+    await d.restart();
+    api = rpc(d.clients);
+    const vm = await api.get(id);
+    expect(vm.status?.phase).toBe('PHASE_FAILED');
+    expect(vm.status?.reason).toContain('exited while vmlet was down');
+    expect(vm.status?.pid).toBe(0);
+    // And it can be started again.
+    expect((await api.start(id)).status?.phase).toBe('PHASE_RUNNING');
+    await api.delete(id, true);
+  });
+});

@@ -1,0 +1,156 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { status } from '@grpc/grpc-js';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { TestDaemon } from '../support/daemon.js';
+import { guestSpec } from '../support/guest.js';
+import { expectCode, rpc } from '../support/rpc.js';
+
+describe('errors: every request validated at the edge, right code, nothing left behind', () => {
+  let d: TestDaemon;
+  let api: ReturnType<typeof rpc>;
+
+  beforeAll(async () => {
+    d = await TestDaemon.start();
+    api = rpc(d.clients);
+  });
+  afterAll(async () => {
+    await d?.cleanup();
+  });
+
+  const vmDirs = async () => (await readdir(join(d.stateDir, 'vms'))).sort();
+
+  it.each([
+    ['bad id', guestSpec('Bad_Id'), 'spec.id'],
+    ['tiny memory', guestSpec('m1', { memoryMib: 1 }), 'spec.memory_mib'],
+    ['too many vcpus', guestSpec('c1', { vcpus: 1000 }), 'spec.vcpus'],
+    ['relative kernel', guestSpec('k1', { kernel: { kernelPath: 'vmlinuz', initrdPath: '', cmdline: '' } }), 'spec.kernel.kernel_path'],
+    ['multicast mac', guestSpec('n1', { nics: [{ name: 'eth0', bridge: 'br0', mac: '01:00:5e:00:00:01' }] }), 'spec.nics[0].mac'],
+    ['bad label', guestSpec('l1', { labels: { 'bad key!': 'x' } }), 'spec.labels'],
+    ['nothing to boot', { id: 'nb', vcpus: 1, memoryMib: 64 }, 'spec'],
+  ])('INVALID_ARGUMENT for %s names the field', async (_name, spec, field) => {
+    const details = await expectCode(() => api.create(spec), status.INVALID_ARGUMENT);
+    expect(details.startsWith(field)).toBe(true);
+    expect(await vmDirs()).toEqual([]);
+  });
+
+  it('INVALID_ARGUMENT for image paths outside the image roots, via symlinks too, and for non-files', async () => {
+    let details = await expectCode(() => api.create(guestSpec('p1', { kernel: { kernelPath: '/etc/passwd', initrdPath: '', cmdline: '' } })), status.INVALID_ARGUMENT);
+    expect(details).toMatch(/^spec\.kernel\.kernel_path: .*outside the image roots/);
+    const link = join(d.root, 'images', 'sneaky');
+    await symlink('/etc/passwd', link);
+    details = await expectCode(() => api.create(guestSpec('p2', { kernel: { kernelPath: link, initrdPath: '', cmdline: '' } })), status.INVALID_ARGUMENT);
+    expect(details).toContain('outside the image roots');
+    details = await expectCode(
+      () => api.create(guestSpec('p3', { disks: [{ name: 'root', imagePath: join(d.root, 'images'), overlay: true, readonly: false }] })),
+      status.INVALID_ARGUMENT,
+    );
+    expect(details).toMatch(/^spec\.disks\[0\]\.image_path: .*not a regular file/);
+    details = await expectCode(() => api.create(guestSpec('p4', { disks: [{ name: 'root', imagePath: join(d.root, 'images', 'missing.qcow2'), overlay: false, readonly: false }] })), status.INVALID_ARGUMENT);
+    expect(details).toContain('does not exist');
+    expect(await vmDirs()).toEqual([]);
+  });
+
+  it('INVALID_ARGUMENT for a bad id or selector in other calls', async () => {
+    expect(await expectCode(() => api.get('NOPE!'), status.INVALID_ARGUMENT)).toMatch(/^id: /);
+    expect(await expectCode(() => api.list('a in (b)'), status.INVALID_ARGUMENT)).toMatch(/^label_selector: /);
+  });
+
+  it('NOT_FOUND for unknown VMs on every call', async () => {
+    for (const call of [api.get, api.start, api.pause, api.resume, api.reboot, (id: string) => api.stop(id), (id: string) => api.delete(id)]) {
+      expect(await expectCode(() => call('ghost'), status.NOT_FOUND)).toContain('ghost');
+    }
+  });
+
+  it('ALREADY_EXISTS for the same id with another spec; the first VM is untouched', async () => {
+    await api.create(guestSpec('dup'));
+    const details = await expectCode(() => api.create(guestSpec('dup', { memoryMib: 256 })), status.ALREADY_EXISTS);
+    expect(details).toContain('dup');
+    expect((await api.get('dup')).spec?.memoryMib).toBe(128);
+    await api.delete('dup');
+  });
+
+  it('FAILED_PRECONDITION for the wrong phase', async () => {
+    await api.create(guestSpec('phase'));
+    expect(await expectCode(() => api.pause('phase'), status.FAILED_PRECONDITION)).toContain('Pending');
+    expect(await expectCode(() => api.resume('phase'), status.FAILED_PRECONDITION)).toContain('Pending');
+    expect(await expectCode(() => api.reboot('phase'), status.FAILED_PRECONDITION)).toContain('Pending');
+    await api.delete('phase');
+  });
+
+  it('RESOURCE_EXHAUSTED beyond allocatable memory, at create and at start', async () => {
+    const node = await api.node();
+    const limit = node.allocatable!.memoryMib * node.memoryOvercommitRatio;
+    const details = await expectCode(() => api.create(guestSpec('huge', { memoryMib: Math.floor(limit) + 1 })), status.RESOURCE_EXHAUSTED);
+    expect(details).toContain('MiB');
+    // Two VMs that each fit, but not together.
+    const half = Math.floor(limit / 2) + 64;
+    await api.create(guestSpec('half-a', { memoryMib: half }));
+    await api.create(guestSpec('half-b', { memoryMib: half }));
+    await api.start('half-a');
+    expect(await expectCode(() => api.start('half-b'), status.RESOURCE_EXHAUSTED)).toContain('half-b');
+    expect((await api.get('half-b')).status?.phase).toBe('PHASE_PENDING');
+    await api.delete('half-a', true);
+    await api.delete('half-b');
+  });
+
+  it('INVALID_ARGUMENT for a file that is not a disk image', async () => {
+    const bad = join(d.root, 'images', 'corrupt.qcow2');
+    await writeFile(bad, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(4096, 0xff)]));
+    const details = await expectCode(() => api.create(guestSpec('corrupt', { disks: [{ name: 'data', imagePath: bad, overlay: true, readonly: false }] })), status.INVALID_ARGUMENT);
+    expect(details).toMatch(/^spec\.disks\[0\]\.image_path: .*not a readable disk image/);
+    expect(await vmDirs()).toEqual([]);
+  });
+
+  it('a start that fails part-way (its disk vanished) leaves the VM Failed with the reason and no process or socket', async () => {
+    const disk = join(d.root, 'images', 'data.raw');
+    await writeFile(disk, Buffer.alloc(1024 * 1024));
+    await api.create(guestSpec('corrupt', { disks: [{ name: 'data', imagePath: disk, overlay: false, readonly: false }] }));
+    await rm(disk);
+    const details = await expectCode(() => api.start('corrupt'), status.FAILED_PRECONDITION);
+    expect(details).toContain('QEMU exited during start');
+    const vm = await api.get('corrupt');
+    expect(vm.status?.phase).toBe('PHASE_FAILED');
+    expect(vm.status?.reason).toContain('start failed');
+    expect(vm.status?.pid).toBe(0);
+    expect(existsSync(join(d.runDir, 'vms', 'corrupt', 'qmp.sock'))).toBe(false);
+    await api.delete('corrupt');
+  });
+});
+
+describe('errors from a QEMU that never answers', () => {
+  let d: TestDaemon;
+  let fakeDir: string;
+
+  beforeAll(async () => {
+    // A "QEMU" that reports a version, fails the KVM probe, and otherwise hangs without opening QMP.
+    fakeDir = await mkdtemp(join(tmpdir(), 'vmlet-fake-qemu-'));
+    const fake = join(fakeDir, 'fake-qemu');
+    await writeFile(
+      fake,
+      '#!/bin/sh\ncase "$*" in *--version*) echo "QEMU emulator version 7.2.0"; exit 0;; *"-qmp stdio"*) exit 1;; esac\nexec sleep 120\n',
+    );
+    await chmod(fake, 0o755);
+    d = await TestDaemon.start({ extraArgs: ['--qemu', fake, '--accel', 'tcg'] });
+  });
+  afterAll(async () => {
+    await d?.cleanup();
+    await rm(fakeDir, { recursive: true, force: true });
+  });
+
+  it('UNAVAILABLE, the hung process is killed and the VM is Failed', async () => {
+    const api = rpc(d.clients);
+    await api.create(guestSpec('hang'));
+    const details = await expectCode(() => api.start('hang'), status.UNAVAILABLE);
+    expect(details).toContain('QMP socket');
+    const vm = await api.get('hang');
+    expect(vm.status?.phase).toBe('PHASE_FAILED');
+    expect(vm.status?.pid).toBe(0);
+    await api.delete('hang');
+    // The fake exec'd `sleep 120`; vmlet must have killed it.
+    expect(() => execFileSync('pgrep', ['-x', '-f', 'sleep 120'])).toThrow();
+  });
+});
