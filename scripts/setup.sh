@@ -13,6 +13,7 @@ declare -A want=(
   [ip]=iproute2
   [promtool]=prometheus
   [socat]=socat
+  [ping]=iputils-ping
 )
 missing=()
 for cmd in "${!want[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}"); done

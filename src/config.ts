@@ -19,6 +19,10 @@ export interface DaemonConfig {
   httpListen: string;
   imageRoots: string[];
   netns?: string;
+  /** Bridges vmlet creates at start when missing (`--bridge`). */
+  bridges: string[];
+  /** When non-empty, NICs may only name these bridges. */
+  allowedBridges: string[];
   tls?: TlsConfig;
   accelerator: AcceleratorMode;
   qemuBinary: string;
@@ -55,6 +59,8 @@ export const DAEMON_USAGE = `vmlet daemon [options]
   --http-listen HOST:PORT    metrics and health (default ${DEFAULTS.httpListen}; "" disables)
   --image-root DIR           where kernels, initrds and images may live; repeatable (default ${DEFAULTS.imageRoot})
   --netns NAME               create TAPs and run QEMU inside this network namespace
+  --bridge NAME              create this bridge at start when missing (repeatable)
+  --allowed-bridge NAME      NICs may only use these bridges (repeatable; default: any existing bridge)
   --tls-cert F --tls-key F --tls-ca F   TLS with client certificates for TCP listeners
   --accel auto|kvm|tcg       accelerator (default auto: KVM when it really works, else TCG)
   --qemu PATH                QEMU binary (default qemu-system-x86_64)
@@ -109,6 +115,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'http-listen': { type: 'string' },
       'image-root': { type: 'string', multiple: true },
       netns: { type: 'string' },
+      bridge: { type: 'string', multiple: true },
+      'allowed-bridge': { type: 'string', multiple: true },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-ca': { type: 'string' },
@@ -147,6 +155,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     httpListen,
     imageRoots: (values['image-root']?.length ? values['image-root'] : [DEFAULTS.imageRoot]).map((p) => resolve(p)),
     netns: values.netns,
+    bridges: values.bridge ?? [],
+    allowedBridges: values['allowed-bridge'] ?? [],
     tls,
     accelerator: oneOf('accel', values.accel, ['auto', 'kvm', 'tcg'] as const, 'auto'),
     qemuBinary: values.qemu ?? 'qemu-system-x86_64',

@@ -7,6 +7,8 @@ import { StateStore } from './state/store.js';
 import { chooseAccelerator } from './qemu/accel.js';
 import { qemuVersion } from './qemu/version.js';
 import { IpTool } from './net/ip.js';
+import { ensureBridge } from './net/tap.js';
+import { vhostNetWorks } from './net/vhost.js';
 import { VmManager } from './vm/manager.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
@@ -32,13 +34,22 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   const accel = await chooseAccelerator(config.accelerator, config.qemuBinary, config.netns);
   logger.info({ accelerator: accel.accelerator, reason: accel.reason, qemuVersion: version }, `accelerator: ${accel.accelerator}`);
 
+  const ip = new IpTool(config.netns);
+  for (const bridge of config.bridges) {
+    if (await ensureBridge(ip, bridge)) logger.info({ bridge }, 'created bridge');
+  }
+  const vhostNet = await vhostNetWorks();
+  logger.info({ vhostNet }, vhostNet ? 'vhost-net available' : 'vhost-net not available: virtio-net runs in QEMU');
+
   const metrics = new AgentMetrics();
   metrics.buildInfo.set({ version: VMLET_VERSION, qemu_version: version, accelerator: accel.accelerator }, 1);
   const store = new StateStore(config.stateDir, config.runDir);
   const manager = new VmManager({
     store,
     logger,
-    ip: new IpTool(config.netns),
+    ip,
+    vhostNet,
+    allowedBridges: config.allowedBridges,
     accelerator: accel.accelerator,
     nodeName: config.nodeName,
     imageRoots: config.imageRoots,

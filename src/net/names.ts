@@ -19,8 +19,10 @@ const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
  * Stable (the same VM and NIC always get the same name, so a restarted vmlet finds its TAPs),
  * 15 bytes, and recognisable: vmlet treats every interface matching `isVmletTapName` as its own.
  */
-export function tapName(vmId: string, nicName: string): string {
-  return TAP_PREFIX + sha256(`${vmId}/${nicName}`).toString('hex').slice(0, 12);
+export function tapName(vmId: string, nicName: string, attempt = 0): string {
+  // `attempt` > 0 only when the first name is already taken on the node (a hash collision).
+  const key = attempt ? `${vmId}/${nicName}#${attempt}` : `${vmId}/${nicName}`;
+  return TAP_PREFIX + sha256(key).toString('hex').slice(0, 12);
 }
 
 export function isVmletTapName(name: string): boolean {

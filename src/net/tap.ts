@@ -47,6 +47,25 @@ export async function deleteTap(ip: IpTool, name: string): Promise<void> {
   }
 }
 
+export async function linkExists(ip: IpTool, name: string): Promise<boolean> {
+  try {
+    await ip.json<IpLink[]>(['link', 'show', 'dev', name]);
+    return true;
+  } catch (err) {
+    if (isNoSuchDevice(err)) return false;
+    throw err;
+  }
+}
+
+/** Creates the bridge if it is missing (`--bridge`), and brings it up. */
+export async function ensureBridge(ip: IpTool, name: string): Promise<boolean> {
+  const existed = await linkExists(ip, name);
+  if (!existed) await ip.exec(['link', 'add', 'name', name, 'type', 'bridge']);
+  await getBridge(ip, name);
+  await ip.exec(['link', 'set', 'dev', name, 'up']);
+  return !existed;
+}
+
 /** Every TAP/TUN device in the namespace. */
 export async function listTaps(ip: IpTool): Promise<string[]> {
   const links = await ip.json<IpLink[]>(['-details', 'link', 'show', 'type', 'tun']);

@@ -1,21 +1,46 @@
 import type { IpTool } from './ip.js';
-import { createTap, deleteTap, getBridge } from './tap.js';
+import { createTap, deleteTap, getBridge, linkExists } from './tap.js';
 import { stableMac, tapName } from './names.js';
-import type { NicStatus, VmSpec } from '../vm/types.js';
+import { VmletError } from '../errors.js';
+import type { NicSpec, NicStatus } from '../vm/types.js';
+
+/** The MAC a NIC gets: the caller's, or the stable one derived from VM id and NIC name. */
+export const effectiveMac = (vmId: string, nic: NicSpec): string => nic.mac || stableMac(vmId, nic.name);
+
+const MAX_NAME_ATTEMPTS = 8;
+
+/** A TAP name for this NIC that no other interface on the node uses (hash collisions are re-rolled). */
+async function freeTapName(ip: IpTool, vmId: string, nic: string, taken: ReadonlySet<string>): Promise<string> {
+  for (let attempt = 0; attempt < MAX_NAME_ATTEMPTS; attempt++) {
+    const name = tapName(vmId, nic, attempt);
+    if (!taken.has(name) && !(await linkExists(ip, name))) return name;
+  }
+  throw new VmletError('ALREADY_EXISTS', `no free TAP name for ${vmId}/${nic} after ${MAX_NAME_ATTEMPTS} attempts`);
+}
+
+export interface WireOptions {
+  vmId: string;
+  vcpus: number;
+  /** TAP names other VMs hold (recorded in their status), besides what exists on the host. */
+  taken: ReadonlySet<string>;
+}
+
+/** Creates the TAP of one NIC, enslaved to its bridge and up. */
+export async function wireNic(ip: IpTool, nic: NicSpec, port: number, o: WireOptions): Promise<NicStatus> {
+  const bridge = await getBridge(ip, nic.bridge);
+  const tap = await freeTapName(ip, o.vmId, nic.name, o.taken);
+  await createTap(ip, tap, bridge, o.vcpus > 1);
+  return { name: nic.name, tap, bridge: nic.bridge, mac: effectiveMac(o.vmId, nic), port };
+}
 
 /**
- * Creates one TAP per NIC on its bridge before QEMU starts. All or nothing: a failure removes
- * the TAPs this call made and rethrows.
+ * Creates one TAP per NIC before QEMU starts; NIC i sits on root port i. All or nothing: a
+ * failure removes the TAPs this call made and rethrows.
  */
-export async function wireNics(ip: IpTool, spec: VmSpec): Promise<NicStatus[]> {
+export async function wireNics(ip: IpTool, nics: readonly NicSpec[], o: WireOptions): Promise<NicStatus[]> {
   const made: NicStatus[] = [];
   try {
-    for (const nic of spec.nics) {
-      const bridge = await getBridge(ip, nic.bridge);
-      const tap = tapName(spec.id, nic.name);
-      await createTap(ip, tap, bridge, spec.vcpus > 1);
-      made.push({ name: nic.name, tap, bridge: nic.bridge, mac: nic.mac || stableMac(spec.id, nic.name) });
-    }
+    for (const [i, nic] of nics.entries()) made.push(await wireNic(ip, nic, i, o));
     return made;
   } catch (err) {
     await unwireNics(ip, made).catch(() => undefined);

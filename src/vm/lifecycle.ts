@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { errorMessage, failedPrecondition } from '../errors.js';
-import { buildQemuArgv } from '../qemu/argv.js';
+import { buildQemuArgv, DEFAULT_HOTPLUG_PORTS } from '../qemu/argv.js';
 import { isQemuOf, killHard, launchQemu, qemuLogTail } from '../qemu/launcher.js';
 import type { QmpEvent } from '../qemu/qmp.js';
 import { isAlive } from '../host/process.js';
@@ -56,15 +56,19 @@ export class Lifecycle {
     let nics = record.status.nics;
     try {
       await checkBootFiles(record.spec, this.o.imageRoots);
-      nics = await wireNics(this.o.ip, record.spec);
+      nics = await wireNics(this.o.ip, record.spec.nics, { vmId: record.spec.id, vcpus: record.spec.vcpus, taken: this.m.tapsInUse(record) });
+      // Every NIC sits on its own root port so that any of them can be unplugged; spares take hot-plugged ones.
+      const pciPorts = nics.length + DEFAULT_HOTPLUG_PORTS;
       const argv = buildQemuArgv({
         spec: record.spec,
         paths: record.paths,
         accelerator: this.o.accelerator,
         disks: record.status.disks,
         nics,
-        vhostNet: false,
+        vhostNet: this.o.vhostNet ?? false,
         startPaused: true,
+        hotplugPorts: pciPorts,
+        nicPorts: Object.fromEntries(nics.map((n) => [n.name, n.port!])),
       });
       pid = await launchQemu({ binary: this.o.qemuBinary, argv, paths: record.paths, netns: this.o.netns });
       const instance = await this.connect(record, pid);
@@ -73,6 +77,7 @@ export class Lifecycle {
       this.m.setPhase(record, 'Running', 'started', {
         pid,
         nics,
+        pciPorts,
         accelerator: this.o.accelerator,
         startedAt: new Date().toISOString(),
       });

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
 import { rm } from 'node:fs/promises';
-import { VmletError, errorMessage, failedPrecondition, notFound } from '../errors.js';
+import { VmletError, errorMessage, failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StateStore } from '../state/store.js';
 import type { IpTool } from '../net/ip.js';
@@ -11,10 +11,14 @@ import { matchesSelector, parseLabelSelector } from './label-selector.js';
 import { OpQueue } from './op-queue.js';
 import { checkFits, type CapacityPolicy, type Resources } from './capacity.js';
 import type { PhaseTransition, VmChange } from './events.js';
-import { ACTIVE_PHASES, type Phase, type Vm, type VmPaths, type VmSpec, type VmStatus } from './types.js';
+import { ACTIVE_PHASES, type NicSpec, type Phase, type Vm, type VmPaths, type VmSpec, type VmStatus } from './types.js';
 import type { QemuInstance } from './qemu-instance.js';
 import { Lifecycle } from './lifecycle.js';
 import { prepareDisks } from './disks.js';
+import { attachNic, detachNic } from './nic-hotplug.js';
+import { effectiveMac } from '../net/wiring.js';
+import { deleteTap, getBridge, listTaps } from '../net/tap.js';
+import { isVmletTapName } from '../net/names.js';
 
 export interface ManagerOptions {
   store: StateStore;
@@ -28,6 +32,10 @@ export interface ManagerOptions {
   netns?: string;
   capacity: CapacityPolicy;
   defaultStopGraceSeconds: number;
+  /** vhost=on for TAP netdevs (only when /dev/vhost-net really opens). */
+  vhostNet?: boolean;
+  /** When non-empty, NICs may only name these bridges. */
+  allowedBridges?: string[];
   /** Called after every QMP command (metrics). */
   onQmpCommand?: (command: string, seconds: number, ok: boolean) => void;
 }
@@ -81,6 +89,54 @@ export class VmManager extends EventEmitter<ManagerEvents> {
     for (const { spec, status } of vms) {
       const record = this.addRecord(spec, status ?? this.newStatus('Stopped', 'status file was lost; VM marked stopped'));
       await record.queue.run(() => this.lifecycle.reconcile(record));
+    }
+    await this.removeOrphanTaps();
+  }
+
+  /** TAPs named like vmlet's that no VM holds: left by a crash between creating a TAP and recording it. */
+  private async removeOrphanTaps(): Promise<void> {
+    const held = this.tapsInUse();
+    let taps: string[];
+    try {
+      taps = await listTaps(this.options.ip);
+    } catch (err) {
+      this.log.warn({ err }, 'could not list TAP devices; orphan TAPs are not removed');
+      return;
+    }
+    for (const tap of taps.filter((t) => isVmletTapName(t) && !held.has(t))) {
+      this.log.info({ tap }, 'removing orphan TAP device');
+      await deleteTap(this.options.ip, tap).catch((err: unknown) => this.log.error({ err, tap }, 'could not remove orphan TAP'));
+    }
+  }
+
+  /** TAP names recorded in VM status (optionally leaving one VM out). */
+  tapsInUse(except?: VmRecord): Set<string> {
+    const taps = new Set<string>();
+    for (const r of this.vms.values()) if (r !== except) for (const n of r.status.nics) taps.add(n.tap);
+    return taps;
+  }
+
+  /** Throws ALREADY_EXISTS when another VM on this node has one of these MACs. */
+  checkMacsFree(id: string, nics: readonly NicSpec[], field = (i: number) => `spec.nics[${i}]`): void {
+    const owners = new Map<string, string>();
+    for (const r of this.vms.values()) {
+      if (r.spec.id === id) continue;
+      for (const n of r.spec.nics) owners.set(effectiveMac(r.spec.id, n), r.spec.id);
+    }
+    for (const [i, nic] of nics.entries()) {
+      const owner = owners.get(effectiveMac(id, nic));
+      if (owner) throw new VmletError('ALREADY_EXISTS', `${field(i)}.mac: ${effectiveMac(id, nic)} is already used by VM ${owner} on this node`);
+    }
+  }
+
+  /** Allow-list and existence of every bridge the NICs name. */
+  async checkBridges(nics: readonly NicSpec[], field = (i: number) => `spec.nics[${i}]`): Promise<void> {
+    const allowed = this.options.allowedBridges ?? [];
+    for (const [i, nic] of nics.entries()) {
+      if (allowed.length && !allowed.includes(nic.bridge)) {
+        throw invalidArgument(`${field(i)}.bridge`, `${nic.bridge} is not an allowed bridge (allowed: ${allowed.join(', ')})`);
+      }
+      await getBridge(this.options.ip, nic.bridge);
     }
   }
 
@@ -200,6 +256,8 @@ export class VmManager extends EventEmitter<ManagerEvents> {
   private async createNew(spec: VmSpec): Promise<Vm> {
     // A VM that can never fit is refused at create; whether it fits now is checked at start.
     checkFits(this.options.capacity, { cpus: 0, memoryMib: 0 }, { cpus: spec.vcpus, memoryMib: spec.memoryMib }, spec.id);
+    this.checkMacsFree(spec.id, spec.nics);
+    await this.checkBridges(spec.nics);
     const paths = this.options.store.paths(spec.id);
     const status = this.newStatus('Pending', 'created');
     try {
@@ -258,6 +316,28 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       await this.lifecycle.reboot(record);
       return snapshot(record);
     });
+  }
+
+  attachNic(id: string, nic: NicSpec): Promise<Vm> {
+    const record = this.record(id);
+    return record.queue.run(async () => {
+      await attachNic(this, record, nic);
+      return snapshot(record);
+    });
+  }
+
+  detachNic(id: string, name: string): Promise<Vm> {
+    const record = this.record(id);
+    return record.queue.run(async () => {
+      await detachNic(this, record, name);
+      return snapshot(record);
+    });
+  }
+
+  /** Replaces the spec (NIC hotplug) and persists it. */
+  async replaceSpec(record: VmRecord, spec: VmSpec): Promise<void> {
+    await this.options.store.saveSpec(spec);
+    record.spec = spec;
   }
 
   delete(id: string, force: boolean): Promise<void> {

@@ -59,6 +59,8 @@ export interface NicStatus {
   tap: string;
   mac: string;
   bridge: string;
+  /** The pcie-root-port (hotplug-<port>) the NIC sits on, so every NIC can be unplugged. */
+  port?: number;
 }
 
 export interface DiskStatus {
@@ -75,6 +77,8 @@ export interface VmStatus {
   nics: NicStatus[];
   disks: DiskStatus[];
   accelerator: string;
+  /** pcie-root-ports QEMU was started with (NICs at start + spares for hotplug). */
+  pciPorts?: number;
   createdAt: string;
   startedAt?: string;
   stoppedAt?: string;

@@ -20,6 +20,9 @@ export function rpc(c: VmletClients) {
     reboot: (id: string): Promise<Vm__Output> => unary(v.rebootVm.bind(v), { id }),
     delete: (id: string, force = false): Promise<unknown> => unary(v.deleteVm.bind(v), { id, force }),
     node: (): Promise<NodeInfo__Output> => unary(v.getNodeInfo.bind(v), {}),
+    attachNic: (id: string, nic: { name: string; bridge: string; mac: string }): Promise<Vm__Output> =>
+      unary<{ id: string; nic: typeof nic }, Vm__Output>(v.attachNic.bind(v), { id, nic }),
+    detachNic: (id: string, nicName: string): Promise<Vm__Output> => unary<{ id: string; nicName: string }, Vm__Output>(v.detachNic.bind(v), { id, nicName }),
   };
 }
 

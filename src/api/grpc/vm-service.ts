@@ -9,7 +9,7 @@ import type { VmServiceHandlers } from './generated/vmlet/v1/VmService.js';
 import type { WatchVmsRequest__Output } from './generated/vmlet/v1/WatchVmsRequest.js';
 import type { VmEvent } from './generated/vmlet/v1/VmEvent.js';
 import type { NodeInfo } from './generated/vmlet/v1/NodeInfo.js';
-import { specFromProto, vmToProto } from './convert.js';
+import { nicFromProto, specFromProto, vmToProto } from './convert.js';
 import { type CallContext, streamHandler, unaryHandler } from './observe.js';
 
 export interface NodeFacts {
@@ -22,10 +22,6 @@ export interface NodeFacts {
 
 /** A watcher that falls this far behind is cut off rather than buffering without bound. */
 const WATCH_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
-
-const unimplemented = (what: string) => async (): Promise<never> => {
-  throw new VmletError('UNIMPLEMENTED', `${what} is not implemented by this vmlet yet`);
-};
 
 export function vmServiceHandlers(manager: VmManager, node: NodeFacts, ctx: CallContext): VmServiceHandlers {
   const out = (vm: Parameters<typeof vmToProto>[0]) => vmToProto(vm, node.hostname);
@@ -50,8 +46,14 @@ export function vmServiceHandlers(manager: VmManager, node: NodeFacts, ctx: Call
     GetNodeInfo: unaryHandler(ctx, 'GetNodeInfo', async () => nodeInfo(manager, node)),
     WatchVms: streamHandler(ctx, 'WatchVms', (call) => watch(manager, call, out)),
     Console: (call) => call.emit('error', { code: status.UNIMPLEMENTED, details: 'Console is not implemented by this vmlet yet' }),
-    AttachNic: unaryHandler(ctx, 'AttachNic', unimplemented('AttachNic')),
-    DetachNic: unaryHandler(ctx, 'DetachNic', unimplemented('DetachNic')),
+    AttachNic: unaryHandler(ctx, 'AttachNic', async (req) => {
+      if (!req.nic) throw new VmletError('INVALID_ARGUMENT', 'nic: required');
+      return out(await manager.attachNic(id(req), nicFromProto(req.nic)));
+    }),
+    DetachNic: unaryHandler(ctx, 'DetachNic', async (req) => {
+      if (!req.nicName) throw new VmletError('INVALID_ARGUMENT', 'nic_name: required');
+      return out(await manager.detachNic(id(req), req.nicName));
+    }),
   };
 }
 
