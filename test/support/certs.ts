@@ -1,0 +1,46 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { writeFile } from 'node:fs/promises';
+
+const openssl = (args: string[], cwd: string) => promisify(execFile)('openssl', args, { cwd, timeout: 30_000 });
+
+export interface TestCerts {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+  /** A client certificate from a CA the server does not trust. */
+  strangerCert: string;
+  strangerKey: string;
+}
+
+async function makeCa(dir: string, name: string): Promise<void> {
+  await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`], dir);
+}
+
+async function makeLeaf(dir: string, ca: string, name: string, ext: string): Promise<void> {
+  await writeFile(join(dir, `${name}.ext`), ext);
+  await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`], dir);
+  await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', '1', '-extfile', `${name}.ext`, '-out', `${name}.crt`], dir);
+}
+
+/** A throw-away CA with a server certificate for 127.0.0.1/localhost and a client certificate. */
+export async function makeTestCerts(dir: string): Promise<TestCerts> {
+  await makeCa(dir, 'ca');
+  await makeCa(dir, 'otherca');
+  await makeLeaf(dir, 'ca', 'server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  await makeLeaf(dir, 'ca', 'client', 'extendedKeyUsage=clientAuth\n');
+  await makeLeaf(dir, 'otherca', 'stranger', 'extendedKeyUsage=clientAuth\n');
+  const p = (f: string) => join(dir, f);
+  return {
+    ca: p('ca.crt'),
+    serverCert: p('server.crt'),
+    serverKey: p('server.key'),
+    clientCert: p('client.crt'),
+    clientKey: p('client.key'),
+    strangerCert: p('stranger.crt'),
+    strangerKey: p('stranger.key'),
+  };
+}
