@@ -1,0 +1,109 @@
+import { cpus, hostname, release } from 'node:os';
+import { relative } from 'node:path';
+import type { NodeInfo__Output } from '../src/api/grpc/generated/vmlet/v1/NodeInfo.js';
+import type { BenchOutcome } from './benchmark.js';
+import type { ServerBreakdown } from './daemon-log.js';
+import type { RawTimings } from './raw-qemu.js';
+import { ms, summarise } from './stats.js';
+
+/** vmlet may take at most this many times raw QEMU's create → running. */
+export const TARGET_RATIO = 1.1;
+
+export interface CoreSamples {
+  /** Client-side CreateVm{start: true} durations, and the VM ids in the same order. */
+  vmletMs: number[];
+  vmletIds: string[];
+  raw: RawTimings[];
+  cycle: { cycleMs: number; createMs: number; deleteMs: number }[];
+  /** GetNodeInfo round trips: the gRPC floor. */
+  grpcRoundTripMs: number[];
+  /** vmlet's QEMU argv with paths and id replaced by placeholders (the raw side runs the same). */
+  argv: string[];
+}
+
+export interface CoreReportInput {
+  info: NodeInfo__Output;
+  qemuBinary: string;
+  runs: number;
+  samples: CoreSamples;
+  breakdown: ServerBreakdown | undefined;
+  settleMs: number;
+  rawPollMs: number;
+  cycleDeleteForce: boolean;
+  daemonLog: string;
+  repo: string;
+  /** os.loadavg() before and after measuring: other work on the host makes the numbers noisy. */
+  load: { before: number[]; after: number[] };
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+export function coreReport(input: CoreReportInput): BenchOutcome {
+  const { info, samples, breakdown } = input;
+  const vmlet = summarise(samples.vmletMs);
+  const raw = summarise(samples.raw.map((r) => r.totalMs));
+  const ratio = round3(vmlet.median / raw.median);
+  const cycle = summarise(samples.cycle.map((c) => c.cycleMs));
+  const server = breakdown?.createVmServerMs.samples;
+  const createToRunning = {
+    vmletMs: vmlet,
+    rawQemuMs: raw,
+    ratio,
+    target: TARGET_RATIO,
+    meetsTarget: ratio <= TARGET_RATIO,
+    overheadMs: round3(vmlet.median - raw.median),
+    rawBreakdownMs: {
+      socketMs: summarise(samples.raw.map((r) => r.socketMs)),
+      qmpConnectMs: summarise(samples.raw.map((r) => r.qmpConnectMs)),
+      contMs: summarise(samples.raw.map((r) => r.contMs)),
+    },
+    vmletServerBreakdownMs: breakdown ?? null,
+    /** Client-side minus server-side CreateVm: gRPC over the unix socket, (de)serialisation. */
+    vmletClientOverheadMs: server ? summarise(samples.vmletMs.map((v, i) => v - (server[i] ?? 0))) : null,
+    /** A trivial call (GetNodeInfo), client-side: what any gRPC call costs here. */
+    grpcRoundTripMs: summarise(samples.grpcRoundTripMs),
+  };
+  const result = {
+    benchmark: 'core',
+    timestamp: new Date().toISOString(),
+    node: process.version,
+    host: { hostname: hostname(), cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', kernel: release(), loadavg: input.load },
+    vmletVersion: info.vmletVersion,
+    qemuVersion: info.qemuVersion,
+    qemuBinary: input.qemuBinary,
+    accelerator: info.accelerator,
+    acceleratorReason: info.acceleratorReason,
+    runs: input.runs,
+    warmupRuns: 1,
+    method: {
+      guest: '1 vCPU, 128 MiB, .guest/vmlinuz + .guest/initrd.img, cmdline "console=ttyS0 panic=-1", no disks, no NICs',
+      vmlet: 'real vmlet daemon; client-side time of gRPC CreateVm{spec, start: true} until it returns PHASE_RUNNING; then DeleteVm{force: true}',
+      raw: `same binary and argv (buildQemuArgv, startPaused), spawned detached with output to qemu.log; QMP socket polled every ${input.rawPollMs} ms, QmpClient.connect, cont; timed from before mkdir of the run dir; then quit and wait for exit`,
+      order: 'vmlet and raw runs alternate, who goes first alternating per round; every VM is gone before the next starts',
+      settleMs: input.settleMs,
+      argvChecked: 'every vmlet run: /proc/<pid>/cmdline of its QEMU equals buildQemuArgv of the same plan',
+    },
+    createToRunning,
+    createDeleteCycleMs: {
+      deleteForce: input.cycleDeleteForce,
+      what: 'CreateVm{start: true} then DeleteVm{force: true} (QMP quit, no ACPI grace), client-side, until DeleteVm returns',
+      ...cycle,
+      createMs: summarise(samples.cycle.map((c) => c.createMs)),
+      deleteMs: summarise(samples.cycle.map((c) => c.deleteMs)),
+    },
+    argv: samples.argv,
+    daemonLog: relative(input.repo, input.daemonLog),
+  };
+  const summary = [
+    `create→RUNNING (median of ${input.runs}): vmlet ${ms(vmlet.median)} (p90 ${ms(vmlet.p90)}), raw QEMU ${ms(raw.median)} (p90 ${ms(raw.p90)})`,
+    `ratio ${ratio.toFixed(3)} (target ≤ ${TARGET_RATIO.toFixed(2)}): ${createToRunning.meetsTarget ? 'met' : 'NOT met'}; vmlet overhead ${ms(createToRunning.overheadMs)}`,
+    ...(breakdown
+      ? [
+          `vmlet server side (medians): create ${ms(breakdown.createMs.median)}, queue ${ms(breakdown.queueMs.median)}, launch ${ms(breakdown.launchMs.median)}, reply ${ms(breakdown.replyMs.median)}; gRPC/client ${ms(createToRunning.vmletClientOverheadMs?.median ?? 0)} (GetNodeInfo round trip ${ms(createToRunning.grpcRoundTripMs.median)})`,
+        ]
+      : []),
+    `raw QEMU (medians): socket ${ms(createToRunning.rawBreakdownMs.socketMs.median)}, QMP connect ${ms(createToRunning.rawBreakdownMs.qmpConnectMs.median)}, cont ${ms(createToRunning.rawBreakdownMs.contMs.median)}`,
+    `create+delete cycle (force): median ${ms(cycle.median)}, p90 ${ms(cycle.p90)}`,
+  ];
+  return { result, summary };
+}
