@@ -1,8 +1,25 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { errorMessage } from '../errors.js';
 import { PHASES } from '../vm/types.js';
 import type { VmManager } from '../vm/manager.js';
+import type { Logger } from '../log.js';
+import type { IpLinkStats } from './netdev.js';
+import { VmiCollector, type MigrationFiguresSource, type VmiCollectorOptions } from './vmi-collector.js';
+import { scrapeTargets } from './vm-targets.js';
 
-/** vmlet's own series: gRPC calls, QMP commands, operations, VMs by phase, build info. */
+/**
+ * prom-client's default gauges named `*_total`, which `promtool check metrics` rejects
+ * ("non-counter metrics should not have _total suffix"); their per-type breakdowns
+ * (`nodejs_active_handles{type}` …) stay.
+ */
+const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/** A VM that keeps failing is logged once a minute, not on every scrape. */
+const SCRAPE_ERROR_LOG_INTERVAL_MS = 60_000;
+
+export type ScrapeOptions = Pick<VmiCollectorOptions, 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs'>;
+
+/** vmlet's own series (gRPC calls, QMP commands, operations, VMs by phase, build info) and, once a manager is watched, the per-VM series. */
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly grpcRequests = new Counter({ name: 'vmlet_grpc_requests_total', help: 'gRPC calls served, by method and status code.', labelNames: ['method', 'code'], registers: [this.registry] });
@@ -20,6 +37,13 @@ export class AgentMetrics {
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
     registers: [this.registry],
   });
+  readonly operationDuration = new Histogram({
+    name: 'vmlet_operation_duration_seconds',
+    help: 'Time of a VM operation (create, start, stop, pause, resume, reboot, delete), queueing included; result is ok or the error code.',
+    labelNames: ['operation', 'result'],
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [this.registry],
+  });
   readonly phaseTransitions = new Histogram({
     name: 'kubevirt_vmi_phase_transition_time_seconds',
     help: 'Time a VM spent in a phase before moving to the next.',
@@ -27,14 +51,23 @@ export class AgentMetrics {
     buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600],
     registers: [this.registry],
   });
-  readonly scrapeErrors = new Counter({ name: 'vmlet_scrape_errors_total', help: 'Per-VM figures that could not be read during a scrape.', registers: [this.registry] });
+  readonly scrapeErrors = new Counter({ name: 'vmlet_scrape_errors_total', help: 'VMs (or the TAP listing) whose figures could not be read during a scrape.', registers: [this.registry] });
   readonly buildInfo = new Gauge({ name: 'vmlet_build_info', help: 'Always 1; labels say what runs.', labelNames: ['version', 'qemu_version', 'accelerator'], registers: [this.registry] });
+  /** Per-VM series; set by watchManager. */
+  vmi: VmiCollector | undefined;
+  /** When a VM's (or, under '', the TAP listing's) failure was last logged. */
+  private readonly scrapeErrorLogged = new Map<string, number>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name);
   }
 
-  watchManager(manager: VmManager): void {
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  watchManager(manager: VmManager, scrape: ScrapeOptions = {}): void {
     const registry = this.registry;
     new Gauge({
       name: 'vmlet_vms',
@@ -47,6 +80,52 @@ export class AgentMetrics {
       },
     });
     manager.on('transition', (t) => this.phaseTransitions.observe({ phase: t.from }, t.seconds));
+    manager.on('operation', (op) => this.operationDuration.observe({ operation: op.operation, result: op.result }, op.seconds));
+    this.collectVms(
+      {
+        ...scrape,
+        node: manager.options.nodeName,
+        targets: () => scrapeTargets(manager),
+        readLinks: () => manager.options.ip.json<IpLinkStats[]>(['-s', 'link', 'show']),
+      },
+      manager.log,
+    );
+    manager.on('change', (c) => {
+      if (c.type === 'DELETED') this.scrapeErrorLogged.delete(c.vm.spec.id);
+    });
+  }
+
+  /**
+   * Adds the per-VM series: every read that fails counts in vmlet_scrape_errors_total and is
+   * logged (a VM that keeps failing once a minute).
+   */
+  collectVms(options: Omit<VmiCollectorOptions, 'onError'>, log?: Logger): VmiCollector {
+    const lastLogged = this.scrapeErrorLogged;
+    const collector = new VmiCollector({
+      ...options,
+      onError: (err, vm) => {
+        this.scrapeErrors.inc();
+        const key = vm ?? '';
+        const now = Date.now();
+        if (!log || now - (lastLogged.get(key) ?? -Infinity) < SCRAPE_ERROR_LOG_INTERVAL_MS) return;
+        lastLogged.set(key, now);
+        const what = vm === undefined ? 'TAP counters' : 'VM figures';
+        log.warn({ ...(vm === undefined ? {} : { vm }), error: errorMessage(err) }, `metrics: could not read ${what} (logged at most once a minute)`);
+      },
+    });
+    this.vmi = collector;
+    return collector;
+  }
+
+  /** Where `kubevirt_vmi_migration_*` come from, once migration exists. */
+  setMigrationSource(source: MigrationFiguresSource | undefined): void {
+    if (this.vmi) this.vmi.migrations = source;
+  }
+
+  /** The whole exposition: per-VM series first (they count scrape errors), then the registry. */
+  async render(): Promise<string> {
+    const vmi = this.vmi ? await this.vmi.render() : '';
+    return (await this.registry.metrics()) + vmi;
   }
 
   observeGrpc = (method: string, code: string, seconds: number): void => {

@@ -1,0 +1,279 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QmpClient } from '../../src/qemu/qmp.js';
+import { AgentMetrics } from '../../src/metrics/agent-metrics.js';
+import { mapBounded, withDeadline } from '../../src/metrics/bounded.js';
+import { migrationFiguresFrom } from '../../src/metrics/migration-figures.js';
+import type { IpLinkStats } from '../../src/metrics/netdev.js';
+import type { MigrationFiguresSource, ScrapeTarget } from '../../src/metrics/vmi-collector.js';
+import { FakeQmpServer, type FakeQmpHandler } from '../support/fake-qmp-server.js';
+import { promtoolCheckMetrics } from '../support/prometheus.js';
+
+interface Line {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Enough of the text format for these tests (no escaped quotes or commas in label values). */
+function parse(text: string): Line[] {
+  return text
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(l);
+      if (!m) throw new Error(`unparsable line ${l}`);
+      const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)].map((x) => [x[1]!, x[2]!]));
+      return { name: m[1]!, labels, value: Number(m[3]) };
+    });
+}
+
+const series = (lines: Line[], name: string, vm?: string) => lines.filter((l) => l.name === name && (vm === undefined || l.labels.name === vm));
+const scrapeErrors = (lines: Line[]) => series(lines, 'vmlet_scrape_errors_total')[0]!.value;
+
+/** A QEMU that answers like 7.2 does; the vCPU thread is this test's main thread, so /proc reads work. */
+const answering =
+  (balloon: boolean): FakeQmpHandler =>
+  (cmd) => {
+    switch (cmd.execute) {
+      case 'qmp_capabilities':
+        return { return: {} };
+      case 'query-cpus-fast':
+        return { return: [{ 'cpu-index': 0, 'thread-id': process.pid, target: 'x86_64' }] };
+      case 'query-blockstats':
+        return {
+          return: [
+            {
+              device: '',
+              'node-name': 'drive-root',
+              qdev: '/machine/peripheral/disk-root/virtio-backend',
+              stats: { rd_operations: 7, wr_operations: 3, rd_bytes: 4096, wr_bytes: 1024, rd_total_time_ns: 2e9, wr_total_time_ns: 1e9, flush_operations: 1, flush_total_time_ns: 5e6 },
+            },
+          ],
+        };
+      case 'query-balloon':
+        return balloon ? { return: { actual: 100 * 1024 * 1024 } } : { error: { class: 'DeviceNotActive', desc: 'No balloon device has been activated' } };
+      default:
+        return { error: { class: 'CommandNotFound', desc: `The command ${cmd.execute} has not been found` } };
+    }
+  };
+
+/** A QEMU whose monitor accepted the connection and then stopped answering. */
+const hung: FakeQmpHandler = (cmd) => (cmd.execute === 'qmp_capabilities' ? { return: {} } : undefined);
+
+const LINKS: IpLinkStats[] = [
+  { ifname: 'tap-good', stats64: { rx: { bytes: 100, packets: 1, errors: 0, dropped: 0 }, tx: { bytes: 900, packets: 9, errors: 0, dropped: 1 } } },
+  { ifname: 'tap-hung', stats64: { rx: { bytes: 5, packets: 1, errors: 0, dropped: 0 }, tx: { bytes: 6, packets: 1, errors: 0, dropped: 0 } } },
+];
+
+describe('per-VM collector against fake QMP servers', () => {
+  const servers: Record<string, FakeQmpServer> = {};
+  const clients: Record<string, QmpClient> = {};
+
+  beforeAll(async () => {
+    servers.good = await FakeQmpServer.start({ handler: answering(true) });
+    servers.noballoon = await FakeQmpServer.start({ handler: answering(false) });
+    servers.hung = await FakeQmpServer.start({ handler: hung });
+    for (const [name, s] of Object.entries(servers)) clients[name] = await QmpClient.connect(s.path);
+  });
+  afterAll(async () => {
+    for (const c of Object.values(clients)) c.close();
+    for (const s of Object.values(servers)) await s.stop();
+  });
+
+  const target = (id: string, over: Partial<ScrapeTarget> = {}): ScrapeTarget => ({
+    id,
+    labels: { 'app.kubernetes.io/name': 'web' },
+    phase: 'Running',
+    memoryBytes: 128 * 1024 * 1024,
+    qemu: { pid: process.pid, qmp: clients[id]! },
+    nics: [{ name: 'eth0', tap: `tap-${id}` }],
+    disks: ['root'],
+    ...over,
+  });
+  const targets = (): ScrapeTarget[] => [target('good'), target('noballoon'), target('hung'), target('off', { phase: 'Stopped', qemu: undefined, nics: [] })];
+
+  function metricsWith(over: { targets?: () => ScrapeTarget[]; readLinks?: () => Promise<IpLinkStats[]>; migrations?: MigrationFiguresSource } = {}) {
+    const metrics = new AgentMetrics();
+    metrics.collectVms({
+      node: 'node-a',
+      targets: over.targets ?? targets,
+      readLinks: over.readLinks ?? (async () => LINKS),
+      migrations: over.migrations,
+      concurrency: 2,
+      vmDeadlineMs: 300,
+      // Far beyond the VM deadline: only the per-VM deadline can keep the scrape short.
+      qmpTimeoutMs: 10_000,
+    });
+    return metrics;
+  }
+
+  it('a VM whose QMP never answers costs only its own series and one scrape error per scrape', async () => {
+    const metrics = metricsWith();
+    const started = Date.now();
+    const text = await metrics.render();
+    expect(Date.now() - started).toBeLessThan(5000);
+    const lines = parse(text);
+
+    expect(series(lines, 'kubevirt_vmi_info').map((l) => [l.labels.name, l.labels.phase])).toEqual([
+      ['good', 'running'],
+      ['hung', 'running'],
+      ['noballoon', 'running'],
+      ['off', 'stopped'],
+    ]);
+    for (const vm of ['good', 'noballoon']) {
+      expect(series(lines, 'kubevirt_vmi_cpu_usage_seconds_total', vm)).toHaveLength(1);
+      expect(series(lines, 'kubevirt_vmi_memory_resident_bytes', vm)[0]!.value).toBeGreaterThan(0);
+      expect(series(lines, 'kubevirt_vmi_vcpu_seconds_total', vm).map((l) => [l.labels.id, l.labels.state])).toEqual([['0', 'running']]);
+      expect(series(lines, 'kubevirt_vmi_storage_iops_read_total', vm).map((l) => [l.labels.drive, l.value])).toEqual([['root', 7]]);
+    }
+    expect(lines.filter((l) => l.labels.name === 'hung').map((l) => l.name).sort()).toEqual(
+      [
+        'kubevirt_vmi_info',
+        'kubevirt_vmi_memory_domain_bytes',
+        // TAP counters come from the kernel, not from QEMU: they stay.
+        ...['receive', 'transmit'].flatMap((d) => ['bytes', 'packets', 'errors', 'packets_dropped'].map((k) => `kubevirt_vmi_network_${d}_${k}_total`)),
+      ].sort(),
+    );
+    expect(lines.filter((l) => l.labels.name === 'off').map((l) => l.name)).toEqual(['kubevirt_vmi_info']);
+    expect(scrapeErrors(lines)).toBe(1);
+
+    expect(scrapeErrors(parse(await metrics.render()))).toBe(2);
+    expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, problems: '' });
+  });
+
+  it('every per-VM series carries name, node and the sanitised VM labels; units as KubeVirt has them', async () => {
+    const lines = parse(await metricsWith().render());
+    const good = lines.filter((l) => l.labels.name === 'good');
+    expect(good.length).toBeGreaterThan(20);
+    for (const l of good) {
+      expect(l.labels).toMatchObject({ name: 'good', node: 'node-a', kubernetes_vmi_label_app_kubernetes_io_name: 'web' });
+    }
+    const one = (name: string, extra: Record<string, string> = {}) =>
+      series(lines, name, 'good').filter((l) => Object.entries(extra).every(([k, v]) => l.labels[k] === v))[0]?.value;
+    expect(one('kubevirt_vmi_memory_domain_bytes')).toBe(128 * 1024 * 1024);
+    expect(one('kubevirt_vmi_memory_actual_balloon_bytes')).toBe(100 * 1024 * 1024);
+    expect(one('kubevirt_vmi_storage_read_times_seconds_total', { drive: 'root' })).toBe(2);
+    expect(one('kubevirt_vmi_storage_flush_times_seconds_total', { drive: 'root' })).toBe(0.005);
+    expect(one('kubevirt_vmi_storage_read_traffic_bytes_total', { drive: 'root' })).toBe(4096);
+    // The TAP transmitted 900 bytes: the guest received them.
+    expect(one('kubevirt_vmi_network_receive_bytes_total', { interface: 'eth0' })).toBe(900);
+    expect(one('kubevirt_vmi_network_transmit_bytes_total', { interface: 'eth0' })).toBe(100);
+    expect(one('kubevirt_vmi_network_receive_packets_dropped_total', { interface: 'eth0' })).toBe(1);
+    const user = one('kubevirt_vmi_cpu_user_usage_seconds_total')!;
+    const system = one('kubevirt_vmi_cpu_system_usage_seconds_total')!;
+    expect(one('kubevirt_vmi_cpu_usage_seconds_total')).toBeCloseTo(user + system, 6);
+  });
+
+  it('no balloon device is not an error: the balloon series is just absent', async () => {
+    const lines = parse(await metricsWith({ targets: () => [target('noballoon')] }).render());
+    expect(series(lines, 'kubevirt_vmi_memory_actual_balloon_bytes')).toEqual([]);
+    expect(series(lines, 'kubevirt_vmi_memory_resident_bytes', 'noballoon')).toHaveLength(1);
+    expect(scrapeErrors(lines)).toBe(0);
+  });
+
+  it('a failing TAP listing is one scrape error; the QEMU figures stay', async () => {
+    const lines = parse(
+      await metricsWith({
+        targets: () => [target('good')],
+        readLinks: () => Promise.reject(new Error('ip: no such netns')),
+      }).render(),
+    );
+    expect(lines.filter((l) => l.name.startsWith('kubevirt_vmi_network_'))).toEqual([]);
+    expect(series(lines, 'kubevirt_vmi_cpu_usage_seconds_total', 'good')).toHaveLength(1);
+    expect(scrapeErrors(lines)).toBe(1);
+  });
+
+  it('a scrape sends only query commands (it never changes a VM)', async () => {
+    await metricsWith().render();
+    for (const s of Object.values(servers)) {
+      for (const name of s.commandNames()) expect(name).toMatch(/^(qmp_capabilities|query-[a-z-]+)$/);
+    }
+    expect(servers.good!.commandNames()).toEqual(expect.arrayContaining(['query-cpus-fast', 'query-blockstats', 'query-balloon']));
+  });
+
+  it('scrapes that overlap share one read', async () => {
+    const metrics = metricsWith({ targets: () => [target('good')] });
+    const before = servers.good!.commandNames().filter((c) => c === 'query-cpus-fast').length;
+    const [a, b] = await Promise.all([metrics.vmi!.collect(), metrics.vmi!.collect()]);
+    expect(a).toBe(b);
+    expect(servers.good!.commandNames().filter((c) => c === 'query-cpus-fast').length).toBe(before + 1);
+  });
+
+  it('migration series appear only when a migration source is plugged in and knows the VM', async () => {
+    const names = (text: string) => parse(text).filter((l) => l.name.startsWith('kubevirt_vmi_migration_'));
+    expect(names(await metricsWith().render())).toEqual([]);
+    const source: MigrationFiguresSource = {
+      migrationFigures: (id) => (id === 'off' ? { dataProcessedBytes: 10, dataRemainingBytes: 5, succeeded: true, failed: false } : undefined),
+    };
+    const metrics = metricsWith({ migrations: source });
+    const text = await metrics.render();
+    expect(names(text).map((l) => [l.name, l.labels.name, l.value])).toEqual([
+      ['kubevirt_vmi_migration_data_processed_bytes', 'off', 10],
+      ['kubevirt_vmi_migration_data_remaining_bytes', 'off', 5],
+      ['kubevirt_vmi_migration_succeeded', 'off', 1],
+      ['kubevirt_vmi_migration_failed', 'off', 0],
+    ]);
+    expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, problems: '' });
+  });
+
+  it('the whole exposition, default process metrics included, passes promtool', async () => {
+    const metrics = metricsWith();
+    metrics.buildInfo.set({ version: '0.1.0', qemu_version: '7.2.22', accelerator: 'tcg' }, 1);
+    metrics.observeGrpc('/vmlet.v1.VmService/GetVm', 'OK', 0.002);
+    metrics.observeQmp('query-status', 0.001);
+    metrics.operationDuration.observe({ operation: 'start', result: 'ok' }, 1.5);
+    const text = await metrics.render();
+    expect(text).toContain('process_cpu_seconds_total');
+    expect(text).not.toContain('nodejs_active_handles_total');
+    expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, problems: '' });
+  });
+});
+
+describe('migrationFiguresFrom', () => {
+  const records: Record<string, { phase: string; dataProcessedBytes: number; dataRemainingBytes: number }> = {
+    a: { phase: 'Running', dataProcessedBytes: 10, dataRemainingBytes: 90 },
+    b: { phase: 'Succeeded', dataProcessedBytes: 100, dataRemainingBytes: 0 },
+    c: { phase: 'Failed', dataProcessedBytes: 5, dataRemainingBytes: 95 },
+    d: { phase: 'Cancelled', dataProcessedBytes: 1, dataRemainingBytes: 2 },
+  };
+  const source = migrationFiguresFrom({ get: (id) => records[id] });
+
+  it.each([
+    ['a', { dataProcessedBytes: 10, dataRemainingBytes: 90, succeeded: false, failed: false }],
+    ['b', { dataProcessedBytes: 100, dataRemainingBytes: 0, succeeded: true, failed: false }],
+    ['c', { dataProcessedBytes: 5, dataRemainingBytes: 95, succeeded: false, failed: true }],
+    ['d', { dataProcessedBytes: 1, dataRemainingBytes: 2, succeeded: false, failed: false }],
+  ])('%s → %j', (id, figures) => {
+    expect(source.migrationFigures(id)).toEqual(figures);
+  });
+
+  it('a VM that never migrated has no figures', () => {
+    expect(source.migrationFigures('never')).toBeUndefined();
+  });
+});
+
+describe('mapBounded / withDeadline', () => {
+  it('never runs more than the limit at once, and keeps the input order', async () => {
+    let active = 0;
+    let max = 0;
+    const out = await mapBounded([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 3, async (n) => {
+      active++;
+      max = Math.max(max, active);
+      await new Promise((r) => setImmediate(r));
+      active--;
+      return n * 2;
+    });
+    expect(max).toBe(3);
+    expect(out).toEqual([2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
+  });
+
+  it('handles no items and a limit beyond the items', async () => {
+    expect(await mapBounded([], 4, async () => 1)).toEqual([]);
+    expect(await mapBounded([1], 4, async (n) => n)).toEqual([1]);
+  });
+
+  it('withDeadline gives up with DEADLINE_EXCEEDED on a promise that never settles', async () => {
+    await expect(withDeadline(new Promise(() => undefined), 20, 'reading VM x')).rejects.toMatchObject({ code: 'DEADLINE_EXCEEDED', message: expect.stringContaining('reading VM x') });
+    expect(await withDeadline(Promise.resolve(5), 1000, 'x')).toBe(5);
+  });
+});
