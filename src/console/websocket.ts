@@ -1,0 +1,125 @@
+import fastifyWebsocket from '@fastify/websocket';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { RawData, WebSocket } from 'ws';
+import { status } from '@grpc/grpc-js';
+import { isLoopbackAddress } from '../config.js';
+import { asVmletError, VmletError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { validateVmId } from '../vm/validate.js';
+import type { ConsoleSink } from './client.js';
+import type { ConsoleHub } from './hub.js';
+
+export const CONSOLE_WEBSOCKET_PATH = '/v1/vms/:id/console';
+/** Keepalive: a ping this often; a client that has not answered the previous one is cut. */
+export const DEFAULT_PING_INTERVAL_MS = 30_000;
+const DROP_GRACE_MS = 5_000;
+const MAX_INPUT_FRAME_BYTES = 64 * 1024;
+
+export interface ConsoleWebsocketOptions {
+  hub: ConsoleHub;
+  /** The HTTP listen address: the console is only served on loopback (there is no HTTPS yet). */
+  listen: string;
+  logger: Logger;
+  pingIntervalMs?: number;
+}
+
+type ConsoleRequest = FastifyRequest<{ Params: { id: string } }>;
+
+const HTTP_STATUS: Partial<Record<VmletError['code'], number>> = { INVALID_ARGUMENT: 400, NOT_FOUND: 404, FAILED_PRECONDITION: 409 };
+
+/** Close codes: 1000 when the VM stops; 4000 + the gRPC status code when the console ends on an error (4008: too slow). */
+export function closeCodeOf(err: VmletError): number {
+  return 4000 + status[err.code];
+}
+
+/** A close reason fits in 123 bytes. */
+const reasonOf = (message: string): string => (Buffer.byteLength(message) <= 123 ? message : `${Buffer.from(message).subarray(0, 120).toString('utf8')}...`);
+
+/**
+ * `GET /v1/vms/:id/console` upgraded to a websocket: binary frames of guest output (history tail,
+ * then live) out, frames of input in. Refused before the upgrade with 404/409/400 like the gRPC
+ * Console, and with 403 for a browser page of another origin (websockets are not bound by CORS).
+ */
+export async function registerConsoleWebsocket(app: FastifyInstance, options: ConsoleWebsocketOptions): Promise<void> {
+  if (!isLoopbackAddress(options.listen)) {
+    throw new Error(`the console websocket is only served on a loopback HTTP address (no HTTPS yet), not ${options.listen}`);
+  }
+  await app.register(async (scope) => {
+    await scope.register(fastifyWebsocket, { options: { maxPayload: MAX_INPUT_FRAME_BYTES } });
+    scope.get(CONSOLE_WEBSOCKET_PATH, { websocket: true, preValidation: (req: ConsoleRequest, reply) => refuse(options.hub, req, reply) }, (socket, req: ConsoleRequest) =>
+      serve(socket, req.params.id, options),
+    );
+  });
+}
+
+async function refuse(hub: ConsoleHub, req: ConsoleRequest, reply: FastifyReply): Promise<void> {
+  const origin = req.headers.origin;
+  if (origin !== undefined && !sameOrigin(origin, req.headers.host)) {
+    await reply.code(403).send({ code: 'PERMISSION_DENIED', message: `websocket from origin ${origin} refused: only same-origin pages and non-browser clients may attach` });
+    return;
+  }
+  try {
+    hub.attachable(validateVmId(req.params.id, 'id'));
+  } catch (err) {
+    const e = asVmletError(err);
+    await reply.code(HTTP_STATUS[e.code] ?? 500).send({ code: e.code, message: e.message });
+  }
+}
+
+function sameOrigin(origin: string, host: string | undefined): boolean {
+  try {
+    return host !== undefined && new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
+function serve(socket: WebSocket, id: string, options: ConsoleWebsocketOptions): void {
+  const log = options.logger.child({ vm: id, transport: 'websocket' });
+  const sink: ConsoleSink = {
+    write: (chunk, flushed) => socket.send(chunk, { binary: true }, () => flushed()),
+    end: () => socket.close(1000, 'VM stopped'),
+    fail: (err) => {
+      log.info({ error: err.message }, 'console websocket dropped');
+      socket.close(closeCodeOf(err), reasonOf(err.message));
+      // A client that does not read never sees the close frame: cut it after a grace.
+      setTimeout(() => socket.terminate(), DROP_GRACE_MS).unref();
+    },
+  };
+  const client = options.hub.client(sink);
+  const stopKeepalive = keepalive(socket, options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS);
+  socket.on('close', () => {
+    stopKeepalive();
+    client.detach();
+  });
+  socket.on('error', (err) => log.debug({ err }, 'console websocket error'));
+  try {
+    const session = options.hub.attachable(id);
+    socket.on('message', (data: RawData) => session.input(toBuffer(data)));
+    session.attach(client).catch((err: unknown) => client.fail(asVmletError(err)));
+  } catch (err) {
+    client.fail(asVmletError(err));
+  }
+}
+
+/** Pings every `intervalMs`; terminates a peer that did not answer the previous ping. Returns the stopper. */
+function keepalive(socket: WebSocket, intervalMs: number): () => void {
+  let answered = true;
+  socket.on('pong', () => (answered = true));
+  const timer = setInterval(() => {
+    if (!answered) {
+      socket.terminate();
+      return;
+    }
+    answered = false;
+    socket.ping();
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
