@@ -17,8 +17,12 @@ export interface DaemonConfig {
   grpcListen: string[];
   /** `host:port`; empty disables HTTP. */
   httpListen: string;
+  /** Serve the console websocket (`/v1/vms/:id/console`) on the HTTP listener; loopback only. */
+  consoleWebsocket: boolean;
   imageRoots: string[];
   netns?: string;
+  /** Where QEMU listens for incoming migration and NBD streams (default: host of the first TCP --grpc-listen). */
+  migrationAddress?: string;
   /** Bridges vmlet creates at start when missing (`--bridge`). */
   bridges: string[];
   /** When non-empty, NICs may only name these bridges. */
@@ -57,9 +61,11 @@ export const DAEMON_USAGE = `vmlet daemon [options]
   --run-dir DIR              sockets, pidfiles, console logs (default ${DEFAULTS.runDir})
   --grpc-listen ADDR         unix:///path or HOST:PORT; repeatable (default unix://<run-dir>/vmlet.sock)
   --http-listen HOST:PORT    metrics and health (default ${DEFAULTS.httpListen}; "" disables)
+  --console-websocket        also serve VM consoles as websockets on --http-listen (loopback only)
   --image-root DIR           where kernels, initrds and images may live; repeatable (default ${DEFAULTS.imageRoot})
   --netns NAME               create TAPs and run QEMU inside this network namespace
   --bridge NAME              create this bridge at start when missing (repeatable)
+  --migration-address HOST   where incoming migration streams arrive (default: host of the first TCP --grpc-listen)
   --allowed-bridge NAME      NICs may only use these bridges (repeatable; default: any existing bridge)
   --tls-cert F --tls-key F --tls-ca F   TLS with client certificates for TCP listeners
   --accel auto|kvm|tcg       accelerator (default auto: KVM when it really works, else TCG)
@@ -113,9 +119,11 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'run-dir': { type: 'string' },
       'grpc-listen': { type: 'string', multiple: true },
       'http-listen': { type: 'string' },
+      'console-websocket': { type: 'boolean' },
       'image-root': { type: 'string', multiple: true },
       netns: { type: 'string' },
       bridge: { type: 'string', multiple: true },
+      'migration-address': { type: 'string' },
       'allowed-bridge': { type: 'string', multiple: true },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
@@ -148,14 +156,20 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   }
   const httpListen = values['http-listen'] ?? DEFAULTS.httpListen;
   if (httpListen) listenHost(httpListen);
+  const consoleWebsocket = values['console-websocket'] ?? false;
+  if (consoleWebsocket && !(httpListen && isLoopbackAddress(httpListen))) {
+    throw new ConfigError(`--console-websocket: a console is a shell on the guest and HTTP has no TLS yet, so it is only served on a loopback --http-listen (127.0.0.1:PORT, [::1]:PORT); got "${httpListen}"`);
+  }
   return {
     stateDir: resolve(values['state-dir'] ?? DEFAULTS.stateDir),
     runDir,
     grpcListen,
     httpListen,
+    consoleWebsocket,
     imageRoots: (values['image-root']?.length ? values['image-root'] : [DEFAULTS.imageRoot]).map((p) => resolve(p)),
     netns: values.netns,
     bridges: values.bridge ?? [],
+    migrationAddress: values['migration-address'],
     allowedBridges: values['allowed-bridge'] ?? [],
     tls,
     accelerator: oneOf('accel', values.accel, ['auto', 'kvm', 'tcg'] as const, 'auto'),
@@ -170,4 +184,13 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     logFormat: oneOf('log-format', values['log-format'], ['json', 'pretty'] as const, 'json'),
     logLevel: values['log-level'] ?? 'info',
   };
+}
+
+/** The host QEMU binds for incoming migrations: --migration-address, else the first TCP gRPC listener's host. */
+export function migrationAddress(config: Pick<DaemonConfig, 'migrationAddress' | 'grpcListen'>): string | undefined {
+  if (config.migrationAddress) return config.migrationAddress;
+  const tcp = config.grpcListen.find((a) => !a.startsWith('unix://'));
+  if (!tcp) return undefined;
+  const host = listenHost(tcp).replace(/^\[(.*)\]$/, '$1');
+  return host === '0.0.0.0' || host === '::' ? undefined : host;
 }

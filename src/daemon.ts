@@ -1,5 +1,4 @@
 import { cpus, totalmem } from 'node:os';
-import { access, constants } from 'node:fs/promises';
 import type { DaemonConfig } from './config.js';
 import { checkRunDirFits } from './state/paths.js';
 import type { Logger } from './log.js';
@@ -11,10 +10,19 @@ import { ensureBridge } from './net/tap.js';
 import { vhostNetWorks } from './net/vhost.js';
 import { VmManager } from './vm/manager.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
-import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
+import { Readiness, selfCheckTarget } from './metrics/readiness.js';
+import { migrationFiguresFrom } from './metrics/migration-figures.js';
+import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, migrationAgentServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
 import { vmServiceHandlers, type NodeFacts } from './api/grpc/vm-service.js';
-import { migrationServiceHandlers } from './api/grpc/migration-service.js';
+import { migrationAgentHandlers, migrationServiceHandlers, type MigrationDeps } from './api/grpc/migration-service.js';
+import { MigrationRegistry } from './migration/registry.js';
+import { OutgoingMigrations } from './migration/source.js';
+import { IncomingMigrations } from './migration/target.js';
+import { migrationHooks } from './migration/reconcile.js';
+import { migrationAddress } from './config.js';
 import { startHttpServer } from './api/http/server.js';
+import { consoleHubFor } from './console/registry.js';
+import { registerConsoleWebsocket } from './console/websocket.js';
 import { VMLET_VERSION } from './version.js';
 
 export interface RunningDaemon {
@@ -66,8 +74,12 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     onQmpCommand: metrics.observeQmp,
   });
   metrics.watchManager(manager);
+  const migration = setUpMigration(manager, config);
+  metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
   await manager.init();
   logger.info({ vms: manager.list().length }, 'state loaded');
+  // Consoles of running (adopted) VMs connect now, not at the first client.
+  const consoles = consoleHubFor(manager);
 
   const node: NodeFacts = {
     hostname: config.nodeName,
@@ -82,25 +94,28 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     tls: config.tls,
     services: [
       { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, node, ctx) },
-      { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(ctx) },
+      { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(migration, ctx) },
+      { definition: migrationAgentServiceDefinition(), handlers: migrationAgentHandlers(migration, ctx) },
     ],
   });
   for (const name of ['', ...SERVICE_NAMES]) grpc.health.setStatus(name, 'SERVING');
   logger.info({ addresses: grpc.addresses }, 'gRPC serving');
+  let grpcServing = true;
+  const readiness = new Readiness({
+    stateDir: config.stateDir,
+    qemuBinary: config.qemuBinary,
+    grpcTarget: selfCheckTarget(grpc.addresses, config.tls !== undefined),
+    grpcServing: () => grpcServing,
+  });
 
   let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
   if (config.httpListen) {
     http = await startHttpServer({
       listen: config.httpListen,
-      registry: metrics.registry,
-      notReady: async () => {
-        try {
-          await access(config.stateDir, constants.W_OK);
-        } catch {
-          return `state dir ${config.stateDir} is not writable`;
-        }
-        return null;
-      },
+      metrics: () => metrics.render(),
+      metricsContentType: metrics.contentType,
+      notReady: readiness.notReady,
+      register: config.consoleWebsocket ? (app) => registerConsoleWebsocket(app, { hub: consoles, listen: config.httpListen, logger }) : undefined,
     });
     logger.info({ address: http.address }, 'HTTP serving /metrics /healthz /readyz');
   }
@@ -111,11 +126,24 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     httpAddress: http?.address,
     node,
     async stop() {
+      grpcServing = false;
       for (const name of ['', ...SERVICE_NAMES]) grpc.health.setStatus(name, 'NOT_SERVING');
+      await consoles.close();
       await http?.app.close();
+      readiness.close();
       await grpc.shutdown();
       await manager.close();
       logger.info('vmlet stopped; guests keep running');
     },
   };
+}
+
+/** Source and target sides of live migration, plugged into the manager before it reconciles. */
+function setUpMigration(manager: VmManager, config: DaemonConfig): MigrationDeps {
+  const registry = new MigrationRegistry();
+  const source = { manager, registry, tls: config.tls, nodeName: config.nodeName };
+  const outgoing = new OutgoingMigrations(source);
+  const incoming = new IncomingMigrations(manager, () => migrationAddress(config));
+  manager.migrationHooks = migrationHooks(source, incoming, outgoing);
+  return { registry, outgoing, incoming, manager, nodeName: config.nodeName };
 }

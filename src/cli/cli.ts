@@ -8,9 +8,12 @@ import { lsVerb } from './verbs/ls.js';
 import { pauseVerb, rebootVerb, resumeVerb, rmVerb, startVerb, stopVerb } from './verbs/lifecycle.js';
 import { nodeVerb } from './verbs/node.js';
 import { watchVerb } from './verbs/watch.js';
+import { migrateVerb, migrationVerb } from './verbs/migrate.js';
+import { consoleVerb } from './verbs/console.js';
+import { logsVerb } from './verbs/logs.js';
 
 /** The client verbs, in help order. */
-export const CLIENT_VERBS: readonly Verb[] = [createVerb, getVerb, lsVerb, startVerb, stopVerb, pauseVerb, resumeVerb, rebootVerb, rmVerb, watchVerb, nodeVerb];
+export const CLIENT_VERBS: readonly Verb[] = [createVerb, getVerb, lsVerb, startVerb, stopVerb, pauseVerb, resumeVerb, rebootVerb, rmVerb, watchVerb, consoleVerb, logsVerb, migrateVerb, migrationVerb, nodeVerb];
 
 const hasHelp = (argv: string[]): boolean => argv.some((a) => a === '-h' || a === '--help');
 

@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { connectClients, normaliseEndpoint, unary, type VmletClients } from '../api/grpc/client.js';
 import type { VmServiceClient } from '../api/grpc/generated/vmlet/v1/VmService.js';
+import type { MigrationServiceClient } from '../api/grpc/generated/vmlet/v1/MigrationService.js';
 import type { GlobalOptions } from './args.js';
 
 type UnaryMethod<Req, Res> = (req: Req, metadata: grpc.Metadata, options: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
@@ -15,14 +16,22 @@ export class Session {
     return normaliseEndpoint(this.globals.endpoint);
   }
 
-  get vms(): VmServiceClient {
+  private connected(): VmletClients {
     this.clients ??= connectClients({
       endpoint: this.globals.endpoint,
       tlsCa: this.globals.tlsCa,
       tlsCert: this.globals.tlsCert,
       tlsKey: this.globals.tlsKey,
     });
-    return this.clients.vms;
+    return this.clients;
+  }
+
+  get vms(): VmServiceClient {
+    return this.connected().vms;
+  }
+
+  get migrations(): MigrationServiceClient {
+    return this.connected().migrations;
   }
 
   /** Call options with the --timeout deadline, or `minSeconds` when that is longer and --timeout was not given. */
@@ -30,6 +39,11 @@ export class Session {
     const { timeoutSeconds, timeoutExplicit } = this.globals;
     const seconds = timeoutExplicit ? timeoutSeconds : Math.max(timeoutSeconds, minSeconds);
     return seconds > 0 ? { deadline: new Date(Date.now() + seconds * 1000) } : {};
+  }
+
+  /** `await session.callMigration((c) => c.getMigration.bind(c), { id })` */
+  callMigration<Req, Res>(pick: (client: MigrationServiceClient) => UnaryMethod<Req, Res>, request: Req, minSeconds = 0): Promise<Res> {
+    return unary(pick(this.migrations), request, this.callOptions(minSeconds));
   }
 
   /** `await session.call((c) => c.getVm.bind(c), { id })` */

@@ -26,9 +26,12 @@ export async function processCmdline(pid: number): Promise<string[] | undefined>
 /** Polls /proc with a deadline (a process that is not our child gives us no exit event). */
 export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
+  // Most exits follow within milliseconds of the request: start polling fast, back off to 20 ms.
+  let interval = 1;
   while (await isAlive(pid)) {
     if (Date.now() >= deadline) return false;
-    await delay(20);
+    await delay(interval);
+    interval = Math.min(20, interval * 2);
   }
   return true;
 }

@@ -6,7 +6,8 @@
  * slots in argv order, so the same plan gives the same layout: slot 1 upwards); then `hotplugPorts` spare
  * pcie-root-ports `hotplug-<i>` for NIC hotplug (devices on pcie.0 cannot be hot-plugged or
  * hot-unplugged on q35). A NIC listed in `nicPorts` sits on its root port instead: that is how a
- * migration target recreates the layout of a source whose NICs were hot-plugged.
+ * migration target recreates the layout of a source whose NICs were hot-plugged. Last on pcie.0,
+ * the virtio balloon `balloon0` (vmlet never inflates it; `query-balloon` feeds the metrics).
  */
 import type { DiskStatus, NicStatus, VmPaths, VmSpec } from '../vm/types.js';
 
@@ -52,6 +53,8 @@ export const diskDeviceId = (disk: string): string => `disk-${disk}`;
 export const netdevId = (nic: string): string => `net-${nic}`;
 export const nicDeviceId = (nic: string): string => `nic-${nic}`;
 export const hotplugPortId = (index: number): string => `hotplug-${index}`;
+/** The virtio balloon: `query-balloon` reports the guest's memory (kubevirt_vmi_memory_actual_balloon_bytes). */
+export const BALLOON_DEVICE_ID = 'balloon0';
 
 /** Escapes a value for QEMU's `key=value,...` option syntax, where a literal comma is written `,,`. */
 export function escapeOptValue(value: string): string {
@@ -119,7 +122,7 @@ function checkPlan(plan: QemuLaunchPlan, ports: number): void {
     if (!Number.isInteger(port) || port < 0 || port >= ports) throw new Error(`launch plan of ${spec.id}: NIC ${nic} on port ${port}, but there are ${ports}`);
   }
   if (new Set(onPorts.map(([, p]) => p)).size !== onPorts.length) throw new Error(`launch plan of ${spec.id}: two NICs on one hotplug port`);
-  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports;
+  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports + 1; // + the balloon
   if (slots > PCIE0_FREE_SLOTS) throw new Error(`launch plan of ${spec.id}: ${slots} PCI devices on pcie.0, at most ${PCIE0_FREE_SLOTS}`);
 }
 
@@ -168,6 +171,8 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     const port = nicPorts[nic.name];
     if (port !== undefined) argv.push(...netdev(nic), ...device(nic, hotplugPortId(port)));
   }
+  // Last on pcie.0, so that adding it left the slots of disks, NICs and ports unchanged.
+  argv.push('-device', jsonDevice('virtio-balloon-pci', { id: BALLOON_DEVICE_ID }));
   if (plan.startPaused) argv.push('-S');
   if (plan.incoming === true) argv.push('-incoming', 'defer');
   return argv;

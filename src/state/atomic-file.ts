@@ -2,11 +2,13 @@ import { open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-/**
- * Writes a file so that a crash at any instant leaves either the old or the new content:
- * temp file in the same directory, fsync, rename over the target, fsync the directory.
- */
-export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o640): Promise<void> {
+/** A file written to a synced temp file, not yet renamed into place. */
+interface Staged {
+  tmp: string;
+  path: string;
+}
+
+async function stage(path: string, data: string | Buffer, mode: number): Promise<Staged> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   const handle = await open(tmp, 'w', mode);
   try {
@@ -18,19 +20,45 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode 
     throw err;
   }
   await handle.close();
+  return { tmp, path };
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
   try {
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  const dir = await open(dirname(path), 'r');
-  try {
-    await dir.sync();
+    await handle.sync();
   } finally {
-    await dir.close();
+    await handle.close();
   }
 }
 
-export const writeJsonAtomic = (path: string, value: unknown): Promise<void> =>
-  writeFileAtomic(path, JSON.stringify(value, null, 2) + '\n');
+/**
+ * Writes files of one directory so that a crash at any instant leaves each either old or new:
+ * every temp file is written and fsynced (in parallel), then renamed into place in the given
+ * order, then the directory is fsynced once.
+ */
+export async function writeFilesAtomic(files: { path: string; data: string | Buffer }[], mode = 0o640): Promise<void> {
+  const staged = await Promise.allSettled(files.map((f) => stage(f.path, f.data, mode)));
+  const failed = staged.find((s) => s.status === 'rejected');
+  if (failed) {
+    await Promise.all(staged.map((s) => (s.status === 'fulfilled' ? rm(s.value.tmp, { force: true }) : undefined)));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  const ready = staged.map((s) => (s as PromiseFulfilledResult<Staged>).value);
+  for (const [i, s] of ready.entries()) {
+    try {
+      await rename(s.tmp, s.path);
+    } catch (err) {
+      await Promise.all(ready.slice(i).map((r) => rm(r.tmp, { force: true })));
+      throw err;
+    }
+  }
+  const dirs = new Set(ready.map((s) => dirname(s.path)));
+  await Promise.all([...dirs].map(syncDir));
+}
+
+export const writeFileAtomic = (path: string, data: string | Buffer, mode = 0o640): Promise<void> => writeFilesAtomic([{ path, data }], mode);
+
+export const json = (value: unknown): string => JSON.stringify(value, null, 2) + '\n';
+
+export const writeJsonAtomic = (path: string, value: unknown): Promise<void> => writeFileAtomic(path, json(value));

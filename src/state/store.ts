@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VmSpec, VmStatus } from '../vm/types.js';
-import { writeJsonAtomic } from './atomic-file.js';
+import { json, writeFilesAtomic, writeJsonAtomic } from './atomic-file.js';
 import { vmPaths } from './paths.js';
 
 /** Durable VM state: one directory per VM under <state-dir>/vms, every write atomic. */
@@ -20,12 +20,17 @@ export class StateStore {
     await mkdir(join(this.runDir, 'vms'), { recursive: true, mode: 0o750 });
   }
 
-  /** Creates the VM's directory and writes its spec and first status; the spec file is the VM's existence. */
+  /**
+   * Creates the VM's directory and writes its first status and its spec, renamed into place in
+   * that order: the spec file is the VM's existence.
+   */
   async create(spec: VmSpec, status: VmStatus): Promise<void> {
     const p = this.paths(spec.id);
     await mkdir(p.disksDir, { recursive: true, mode: 0o750 });
-    await writeJsonAtomic(p.statusFile, status);
-    await writeJsonAtomic(p.specFile, spec);
+    await writeFilesAtomic([
+      { path: p.statusFile, data: json(status) },
+      { path: p.specFile, data: json(spec) },
+    ]);
   }
 
   saveSpec(spec: VmSpec): Promise<void> {

@@ -15,3 +15,15 @@ export interface PhaseTransition {
   /** Time spent in `from`. */
   seconds: number;
 }
+
+export type OperationName = 'create' | 'start' | 'stop' | 'pause' | 'resume' | 'reboot' | 'delete';
+
+/** A VM operation finished (metrics: vmlet_operation_duration_seconds). */
+export interface OperationDone {
+  id: string;
+  operation: OperationName;
+  /** `ok`, or the error code (`FAILED_PRECONDITION`, …; `INTERNAL` for anything else). */
+  result: string;
+  /** From the call to the end, time in the VM's queue included. */
+  seconds: number;
+}

@@ -262,10 +262,12 @@ export class Lifecycle {
   async reconcile(record: VmRecord): Promise<void> {
     const { status } = record;
     const pid = status.pid;
+    const hooks = this.m.migrationHooks;
     if (pid && (await isQemuOf(pid, record.spec.id))) {
       try {
         const instance = await this.connect(record, pid);
         const { status: runState } = await instance.qmp.execute<{ status: string }>('query-status');
+        if (status.migration && hooks) return await hooks.reconcile(record, runState);
         const phase = status.phase === 'Deleting' ? 'Deleting' : phaseOfRunState(runState);
         record.log.info({ pid, runState }, 'adopted running QEMU');
         if (phase !== status.phase) this.m.setPhase(record, phase, `adopted after vmlet restart (QEMU ${runState})`);
@@ -275,7 +277,10 @@ export class Lifecycle {
         this.m.setPhase(record, 'Failed', `QEMU pid ${pid} is alive but QMP does not answer: ${errorMessage(err)}; stop or delete the VM to kill it`);
         return;
       }
-    } else if (pid || ['Starting', 'Running', 'Paused', 'Stopping'].includes(status.phase)) {
+    } else if (status.migration && hooks) {
+      record.instance = undefined;
+      return hooks.reconcile(record, undefined);
+    } else if (pid || ['Starting', 'Running', 'Paused', 'Stopping', 'Migrating', 'Incoming'].includes(status.phase)) {
       await this.cleanupHost(record, status.nics);
       const wasStopping = status.phase === 'Stopping';
       const reason = wasStopping ? 'stopped while vmlet was down' : `QEMU (pid ${pid}) exited while vmlet was down`;

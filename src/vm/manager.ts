@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
 import { rm } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import { VmletError, errorMessage, failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { StateStore } from '../state/store.js';
@@ -10,7 +11,7 @@ import { validateSpec } from './validate.js';
 import { matchesSelector, parseLabelSelector } from './label-selector.js';
 import { OpQueue } from './op-queue.js';
 import { checkFits, type CapacityPolicy, type Resources } from './capacity.js';
-import type { PhaseTransition, VmChange } from './events.js';
+import type { OperationDone, OperationName, PhaseTransition, VmChange } from './events.js';
 import { ACTIVE_PHASES, type NicSpec, type Phase, type Vm, type VmPaths, type VmSpec, type VmStatus } from './types.js';
 import type { QemuInstance } from './qemu-instance.js';
 import { Lifecycle } from './lifecycle.js';
@@ -40,6 +41,15 @@ export interface ManagerOptions {
   onQmpCommand?: (command: string, seconds: number, ok: boolean) => void;
 }
 
+/**
+ * Live migration sits above the domain (it talks to other nodes); it plugs in here so that a
+ * restarted daemon can resolve a migration that was in flight.
+ */
+export interface MigrationHooks {
+  /** Called in the VM's queue during start-up for a VM with a migration marker; QEMU is adopted when alive. */
+  reconcile(record: VmRecord, runState: string | undefined): Promise<void>;
+}
+
 /** What the manager keeps per VM. */
 export interface VmRecord {
   spec: VmSpec;
@@ -49,6 +59,8 @@ export interface VmRecord {
   instance?: QemuInstance;
   /** Chain of status writes, so the file always ends with the latest status. */
   saving: Promise<void>;
+  /** A status write is queued and has not started: it will write whatever the status is then. */
+  saveQueued?: boolean;
   log: Logger;
 }
 
@@ -57,6 +69,7 @@ const now = (): string => new Date().toISOString();
 export interface ManagerEvents {
   change: [VmChange];
   transition: [PhaseTransition];
+  operation: [OperationDone];
 }
 
 /**
@@ -68,6 +81,7 @@ export class VmManager extends EventEmitter<ManagerEvents> {
   /** Ids being created right now: a second create of the same id waits for the first. */
   private readonly creating = new Map<string, Promise<Vm>>();
   readonly lifecycle: Lifecycle;
+  migrationHooks?: MigrationHooks;
 
   constructor(readonly options: ManagerOptions) {
     super();
@@ -144,6 +158,17 @@ export class VmManager extends EventEmitter<ManagerEvents> {
   async close(): Promise<void> {
     await Promise.all([...this.vms.values()].map((r) => r.saving));
     for (const record of this.vms.values()) record.instance?.detach();
+  }
+
+  /** A VM arriving by migration: registered in phase Incoming, its files made by the caller. */
+  async insertIncoming(spec: VmSpec, status: VmStatus): Promise<VmRecord> {
+    if (this.vms.has(spec.id) || this.creating.has(spec.id)) {
+      throw new VmletError('ALREADY_EXISTS', `VM ${spec.id} already exists on this node`);
+    }
+    await this.options.store.create(spec, status);
+    const record = this.addRecord(spec, status);
+    this.emit('change', { type: 'ADDED', vm: snapshot(record) });
+    return record;
   }
 
   private addRecord(spec: VmSpec, status: VmStatus): VmRecord {
@@ -224,9 +249,15 @@ export class VmManager extends EventEmitter<ManagerEvents> {
     this.update(record, { ...extra, phase, reason });
   }
 
+  /** Queues a write of the status; a write that is queued but not started yet already covers later changes. */
   private persist(record: VmRecord): void {
+    if (record.saveQueued) return;
+    record.saveQueued = true;
     record.saving = record.saving
-      .then(() => (this.vms.get(record.spec.id) === record ? this.options.store.saveStatus(record.spec.id, record.status) : undefined))
+      .then(() => {
+        record.saveQueued = false;
+        return this.vms.get(record.spec.id) === record ? this.options.store.saveStatus(record.spec.id, record.status) : undefined;
+      })
       .catch((err: unknown) => record.log.error({ err }, 'failed to persist VM status'));
   }
 
@@ -243,7 +274,7 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       }
       return snapshot(existing);
     }
-    const creation = this.createNew(spec);
+    const creation = this.timed('create', spec.id, () => this.createNew(spec));
     this.creating.set(spec.id, creation);
     try {
       await creation;
@@ -280,42 +311,42 @@ export class VmManager extends EventEmitter<ManagerEvents> {
 
   start(id: string): Promise<Vm> {
     const record = this.record(id);
-    return record.queue.run(async () => {
+    return this.timed('start', id, () => record.queue.run(async () => {
       await this.lifecycle.start(record);
       return snapshot(record);
-    });
+    }));
   }
 
   stop(id: string, graceSeconds: number | undefined, force: boolean): Promise<Vm> {
     const record = this.record(id);
-    return record.queue.run(async () => {
+    return this.timed('stop', id, () => record.queue.run(async () => {
       await this.lifecycle.stop(record, { graceSeconds: graceSeconds || this.options.defaultStopGraceSeconds, force });
       return snapshot(record);
-    });
+    }));
   }
 
   pause(id: string): Promise<Vm> {
     const record = this.record(id);
-    return record.queue.run(async () => {
+    return this.timed('pause', id, () => record.queue.run(async () => {
       await this.lifecycle.pause(record);
       return snapshot(record);
-    });
+    }));
   }
 
   resume(id: string): Promise<Vm> {
     const record = this.record(id);
-    return record.queue.run(async () => {
+    return this.timed('resume', id, () => record.queue.run(async () => {
       await this.lifecycle.resume(record);
       return snapshot(record);
-    });
+    }));
   }
 
   reboot(id: string): Promise<Vm> {
     const record = this.record(id);
-    return record.queue.run(async () => {
+    return this.timed('reboot', id, () => record.queue.run(async () => {
       await this.lifecycle.reboot(record);
       return snapshot(record);
-    });
+    }));
   }
 
   attachNic(id: string, nic: NicSpec): Promise<Vm> {
@@ -342,16 +373,16 @@ export class VmManager extends EventEmitter<ManagerEvents> {
 
   delete(id: string, force: boolean): Promise<void> {
     const record = this.record(id);
-    return record.queue.run(async () => {
+    return this.timed('delete', id, () => record.queue.run(async () => {
       if (this.vms.get(id) !== record) throw notFound(`VM ${id}`);
       const phaseBefore = record.status.phase;
-      if (phaseBefore === 'Migrating' || phaseBefore === 'Incoming') {
-        throw failedPrecondition(`VM ${id} is ${phaseBefore}; cancel the migration first`);
+      if (phaseBefore === 'Migrating' || (phaseBefore === 'Incoming' && !force)) {
+        throw failedPrecondition(`VM ${id} is ${phaseBefore}; cancel the migration first${phaseBefore === 'Incoming' ? ' (or delete with force)' : ''}`);
       }
       this.setPhase(record, 'Deleting', 'deletion requested');
       await this.lifecycle.ensureStopped(record, { graceSeconds: this.options.defaultStopGraceSeconds, force });
       await this.removeEverything(record);
-    });
+    }));
   }
 
   /** Final step of a delete: every host trace goes, then watchers see DELETED. */
@@ -368,6 +399,20 @@ export class VmManager extends EventEmitter<ManagerEvents> {
     }
     record.log.info('VM deleted');
     this.emit('change', { type: 'DELETED', vm: snapshot(record) });
+  }
+
+  /** Runs an operation and emits 'operation' with its duration and result (metrics). */
+  private async timed<T>(operation: OperationName, id: string, fn: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    const done = (result: string): boolean => this.emit('operation', { id, operation, result, seconds: (performance.now() - started) / 1000 });
+    try {
+      const value = await fn();
+      done('ok');
+      return value;
+    } catch (err) {
+      done(err instanceof VmletError ? err.code : 'INTERNAL');
+      throw err;
+    }
   }
 
   /** Re-reads the record as it is now (a watcher that attaches gets these as ADDED). */

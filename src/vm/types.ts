@@ -70,6 +70,18 @@ export interface DiskStatus {
   format: 'raw' | 'qcow2';
 }
 
+/** Persisted while a VM takes part in a live migration, so a restarted vmlet can finish or roll back. */
+export interface MigrationMarker {
+  uid: string;
+  role: 'source' | 'target';
+  /** The other node's vmlet address (host:port). */
+  peer: string;
+  /** Source only: the target was told to run the guest; the source must never resume. */
+  committed?: boolean;
+  /** Source only: whether the guest ran before the migration (a paused VM stays paused). */
+  wasRunning?: boolean;
+}
+
 export interface VmStatus {
   phase: Phase;
   reason: string;
@@ -79,6 +91,7 @@ export interface VmStatus {
   accelerator: string;
   /** pcie-root-ports QEMU was started with (NICs at start + spares for hotplug). */
   pciPorts?: number;
+  migration?: MigrationMarker;
   createdAt: string;
   startedAt?: string;
   stoppedAt?: string;

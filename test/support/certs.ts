@@ -27,10 +27,12 @@ async function makeLeaf(dir: string, ca: string, name: string, ext: string): Pro
 }
 
 /** A throw-away CA with a server certificate for 127.0.0.1/localhost and a client certificate. */
-export async function makeTestCerts(dir: string): Promise<TestCerts> {
+export async function makeTestCerts(dir: string, serverIps: string[] = ['127.0.0.1']): Promise<TestCerts> {
   await makeCa(dir, 'ca');
   await makeCa(dir, 'otherca');
-  await makeLeaf(dir, 'ca', 'server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  const san = [...serverIps.map((ip) => `IP:${ip}`), 'DNS:localhost'].join(',');
+  // The server certificate also serves as a node's client certificate for agent-to-agent calls.
+  await makeLeaf(dir, 'ca', 'server', `subjectAltName=${san}\nextendedKeyUsage=serverAuth,clientAuth\n`);
   await makeLeaf(dir, 'ca', 'client', 'extendedKeyUsage=clientAuth\n');
   await makeLeaf(dir, 'otherca', 'stranger', 'extendedKeyUsage=clientAuth\n');
   const p = (f: string) => join(dir, f);

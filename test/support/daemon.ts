@@ -15,6 +15,8 @@ export interface DaemonOptions {
   /** Reuse the dirs of an earlier daemon (restart tests). */
   dirs?: { root: string };
   env?: NodeJS.ProcessEnv;
+  /** Run the daemon process itself inside this network namespace (a "node" of a multi-node test). */
+  netns?: string;
 }
 
 /**
@@ -68,7 +70,9 @@ export class TestDaemon {
     this.httpAddress = '';
     await mkdir(join(this.root, 'images'), { recursive: true });
     const log = createWriteStream(join(this.root, `daemon-${++this.starts}.log`));
-    const child = spawn(process.execPath, [CLI, ...this.args()], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });
+    const argv = [process.execPath, CLI, ...this.args()];
+    const [cmd, ...args] = this.options.netns ? ['ip', 'netns', 'exec', this.options.netns, ...argv] : argv;
+    const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });
     this.child = child;
     this.exited = new Promise((res) => child.once('exit', (code) => res(code)));
     let stdout = '';
@@ -127,9 +131,19 @@ export class TestDaemon {
     await this.spawn();
   }
 
-  /** Stops the daemon, force-deletes nothing: callers delete their VMs; then removes the temp dir. */
+  /** Force-deletes every VM the daemon still has (a failed test must not leave guests running), stops it, removes the temp dir. */
   async cleanup(): Promise<void> {
+    if (this.child && this.child.exitCode === null) {
+      const v = this.clients.vms;
+      try {
+        const { vms } = await unary<{ labelSelector: string }, { vms: { spec?: { id: string } | null }[] }>(v.listVms.bind(v), { labelSelector: '' }, { deadline: Date.now() + 10_000 });
+        await Promise.all(vms.map((vm) => unary(v.deleteVm.bind(v), { id: vm.spec!.id, force: true }, { deadline: Date.now() + 60_000 }).catch(() => undefined)));
+      } catch {
+        // the daemon is not answering: nothing more to do here
+      }
+    }
     await this.stop();
-    await rm(this.root, { recursive: true, force: true });
+    // VMLET_KEEP_TEST_DIRS=1 keeps state, run dirs and daemon logs for post-mortems.
+    if (!process.env.VMLET_KEEP_TEST_DIRS) await rm(this.root, { recursive: true, force: true });
   }
 }

@@ -242,8 +242,8 @@ describe('buildQemuArgv: NICs', () => {
   it('puts NICs listed in nicPorts on their hotplug port, after the ports', () => {
     const argv = buildQemuArgv(plan({ nicPorts: { eth0: 2 } }, twoNics));
     const devices = jsonValues(argv, '-device');
-    expect(devices.map((d) => d['id'])).toEqual(['disk-root', 'nic-eth1', 'hotplug-0', 'hotplug-1', 'hotplug-2', 'hotplug-3', 'nic-eth0']);
-    expect(devices.at(-1)).toMatchObject({ id: 'nic-eth0', bus: 'hotplug-2' });
+    expect(devices.map((d) => d['id'])).toEqual(['disk-root', 'nic-eth1', 'hotplug-0', 'hotplug-1', 'hotplug-2', 'hotplug-3', 'nic-eth0', 'balloon0']);
+    expect(devices.at(-2)).toMatchObject({ id: 'nic-eth0', bus: 'hotplug-2' });
     expect(valuesOf(argv, '-netdev').map((n) => n.split(',')[1])).toEqual(['id=net-eth1', 'id=net-eth0']);
   });
 });
@@ -259,9 +259,21 @@ describe('buildQemuArgv: hotplug ports', () => {
     expect(ports(plan({ hotplugPorts: n }))).toHaveLength(n);
   });
 
-  it('orders devices disks, NICs, ports (QEMU assigns pcie.0 slots in that order)', () => {
+  it('orders devices disks, NICs, ports, balloon (QEMU assigns pcie.0 slots in that order)', () => {
     const ids = jsonValues(buildQemuArgv(plan({ hotplugPorts: 1 }, twoNics)), '-device').map((d) => d['id']);
-    expect(ids).toEqual(['disk-root', 'nic-eth0', 'nic-eth1', 'hotplug-0']);
+    expect(ids).toEqual(['disk-root', 'nic-eth0', 'nic-eth1', 'hotplug-0', 'balloon0']);
+  });
+});
+
+describe('buildQemuArgv: balloon', () => {
+  it('has exactly one virtio balloon, balloon0, on pcie.0', () => {
+    expect(jsonValues(buildQemuArgv(plan()), '-device').filter((d) => d['driver'] === 'virtio-balloon-pci')).toEqual([{ driver: 'virtio-balloon-pci', id: 'balloon0' }]);
+  });
+
+  it('counts the balloon in the pcie.0 slots', () => {
+    // 1 disk + 28 ports + the balloon = 30 slots fits; one port more does not.
+    expect(() => buildQemuArgv(plan({ hotplugPorts: 28 }))).not.toThrow();
+    expect(() => buildQemuArgv(plan({ hotplugPorts: 29 }))).toThrow(/31 PCI devices on pcie.0, at most 30/);
   });
 });
 

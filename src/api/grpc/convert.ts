@@ -65,7 +65,7 @@ export function vmToProto(vm: Vm, node: string): ProtoVm {
       phase: phaseToProto(s.phase),
       reason: s.reason,
       pid: s.pid,
-      nics: s.nics,
+      nics: s.nics.map((n) => ({ name: n.name, tap: n.tap, mac: n.mac, bridge: n.bridge, pciPort: n.port ?? 0 })),
       disks: s.disks,
       createdAt: timestamp(s.createdAt),
       startedAt: timestamp(s.startedAt),

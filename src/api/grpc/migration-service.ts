@@ -1,16 +1,137 @@
-import { VmletError } from '../../errors.js';
+import { VmletError, notFound } from '../../errors.js';
 import type { MigrationServiceHandlers } from './generated/vmlet/v1/MigrationService.js';
+import type { MigrationAgentServiceHandlers } from './generated/vmlet/v1/MigrationAgentService.js';
+import type { Migration } from './generated/vmlet/v1/Migration.js';
+import type { MigrationPhase } from './generated/vmlet/v1/MigrationPhase.js';
 import { type CallContext, streamHandler, unaryHandler } from './observe.js';
+import { validateVmId } from '../../vm/validate.js';
+import type { VmManager } from '../../vm/manager.js';
+import { TERMINAL, type MigrationInfo, type MigrationRegistry } from '../../migration/registry.js';
+import type { OutgoingMigrations } from '../../migration/source.js';
+import type { IncomingMigrations } from '../../migration/target.js';
+import { nicFromProto, specFromProto, vmToProto } from './convert.js';
 
-const unimplemented = (what: string) => async (): Promise<never> => {
-  throw new VmletError('UNIMPLEMENTED', `${what}: live migration is not implemented by this vmlet yet`);
+const PHASE: Record<MigrationInfo['phase'], MigrationPhase> = {
+  Pending: 'MIGRATION_PHASE_PENDING',
+  Running: 'MIGRATION_PHASE_RUNNING',
+  Succeeded: 'MIGRATION_PHASE_SUCCEEDED',
+  Failed: 'MIGRATION_PHASE_FAILED',
+  Cancelled: 'MIGRATION_PHASE_CANCELLED',
 };
 
-export function migrationServiceHandlers(ctx: CallContext): MigrationServiceHandlers {
+export function migrationToProto(m: MigrationInfo): Migration {
   return {
-    MigrateVm: unaryHandler(ctx, 'MigrateVm', unimplemented('MigrateVm')),
-    GetMigration: unaryHandler(ctx, 'GetMigration', unimplemented('GetMigration')),
-    CancelMigration: unaryHandler(ctx, 'CancelMigration', unimplemented('CancelMigration')),
-    WatchMigration: streamHandler(ctx, 'WatchMigration', unimplemented('WatchMigration')),
+    id: m.id,
+    uid: m.uid,
+    phase: PHASE[m.phase],
+    source: m.source,
+    target: m.target,
+    dataTotalBytes: m.dataTotalBytes,
+    dataProcessedBytes: m.dataProcessedBytes,
+    dataRemainingBytes: m.dataRemainingBytes,
+    diskTotalBytes: m.diskTotalBytes,
+    diskProcessedBytes: m.diskProcessedBytes,
+    downtimeMs: m.downtimeMs,
+    totalTimeMs: m.totalTimeMs,
+    reason: m.reason,
+    postCopy: m.postCopy,
+  };
+}
+
+export interface MigrationDeps {
+  registry: MigrationRegistry;
+  outgoing: OutgoingMigrations;
+  incoming: IncomingMigrations;
+  manager: VmManager;
+  nodeName: string;
+}
+
+export function migrationServiceHandlers(d: MigrationDeps, ctx: CallContext): MigrationServiceHandlers {
+  const current = (id: string): MigrationInfo => {
+    validateVmId(id, 'id');
+    const m = d.registry.get(id);
+    if (!m) throw notFound(`migration of VM ${id}`);
+    return m;
+  };
+  return {
+    MigrateVm: unaryHandler(ctx, 'MigrateVm', async (req) => {
+      validateVmId(req.id, 'id');
+      if (!req.target) throw new VmletError('INVALID_ARGUMENT', 'target: required (HOST:PORT of the target node vmlet)');
+      const o = req.options;
+      const started = await d.outgoing.start(req.id, req.target, {
+        maxBandwidthBytesPerSecond: o?.maxBandwidthBytesPerSecond ?? 0,
+        downtimeLimitMs: o?.downtimeLimitMs ?? 0,
+        allowAutoConverge: o?.allowAutoConverge ?? false,
+        allowPostCopy: o?.allowPostCopy ?? false,
+        completionTimeoutPerGibSeconds: o?.completionTimeoutPerGibSeconds ?? 0,
+        progressTimeoutSeconds: o?.progressTimeoutSeconds ?? 0,
+      });
+      return migrationToProto(started);
+    }),
+    GetMigration: unaryHandler(ctx, 'GetMigration', async (req) => migrationToProto(current(req.id))),
+    CancelMigration: unaryHandler(ctx, 'CancelMigration', async (req) => {
+      const m = current(req.id);
+      if (TERMINAL.has(m.phase)) throw new VmletError('FAILED_PRECONDITION', `the migration of VM ${req.id} already ended (${m.phase})`);
+      d.outgoing.cancel(req.id);
+      const ended = await untilTerminal(d.registry, req.id);
+      return migrationToProto(ended);
+    }),
+    WatchMigration: streamHandler(ctx, 'WatchMigration', async (call) => {
+      const first = current(call.request.id);
+      await new Promise<void>((resolve) => {
+        const send = (m: MigrationInfo) => {
+          if (m.id !== first.id) return;
+          call.write(migrationToProto(m));
+          if (TERMINAL.has(m.phase)) done();
+        };
+        const done = () => {
+          d.registry.off('update', send);
+          call.off('cancelled', done);
+          resolve();
+        };
+        d.registry.on('update', send);
+        call.on('cancelled', done);
+        send(d.registry.get(first.id)!);
+      });
+    }),
+  };
+}
+
+function untilTerminal(registry: MigrationRegistry, id: string): Promise<MigrationInfo> {
+  return new Promise((resolve) => {
+    const check = (m: MigrationInfo) => {
+      if (m.id === id && TERMINAL.has(m.phase)) {
+        registry.off('update', check);
+        resolve(m);
+      }
+    };
+    registry.on('update', check);
+    check(registry.get(id)!);
+  });
+}
+
+export function migrationAgentHandlers(d: MigrationDeps, ctx: CallContext): MigrationAgentServiceHandlers {
+  return {
+    PrepareIncoming: unaryHandler(ctx, 'PrepareIncoming', async (req) => {
+      const spec = specFromProto(req.spec);
+      const res = await d.incoming.prepare({
+        uid: req.uid,
+        spec,
+        nics: req.nics.map((n) => ({ ...nicFromProto({ name: n.name, bridge: n.bridge, mac: n.mac }), tap: n.tap, port: n.pciPort })),
+        pciPorts: req.pciPorts,
+        mirroredDisks: req.disks.filter((x) => x.mirror).map((x) => x.name),
+        sourceNode: req.sourceNode,
+        allowPostCopy: req.allowPostCopy,
+      });
+      return { migrationUri: res.migrationUri, exports: res.exports, targetNode: d.nodeName };
+    }),
+    FinishIncoming: unaryHandler(ctx, 'FinishIncoming', async (req) => {
+      const record = await d.incoming.finish(req.uid, validateVmId(req.vmId, 'vm_id'), req.resume);
+      return { vm: vmToProto({ spec: record.spec, status: record.status }, d.nodeName) };
+    }),
+    AbortIncoming: unaryHandler(ctx, 'AbortIncoming', async (req) => {
+      await d.incoming.abort(req.uid, validateVmId(req.vmId, 'vm_id'), req.reason || 'aborted by the source');
+      return {};
+    }),
   };
 }

@@ -22,7 +22,7 @@ export interface RunningGrpcServer {
   shutdown(): Promise<void>;
 }
 
-export const SERVICE_NAMES = ['vmlet.v1.VmService', 'vmlet.v1.MigrationService'];
+export const SERVICE_NAMES = ['vmlet.v1.VmService', 'vmlet.v1.MigrationService', 'vmlet.v1.MigrationAgentService'];
 
 function credentialsFor(address: string, tls: TlsConfig | undefined): grpc.ServerCredentials {
   if (address.startsWith('unix://') || !tls) return grpc.ServerCredentials.createInsecure();
@@ -74,3 +74,4 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
 
 export const vmServiceDefinition = (): grpc.ServiceDefinition => vmletV1.VmService.service;
 export const migrationServiceDefinition = (): grpc.ServiceDefinition => vmletV1.MigrationService.service;
+export const migrationAgentServiceDefinition = (): grpc.ServiceDefinition => vmletV1.MigrationAgentService.service;

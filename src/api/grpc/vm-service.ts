@@ -1,4 +1,4 @@
-import { status, type ServerWritableStream } from '@grpc/grpc-js';
+import type { ServerWritableStream } from '@grpc/grpc-js';
 import { VmletError } from '../../errors.js';
 import type { VmManager } from '../../vm/manager.js';
 import { validateVmId } from '../../vm/validate.js';
@@ -11,6 +11,7 @@ import type { VmEvent } from './generated/vmlet/v1/VmEvent.js';
 import type { NodeInfo } from './generated/vmlet/v1/NodeInfo.js';
 import { nicFromProto, specFromProto, vmToProto } from './convert.js';
 import { type CallContext, streamHandler, unaryHandler } from './observe.js';
+import { consoleHandlers } from '../../console/grpc.js';
 
 export interface NodeFacts {
   hostname: string;
@@ -45,7 +46,7 @@ export function vmServiceHandlers(manager: VmManager, node: NodeFacts, ctx: Call
     }),
     GetNodeInfo: unaryHandler(ctx, 'GetNodeInfo', async () => nodeInfo(manager, node)),
     WatchVms: streamHandler(ctx, 'WatchVms', (call) => watch(manager, call, out)),
-    Console: (call) => call.emit('error', { code: status.UNIMPLEMENTED, details: 'Console is not implemented by this vmlet yet' }),
+    ...consoleHandlers(manager, ctx),
     AttachNic: unaryHandler(ctx, 'AttachNic', async (req) => {
       if (!req.nic) throw new VmletError('INVALID_ARGUMENT', 'nic: required');
       return out(await manager.attachNic(id(req), nicFromProto(req.nic)));

@@ -1,15 +1,19 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { Registry } from 'prom-client';
 import { listenHost } from '../../config.js';
 
 export interface HttpOptions {
+  /** HOST:PORT. */
   listen: string;
-  registry: Registry;
+  /** The Prometheus exposition, read on demand. */
+  metrics: () => Promise<string>;
+  metricsContentType: string;
   /** Null when ready, else why not. */
   notReady: () => Promise<string | null>;
+  /** More routes (the console websocket), registered before the server listens. */
+  register?: (app: FastifyInstance) => Promise<void>;
 }
 
-/** Metrics and health over HTTP. */
+/** Metrics and health over HTTP: `/metrics`, `/healthz` (the process is up), `/readyz`. */
 export async function startHttpServer(options: HttpOptions): Promise<{ app: FastifyInstance; address: string }> {
   const app = Fastify({ logger: false });
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -19,9 +23,10 @@ export async function startHttpServer(options: HttpOptions): Promise<{ app: Fast
     return { status: 'ready' };
   });
   app.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', options.registry.contentType);
-    return options.registry.metrics();
+    const body = await options.metrics();
+    return reply.header('content-type', options.metricsContentType).send(body);
   });
+  await options.register?.(app);
   const host = listenHost(options.listen).replace(/^\[(.*)\]$/, '$1');
   const port = Number(options.listen.slice(options.listen.lastIndexOf(':') + 1));
   const address = await app.listen({ host, port });

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, migrationAddress, parseDaemonArgs } from '../../src/config.js';
+
+describe('parseDaemonArgs', () => {
+  it('has defaults for everything', () => {
+    const c = parseDaemonArgs([]);
+    expect(c.stateDir).toBe('/var/lib/vmlet');
+    expect(c.grpcListen).toEqual(['unix:///run/vmlet/vmlet.sock']);
+    expect(c.httpListen).toBe('127.0.0.1:9474');
+    expect(c.accelerator).toBe('auto');
+    expect(c.cpuOvercommit).toBe(10);
+    expect(c.memoryOvercommit).toBe(1);
+  });
+
+  it.each([
+    ['0.0.0.0:7443', false],
+    ['10.0.0.1:7443', false],
+    ['127.0.0.1:7443', true],
+    ['localhost:7443', true],
+    ['[::1]:7443', true],
+  ])('TCP listener %s without TLS allowed: %s', (address, allowed) => {
+    const parse = () => parseDaemonArgs(['--grpc-listen', address]);
+    if (allowed) expect(parse().grpcListen).toEqual([address]);
+    else expect(parse).toThrow(ConfigError);
+  });
+
+  it('TLS flags go together and then allow any TCP listener', () => {
+    expect(() => parseDaemonArgs(['--tls-cert', 'c'])).toThrow(/go together/);
+    const c = parseDaemonArgs(['--grpc-listen', '0.0.0.0:7443', '--tls-cert', 'c', '--tls-key', 'k', '--tls-ca', 'a']);
+    expect(c.tls).toEqual({ cert: 'c', key: 'k', ca: 'a' });
+  });
+
+  it('rejects bad numbers and enums with the flag name', () => {
+    expect(() => parseDaemonArgs(['--cpu-overcommit', 'lots'])).toThrow(/--cpu-overcommit/);
+    expect(() => parseDaemonArgs(['--accel', 'xen'])).toThrow(/--accel/);
+    expect(() => parseDaemonArgs(['--no-such-flag'])).toThrow();
+  });
+
+  it('migration address: explicit, else the first TCP listener host, never a wildcard', () => {
+    expect(migrationAddress({ migrationAddress: '10.0.0.5', grpcListen: [] })).toBe('10.0.0.5');
+    expect(migrationAddress({ grpcListen: ['unix:///x', '10.0.0.2:7443'] })).toBe('10.0.0.2');
+    expect(migrationAddress({ grpcListen: ['0.0.0.0:7443'] })).toBeUndefined();
+    expect(migrationAddress({ grpcListen: ['unix:///x'] })).toBeUndefined();
+  });
+});
