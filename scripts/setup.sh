@@ -14,6 +14,9 @@ declare -A want=(
   [promtool]=prometheus
   [socat]=socat
   [ping]=iputils-ping
+  [mkfs.ext2]=e2fsprogs
+  [openssl]=openssl
+  [pkill]=procps
 )
 missing=()
 for cmd in "${!want[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}"); done
