@@ -12,31 +12,15 @@ import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { expectCode, rpc } from '../support/rpc.js';
 import { TestNetns } from '../support/netns.js';
+import { parseMetrics, type MetricLine } from '../support/metrics-text.js';
 import { promtoolCheckMetrics, TestPrometheus, type PromSample } from '../support/prometheus.js';
 
 const ID = 'met-1';
 const GUEST_IP = '10.77.0.2';
 
-interface Line {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-function parse(text: string): Line[] {
-  return text
-    .split('\n')
-    .filter((l) => l && !l.startsWith('#'))
-    .map((l) => {
-      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(l);
-      if (!m) throw new Error(`unparsable line ${l}`);
-      const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)].map((x) => [x[1]!, x[2]!]));
-      return { name: m[1]!, labels, value: Number(m[3]) };
-    });
-}
 
 /** The one value of a series, selected by name and labels; undefined when absent. */
-function value(lines: Line[], name: string, labels: Record<string, string> = {}): number | undefined {
+function value(lines: MetricLine[], name: string, labels: Record<string, string> = {}): number | undefined {
   const hits = lines.filter((l) => l.name === name && Object.entries(labels).every(([k, v]) => l.labels[k] === v));
   if (hits.length > 1) throw new Error(`${name} ${JSON.stringify(labels)}: ${hits.length} series`);
   return hits[0]?.value;
@@ -122,7 +106,7 @@ describe('metrics with a real guest, promtool and a real Prometheus', () => {
     const before = (await api.get(ID)).status!.generation;
     const text = await scrape();
     expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, problems: '' });
-    const lines = parse(text);
+    const lines = parseMetrics(text);
     const vmLabels = { name: ID, node: 'node-m', kubernetes_vmi_label_app_kubernetes_io_name: 'metrics-e2e', kubernetes_vmi_label_tier: 'web' };
     for (const l of lines.filter((x) => x.labels.name === ID)) expect(l.labels).toMatchObject(vmLabels);
 
@@ -163,7 +147,7 @@ describe('metrics with a real guest, promtool and a real Prometheus', () => {
   });
 
   it('network direction: traffic the guest only receives shows up as receive, not transmit', async () => {
-    const m1 = parse(await scrape());
+    const m1 = parseMetrics(await scrape());
     const rx1 = value(m1, 'kubevirt_vmi_network_receive_bytes_total', { name: ID, interface: 'eth0' })!;
     const tx1 = value(m1, 'kubevirt_vmi_network_transmit_bytes_total', { name: ID, interface: 'eth0' })!;
     const tap1 = await tapStats();
@@ -171,7 +155,7 @@ describe('metrics with a real guest, promtool and a real Prometheus', () => {
     await ns.exec('ping', ['-b', '-c', '5', '-i', '0.2', '-w', '2', '-s', '1000', '10.77.0.255']).catch(() => undefined);
     const tap2 = await tapStats();
     expect(tap2.tx.bytes - tap1.tx.bytes).toBeGreaterThanOrEqual(5 * 1000);
-    const m2 = parse(await scrape());
+    const m2 = parseMetrics(await scrape());
     const rx2 = value(m2, 'kubevirt_vmi_network_receive_bytes_total', { name: ID, interface: 'eth0' })!;
     const tx2 = value(m2, 'kubevirt_vmi_network_transmit_bytes_total', { name: ID, interface: 'eth0' })!;
     expect(rx2 - rx1).toBeGreaterThanOrEqual(5 * 1000);
@@ -187,7 +171,7 @@ describe('metrics with a real guest, promtool and a real Prometheus', () => {
   it('operations are timed with their result; VMs without QEMU have only kubevirt_vmi_info', async () => {
     await api.create(guestSpec('met-off'));
     await expectCode(() => api.pause('met-off'), status.FAILED_PRECONDITION);
-    const lines = parse(await scrape());
+    const lines = parseMetrics(await scrape());
     expect(value(lines, 'vmlet_operation_duration_seconds_count', { operation: 'create', result: 'ok' })).toBe(2);
     expect(value(lines, 'vmlet_operation_duration_seconds_count', { operation: 'start', result: 'ok' })).toBe(1);
     expect(value(lines, 'vmlet_operation_duration_seconds_count', { operation: 'pause', result: 'FAILED_PRECONDITION' })).toBe(1);

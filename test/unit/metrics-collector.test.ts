@@ -6,29 +6,12 @@ import { migrationFiguresFrom } from '../../src/metrics/migration-figures.js';
 import type { IpLinkStats } from '../../src/metrics/netdev.js';
 import type { MigrationFiguresSource, ScrapeTarget } from '../../src/metrics/vmi-collector.js';
 import { FakeQmpServer, type FakeQmpHandler } from '../support/fake-qmp-server.js';
+import { parseMetrics, type MetricLine } from '../support/metrics-text.js';
 import { promtoolCheckMetrics } from '../support/prometheus.js';
 
-interface Line {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
 
-/** Enough of the text format for these tests (no escaped quotes or commas in label values). */
-function parse(text: string): Line[] {
-  return text
-    .split('\n')
-    .filter((l) => l && !l.startsWith('#'))
-    .map((l) => {
-      const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(l);
-      if (!m) throw new Error(`unparsable line ${l}`);
-      const labels = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)].map((x) => [x[1]!, x[2]!]));
-      return { name: m[1]!, labels, value: Number(m[3]) };
-    });
-}
-
-const series = (lines: Line[], name: string, vm?: string) => lines.filter((l) => l.name === name && (vm === undefined || l.labels.name === vm));
-const scrapeErrors = (lines: Line[]) => series(lines, 'vmlet_scrape_errors_total')[0]!.value;
+const series = (lines: MetricLine[], name: string, vm?: string) => lines.filter((l) => l.name === name && (vm === undefined || l.labels.name === vm));
+const scrapeErrors = (lines: MetricLine[]) => series(lines, 'vmlet_scrape_errors_total')[0]!.value;
 
 /** A QEMU that answers like 7.2 does; the vCPU thread is this test's main thread, so /proc reads work. */
 const answering =
@@ -112,7 +95,7 @@ describe('per-VM collector against fake QMP servers', () => {
     const started = Date.now();
     const text = await metrics.render();
     expect(Date.now() - started).toBeLessThan(5000);
-    const lines = parse(text);
+    const lines = parseMetrics(text);
 
     expect(series(lines, 'kubevirt_vmi_info').map((l) => [l.labels.name, l.labels.phase])).toEqual([
       ['good', 'running'],
@@ -137,12 +120,12 @@ describe('per-VM collector against fake QMP servers', () => {
     expect(lines.filter((l) => l.labels.name === 'off').map((l) => l.name)).toEqual(['kubevirt_vmi_info']);
     expect(scrapeErrors(lines)).toBe(1);
 
-    expect(scrapeErrors(parse(await metrics.render()))).toBe(2);
+    expect(scrapeErrors(parseMetrics(await metrics.render()))).toBe(2);
     expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, problems: '' });
   });
 
   it('every per-VM series carries name, node and the sanitised VM labels; units as KubeVirt has them', async () => {
-    const lines = parse(await metricsWith().render());
+    const lines = parseMetrics(await metricsWith().render());
     const good = lines.filter((l) => l.labels.name === 'good');
     expect(good.length).toBeGreaterThan(20);
     for (const l of good) {
@@ -165,14 +148,14 @@ describe('per-VM collector against fake QMP servers', () => {
   });
 
   it('no balloon device is not an error: the balloon series is just absent', async () => {
-    const lines = parse(await metricsWith({ targets: () => [target('noballoon')] }).render());
+    const lines = parseMetrics(await metricsWith({ targets: () => [target('noballoon')] }).render());
     expect(series(lines, 'kubevirt_vmi_memory_actual_balloon_bytes')).toEqual([]);
     expect(series(lines, 'kubevirt_vmi_memory_resident_bytes', 'noballoon')).toHaveLength(1);
     expect(scrapeErrors(lines)).toBe(0);
   });
 
   it('a failing TAP listing is one scrape error; the QEMU figures stay', async () => {
-    const lines = parse(
+    const lines = parseMetrics(
       await metricsWith({
         targets: () => [target('good')],
         readLinks: () => Promise.reject(new Error('ip: no such netns')),
@@ -200,7 +183,7 @@ describe('per-VM collector against fake QMP servers', () => {
   });
 
   it('migration series appear only when a migration source is plugged in and knows the VM', async () => {
-    const names = (text: string) => parse(text).filter((l) => l.name.startsWith('kubevirt_vmi_migration_'));
+    const names = (text: string) => parseMetrics(text).filter((l) => l.name.startsWith('kubevirt_vmi_migration_'));
     expect(names(await metricsWith().render())).toEqual([]);
     const source: MigrationFiguresSource = {
       migrationFigures: (id) => (id === 'off' ? { dataProcessedBytes: 10, dataRemainingBytes: 5, succeeded: true, failed: false } : undefined),
