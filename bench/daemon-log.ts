@@ -4,14 +4,7 @@
  * milliseconds, so single segments are ±1 ms; medians over the runs are what to read.
  */
 import { summarise, type Stats } from './stats.js';
-
-interface LogLine {
-  time?: string;
-  msg?: string;
-  vm?: string;
-  method?: string;
-  durationMs?: number;
-}
+import { loggedAt, parseLogLines, type LogLine } from './log-lines.js';
 
 export interface ServerBreakdown {
   /** Server-side CreateVm duration as the daemon logs it. */
@@ -26,25 +19,12 @@ export interface ServerBreakdown {
   replyMs: Stats;
 }
 
-function parse(text: string): LogLine[] {
-  const lines: LogLine[] = [];
-  for (const raw of text.split('\n')) {
-    if (!raw.startsWith('{')) continue;
-    try {
-      lines.push(JSON.parse(raw) as LogLine);
-    } catch {
-      // a line cut short by a kill: skip it
-    }
-  }
-  return lines;
-}
-
-const at = (line: LogLine | undefined): number | undefined => (line?.time ? Date.parse(line.time) : undefined);
+const at = loggedAt;
 
 /** undefined when the log lacks the lines (e.g. another log format); the benchmark result then omits the breakdown. */
 export function serverBreakdown(logText: string, ids: readonly string[]): ServerBreakdown | undefined {
   const byVm = new Map<string, LogLine[]>();
-  for (const line of parse(logText)) {
+  for (const line of parseLogLines(logText)) {
     if (line.vm) byVm.set(line.vm, [...(byVm.get(line.vm) ?? []), line]);
   }
   const cols = { createVmServerMs: [] as number[], createMs: [] as number[], queueMs: [] as number[], launchMs: [] as number[], replyMs: [] as number[] };

@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, open, readFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { QmpClient } from '../src/qemu/qmp.js';
+import { socketAccepts } from '../src/qemu/launcher.js';
 import type { VmPaths } from '../src/vm/types.js';
 import { settlesWithin } from './util.js';
 
@@ -19,6 +19,8 @@ export interface RawLaunch {
   /** How often to try the QMP socket; vmlet's launcher waits 10 ms between tries. */
   pollMs: number;
   timeoutMs?: number;
+  /** Send `cont` once QMP answers (default true); a migration target must stay stopped. */
+  cont?: boolean;
 }
 
 /** Where the time of one raw start went (ms); totalMs is what is compared with vmlet. */
@@ -29,17 +31,6 @@ export interface RawTimings {
   /** QmpClient.connect: greeting and qmp_capabilities. */
   qmpConnectMs: number;
   contMs: number;
-}
-
-function socketAccepts(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 export class RawQemu {
@@ -60,7 +51,13 @@ export class RawQemu {
     return this.child.pid ?? 0;
   }
 
-  /** Starts QEMU paused, waits for QMP, sends `cont`. `onSpawn` gets the process at once, so cleanup can kill it whatever happens next. */
+  /** The QMP connection (after launch). */
+  get q(): QmpClient {
+    if (!this.qmp) throw new Error('no QMP connection');
+    return this.qmp;
+  }
+
+  /** Starts QEMU paused, waits for QMP, sends `cont` (unless told not to). `onSpawn` gets the process at once, so cleanup can kill it whatever happens next. */
   static async launch(o: RawLaunch, onSpawn: (q: RawQemu) => void): Promise<{ qemu: RawQemu; timings: RawTimings }> {
     const t0 = performance.now();
     await mkdir(o.paths.runDir, { recursive: true, mode: 0o750 });
@@ -78,7 +75,7 @@ export class RawQemu {
     const t1 = performance.now();
     qemu.qmp = await QmpClient.connect(o.paths.qmpSocket, { connectTimeoutMs: 5000 });
     const t2 = performance.now();
-    await qemu.qmp.execute('cont');
+    if (o.cont !== false) await qemu.qmp.execute('cont');
     const t3 = performance.now();
     return { qemu, timings: { totalMs: t3 - t0, socketMs: t1 - t0, qmpConnectMs: t2 - t1, contMs: t3 - t2 } };
   }

@@ -62,7 +62,9 @@ export class MigrationRegistry extends EventEmitter<{ update: [MigrationInfo] }>
     const m = this.byVm.get(id);
     if (!m || TERMINAL.has(m.phase)) return;
     Object.assign(m, change);
-    if (!change.totalTimeMs) m.totalTimeMs = Date.now() - m.startedAt;
+    // While running: the time so far. The terminal update keeps the last figure, which for a
+    // completed migration is QEMU's own total-time (set with the completion).
+    if (change.totalTimeMs === undefined && !TERMINAL.has(m.phase)) m.totalTimeMs = Date.now() - m.startedAt;
     if (change.phase === 'Succeeded') this.totals.succeeded++;
     if (change.phase === 'Failed') this.totals.failed++;
     if (change.phase === 'Cancelled') this.totals.cancelled++;

@@ -158,6 +158,7 @@ export class OutgoingMigrations {
     manager.update(record, { migration: { ...record.status.migration!, committed: true } });
     await record.saving;
     await this.finishOnTarget(record, agent, o.uid, wasRunning);
+    registry.update(id, { phase: 'Succeeded' });
     await this.retireSource(record, `migrated to ${o.target}`);
   }
 
@@ -227,7 +228,7 @@ export class OutgoingMigrations {
           throw new VmletError('DEADLINE_EXCEEDED', stalled ? `no progress for ${progressTimeoutMs / 1000} s` : `not complete within ${Math.round(completionMs / 1000)} s (${o.options.completionTimeoutPerGibSeconds || DEFAULT_COMPLETION_TIMEOUT_PER_GIB_S} s per GiB)`);
         }
       }
-      await delay(PROGRESS_POLL_MS);
+      await nextMigrationEvent(qmp, PROGRESS_POLL_MS);
     }
   }
 
@@ -311,6 +312,7 @@ export class OutgoingMigrations {
     await manager.lifecycle.cleanupHost(record, record.status.nics);
     manager.update(record, { phase: 'Deleting', reason, pid: 0, nics: [] });
     await manager.removeEverything(record);
+    // No-op when the migration was already marked Succeeded (a terminal phase does not change).
     registry.update(record.spec.id, { phase: 'Succeeded' });
   }
 }
@@ -328,6 +330,11 @@ function abortPromise(signal: AbortSignal): Promise<never> {
     if (signal.aborted) reject(new Cancelled('cancelled by request'));
     signal.addEventListener('abort', () => reject(new Cancelled('cancelled by request')), { once: true });
   });
+}
+
+/** Waits for the next poll, or less when QEMU reports a MIGRATION status change first. */
+async function nextMigrationEvent(qmp: QmpClient, ms: number): Promise<void> {
+  await qmp.waitForEvent('MIGRATION', { timeoutMs: ms }).catch(() => undefined);
 }
 
 /** After migrate_cancel QEMU passes through 'cancelling'; wait (bounded) until it settles. */

@@ -68,7 +68,8 @@ export async function launchQemu(options: LaunchOptions): Promise<number> {
   }
 }
 
-function socketAccepts(path: string): Promise<boolean> {
+/** Whether a unix socket accepts a connection right now. */
+export function socketAccepts(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(path);
     s.once('connect', () => {
