@@ -158,7 +158,7 @@ export class OutgoingMigrations {
     manager.update(record, { migration: { ...record.status.migration!, committed: true } });
     await record.saving;
     await this.finishOnTarget(record, agent, o.uid, wasRunning);
-    registry.update(id, { phase: 'Succeeded' });
+    // Succeeded is reported once the source is gone: a watcher then finds the VM on exactly one node.
     await this.retireSource(record, `migrated to ${o.target}`);
   }
 
@@ -312,7 +312,6 @@ export class OutgoingMigrations {
     await manager.lifecycle.cleanupHost(record, record.status.nics);
     manager.update(record, { phase: 'Deleting', reason, pid: 0, nics: [] });
     await manager.removeEverything(record);
-    // No-op when the migration was already marked Succeeded (a terminal phase does not change).
     registry.update(record.spec.id, { phase: 'Succeeded' });
   }
 }

@@ -20,6 +20,8 @@ import { attachNic, detachNic } from './nic-hotplug.js';
 import { effectiveMac } from '../net/wiring.js';
 import { deleteTap, getBridge, listTaps } from '../net/tap.js';
 import { isVmletTapName } from '../net/names.js';
+import { qemusUnder } from '../qemu/orphans.js';
+import { killHard } from '../qemu/launcher.js';
 
 export interface ManagerOptions {
   store: StateStore;
@@ -104,7 +106,18 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       const record = this.addRecord(spec, status ?? this.newStatus('Stopped', 'status file was lost; VM marked stopped'));
       await record.queue.run(() => this.lifecycle.reconcile(record));
     }
+    await this.killOrphanQemus();
     await this.removeOrphanTaps();
+  }
+
+  /** QEMUs of this run dir that no VM holds (a crash between spawning QEMU and recording its pid). */
+  private async killOrphanQemus(): Promise<void> {
+    for (const { pid, id } of await qemusUnder(this.options.store.runDir)) {
+      const record = this.vms.get(id);
+      if (record && (record.instance?.pid === pid || record.status.pid === pid)) continue;
+      this.log.warn({ vm: id, pid }, 'killing an orphan QEMU that no VM holds (left by a crash during a start)');
+      await killHard(pid).catch((err: unknown) => this.log.error({ err, pid }, 'could not kill orphan QEMU'));
+    }
   }
 
   /** TAPs named like vmlet's that no VM holds: left by a crash between creating a TAP and recording it. */

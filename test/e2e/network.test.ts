@@ -10,6 +10,8 @@ import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { expectCode, rpc } from '../support/rpc.js';
 import { TestNetns } from '../support/netns.js';
 import { isVmletTapName } from '../../src/net/names.js';
+import { isAlive } from '../../src/host/process.js';
+import { qemuPidsOf } from '../support/processes.js';
 
 const cmdline = (ipCidr: string, run?: string) => `console=ttyS0 panic=-1 vmlet.ip=${ipCidr}${run ? ` vmlet.run="${run}"` : ''}`;
 
@@ -158,7 +160,8 @@ describe('networking failures leave nothing behind', () => {
 
   it('kill -9 of the daemon in the middle of a start, then restart: no orphan TAP', async () => {
     // A QEMU that never opens QMP keeps the start waiting after the TAP exists.
-    await writeFile(join(fakeDir, 'qemu-hang'), '#!/bin/sh\ncase "$*" in *--version*) echo "QEMU emulator version 7.2.0"; exit 0;; esac\nexec sleep 300\n');
+    // No exec: the shell keeps QEMU's command line (-name, -pidfile), as a real hung QEMU would.
+    await writeFile(join(fakeDir, 'qemu-hang'), '#!/bin/sh\ncase "$*" in *--version*) echo "QEMU emulator version 7.2.0"; exit 0;; esac\nsleep 300\n');
     await chmod(join(fakeDir, 'qemu-hang'), 0o755);
     const extraArgs = ['--netns', ns.name, '--accel', 'tcg', '--qemu', join(fakeDir, 'qemu-hang')];
     const d = await TestDaemon.start({ extraArgs });
@@ -170,9 +173,13 @@ describe('networking failures leave nothing behind', () => {
       await d.kill9();
       await starting;
       expect(await ns.linkNames()).toContain(tap);
+      const hung = await qemuPidsOf(['crashy']);
+      expect(hung).toHaveLength(1);
       extraArgs.splice(extraArgs.indexOf('--qemu'), 2);
       await d.restart();
       expect(await ns.linkNames()).not.toContain(tap);
+      // The QEMU whose pid was never recorded is found by its command line and killed.
+      expect(await isAlive(hung[0]!)).toBe(false);
       const vm = await rpc(d.clients).get('crashy');
       expect(vm.status?.phase).toBe('PHASE_FAILED');
       await rpc(d.clients).delete('crashy');
