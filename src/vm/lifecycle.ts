@@ -55,7 +55,8 @@ export class Lifecycle {
     let pid = 0;
     let nics = record.status.nics;
     try {
-      await checkBootFiles(record.spec, this.o.imageRoots);
+      if (!record.bootFilesChecked) await checkBootFiles(record.spec, this.o.imageRoots);
+      record.bootFilesChecked = false;
       nics = await wireNics(this.o.ip, record.spec.nics, { vmId: record.spec.id, vcpus: record.spec.vcpus, taken: this.m.tapsInUse(record) });
       // Every NIC sits on its own root port so that any of them can be unplugged; spares take hot-plugged ones.
       const pciPorts = nics.length + DEFAULT_HOTPLUG_PORTS;
