@@ -52,8 +52,9 @@ export function migrationHooks(ctx: SourceContext, incoming: IncomingMigrations,
             await qmp.execute('blockdev-del', { 'node-name': `mig-${d.name}` }).catch(() => undefined);
           }
         }
-        await outgoing.abortOnTarget(agent, marker.uid, id, 'source vmlet restarted before the migration committed');
-        agent.close();
+        // Not committed: the target never ran the guest, so resuming here is safe whether or not
+        // the target hears about it now; telling it must not hold up the daemon's start.
+        void outgoing.abortOnTarget(agent, marker.uid, id, 'source vmlet restarted before the migration committed').finally(() => agent.close());
         if (qmp && marker.wasRunning) await qmp.execute('cont').catch(() => undefined);
         const reason = 'migration interrupted by a vmlet restart; rolled back';
         if (qmp) manager.setPhase(record, marker.wasRunning ? 'Running' : 'Paused', reason, { migration: undefined });

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { setTimeout as delay } from 'node:timers/promises';
 import { TwoNodes, type Node } from '../support/two-nodes.js';
 import { CLI } from '../support/daemon.js';
 import { guestSpec, waitForFileText } from '../support/guest.js';
@@ -168,6 +169,29 @@ describe('live migration between two vmlet nodes (two namespaces, mutual TLS, no
     expect(onA.length + onB.length).toBe(1);
     expect([...onA, ...onB][0]!.status?.phase).toBe('PHASE_RUNNING');
     expect((await qemuPidsOf(['crossing'])).length).toBe(1);
+  });
+
+  it('kill -9 of the source daemon in the middle: the restarted source rolls back, the guest runs on the source only', async () => {
+    await rpc(nodes.a.daemon.clients).create(counterVm('homing', '10.98.0.13'), true);
+    await migrations(nodes.a).migrate('homing', nodes.b.address, { maxBandwidthBytesPerSecond: 16 * 1024 * 1024 });
+    await nodes.a.daemon.kill9();
+    await nodes.a.daemon.restart();
+    const a = rpc(nodes.a.daemon.clients);
+    const m = await migrations(nodes.a).get('homing');
+    expect(m.phase).toBe('MIGRATION_PHASE_FAILED');
+    expect(m.reason).toContain('restart');
+    expect((await a.get('homing')).status?.phase).toBe('PHASE_RUNNING');
+    // The target is told to discard its half in the background, without holding up the source's start.
+    const b = rpc(nodes.b.daemon.clients);
+    const deadline = Date.now() + 30_000;
+    while ((await b.list()).length > 0 && Date.now() < deadline) await delay(100);
+    expect(await b.list()).toEqual([]);
+    expect((await qemuPidsOf(['homing'])).length).toBe(1);
+    // Still controllable, and its counter goes on.
+    const log = join(nodes.a.daemon.runDir, 'vms', 'homing', 'console.log');
+    const n = lastCount(await readFile(log, 'utf8'))?.i ?? 0;
+    await waitForFileText(log, (t) => (lastCount(t)?.i ?? 0) > n + 3, 30_000);
+    expect((await a.pause('homing')).status?.phase).toBe('PHASE_PAUSED');
   });
 
   it('a target without the bridge refuses before anything starts', async () => {
