@@ -35,6 +35,7 @@ import { migrationBreakdown } from './migration-log.js';
 import { killStrayQemus, whichBinary } from './procs.js';
 import { median, ms, summarise } from './stats.js';
 import { createRunning, deleteGone } from './vmlet-ops.js';
+import type { QueryMigrate } from '../src/qemu/migration-info.js';
 
 /** vmlet's launcher waits 10 ms between tries of the QMP socket; the raw side does the same here. */
 const SOCKET_POLL_MS = 10;
@@ -98,14 +99,6 @@ interface RawSample {
   downtimeMs: number;
   transferredBytes: number;
   polls: number;
-}
-
-interface QueryMigrate {
-  status?: string;
-  ram?: { total?: number; transferred?: number; remaining?: number };
-  downtime?: number;
-  'total-time'?: number;
-  'error-desc'?: string;
 }
 
 const spec = (repo: string, id: string): VmSpec => ({ ...demoGuestSpec(repo, id), memoryMib: MEMORY_MIB });

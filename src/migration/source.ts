@@ -12,6 +12,7 @@ import type { MigrationAgentServiceClient } from '../api/grpc/generated/vmlet/v1
 import type { PrepareIncomingResponse__Output } from '../api/grpc/generated/vmlet/v1/PrepareIncomingResponse.js';
 import { call, connectAgent } from './agent-client.js';
 import { type MigrationInfo, type MigrationRegistry } from './registry.js';
+import type { QueryMigrate } from '../qemu/migration-info.js';
 
 export interface MigrationOptions {
   maxBandwidthBytesPerSecond: number;
@@ -314,14 +315,6 @@ export class OutgoingMigrations {
     await manager.removeEverything(record);
     registry.update(record.spec.id, { phase: 'Succeeded' });
   }
-}
-
-interface QueryMigrate {
-  status?: string;
-  ram?: { total?: number; transferred?: number; remaining?: number };
-  downtime?: number;
-  'total-time'?: number;
-  'error-desc'?: string;
 }
 
 function abortPromise(signal: AbortSignal): Promise<never> {
