@@ -26,14 +26,15 @@ export function unaryHandler<Req, Res>(ctx: CallContext, method: string, fn: (re
     const started = process.hrtime.bigint();
     const vm = (call.request as { id?: string; spec?: { id?: string } }).id || (call.request as { spec?: { id?: string } }).spec?.id;
     fn(call.request, call).then(
+      // The reply goes out first; the log line and metrics follow.
       (res) => {
-        finish(ctx, method, started, status.OK, undefined, vm ? { vm } : {});
         callback(null, res);
+        finish(ctx, method, started, status.OK, undefined, vm ? { vm } : {});
       },
       (err: unknown) => {
         const e = toServiceError(err);
-        finish(ctx, method, started, e.code, err, vm ? { vm } : {});
         callback(e);
+        finish(ctx, method, started, e.code, err, vm ? { vm } : {});
       },
     );
   };
