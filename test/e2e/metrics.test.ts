@@ -7,12 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
-import { setTimeout as delay } from 'node:timers/promises';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { expectCode, rpc } from '../support/rpc.js';
 import { TestNetns } from '../support/netns.js';
 import { parseMetrics, type MetricLine } from '../support/metrics-text.js';
+import { until } from '../support/poll.js';
 import { promtoolCheckMetrics, TestPrometheus, type PromSample } from '../support/prometheus.js';
 
 const ID = 'met-1';
@@ -26,20 +26,6 @@ function value(lines: MetricLine[], name: string, labels: Record<string, string>
   return hits[0]?.value;
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${lastError ? ` (last error: ${String(lastError)})` : ''}`);
-    await delay(200);
-  }
-}
 
 describe('metrics with a real guest, promtool and a real Prometheus', () => {
   let ns: TestNetns;

@@ -4,9 +4,9 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { setTimeout as delay } from 'node:timers/promises';
 import { TwoNodes, type Node } from '../support/two-nodes.js';
 import { CLI } from '../support/daemon.js';
+import { until } from '../support/poll.js';
 import { guestSpec, waitForFileText } from '../support/guest.js';
 import { expectCode, rpc } from '../support/rpc.js';
 import { qemuPidsOf } from '../support/processes.js';
@@ -183,9 +183,7 @@ describe('live migration between two vmlet nodes (two namespaces, mutual TLS, no
     expect((await a.get('homing')).status?.phase).toBe('PHASE_RUNNING');
     // The target is told to discard its half in the background, without holding up the source's start.
     const b = rpc(nodes.b.daemon.clients);
-    const deadline = Date.now() + 30_000;
-    while ((await b.list()).length > 0 && Date.now() < deadline) await delay(100);
-    expect(await b.list()).toEqual([]);
+    await until('the target discarding its half', async () => ((await b.list()).length === 0 ? true : undefined));
     expect((await qemuPidsOf(['homing'])).length).toBe(1);
     // Still controllable, and its counter goes on.
     const log = join(nodes.a.daemon.runDir, 'vms', 'homing', 'console.log');

@@ -4,26 +4,17 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { setTimeout as delay } from 'node:timers/promises';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { expectCode, rpc } from '../support/rpc.js';
 import { TestNetns } from '../support/netns.js';
+import { until } from '../support/poll.js';
 import { isVmletTapName } from '../../src/net/names.js';
 import { isAlive } from '../../src/host/process.js';
 import { qemuPidsOf } from '../support/processes.js';
 
 const cmdline = (ipCidr: string, run?: string) => `console=ttyS0 panic=-1 vmlet.ip=${ipCidr}${run ? ` vmlet.run="${run}"` : ''}`;
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await delay(50);
-  }
-}
 
 describe('guest networking: TAPs on a bridge inside a test network namespace', () => {
   let ns: TestNetns;
@@ -169,7 +160,7 @@ describe('networking failures leave nothing behind', () => {
       const api = rpc(d.clients);
       await api.create(guestSpec('crashy', { nics: [{ name: 'eth0', bridge: 'br0', mac: '' }] }));
       const starting = api.start('crashy').catch(() => undefined);
-      const tap = await waitFor('TAP created', async () => (await ns.linkNames()).find(isVmletTapName));
+      const tap = await until('TAP created', async () => (await ns.linkNames()).find(isVmletTapName));
       await d.kill9();
       await starting;
       expect(await ns.linkNames()).toContain(tap);
