@@ -126,6 +126,22 @@ describe('networking failures leave nothing behind', () => {
     await rm(fakeDir, { recursive: true, force: true });
   });
 
+  it('--bridge creates a missing bridge; --allowed-bridge refuses NICs on any other', async () => {
+    const d = await TestDaemon.start({ extraArgs: ['--netns', ns.name, '--bridge', 'brown0', '--allowed-bridge', 'brown0'] });
+    try {
+      const link = (await ns.links()).find((l) => l.ifname === 'brown0');
+      expect(link?.linkinfo?.info_kind).toBe('bridge');
+      const api = rpc(d.clients);
+      const details = await expectCode(() => api.create(guestSpec('fenced', { nics: [{ name: 'eth0', bridge: 'br0', mac: '' }] })), status.INVALID_ARGUMENT);
+      expect(details).toMatch(/^spec\.nics\[0\]\.bridge: br0 is not an allowed bridge \(allowed: brown0\)/);
+      const vm = await api.create(guestSpec('fenced', { nics: [{ name: 'eth0', bridge: 'brown0', mac: '' }] }), true);
+      expect((await ns.links()).find((l) => l.ifname === vm.status!.nics[0]!.tap)?.master).toBe('brown0');
+      await api.delete('fenced', true);
+    } finally {
+      await d.cleanup();
+    }
+  });
+
   it('a failing `ip` (a fake on PATH) leaves no TAP, no QEMU and a clear error', async () => {
     const realIp = execFileSync('sh', ['-c', 'command -v ip']).toString().trim();
     await writeFile(
