@@ -12,7 +12,6 @@ declare -A want=(
   [qemu-img]=qemu-utils
   [ip]=iproute2
   [promtool]=prometheus
-  [socat]=socat
   [ping]=iputils-ping
   [mkfs.ext2]=e2fsprogs
   [openssl]=openssl
