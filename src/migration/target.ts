@@ -81,7 +81,7 @@ export class IncomingMigrations {
         nicPorts: Object.fromEntries(nics.map((n) => [n.name, n.port ?? 0])),
       });
       pid = await launchQemu({ binary: this.m.options.qemuBinary, argv, paths, netns: this.m.options.netns });
-      const { qmp } = await this.m.lifecycle.connect(record, pid);
+      const { qmp } = await this.m.lifecycle.connectStarted(record, pid);
       this.m.update(record, { pid, nics, pciPorts: req.pciPorts, accelerator: this.m.options.accelerator });
       await qmp.execute('migrate-set-capabilities', {
         capabilities: [

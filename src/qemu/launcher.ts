@@ -54,7 +54,7 @@ export async function launchQemu(options: LaunchOptions): Promise<number> {
       if (spawnError) throw new VmletError('UNAVAILABLE', `cannot start ${options.binary}: ${spawnError.message}`);
       if (exited) {
         const why = exited.signal ? `signal ${exited.signal}` : `exit code ${exited.code}`;
-        throw new VmletError('FAILED_PRECONDITION', `QEMU exited during start (${why}): ${(await qemuLogTail(paths)) || 'no output'}`);
+        throw await exitedDuringStart(paths, why);
       }
       if (pid !== undefined && (await socketAccepts(paths.qmpSocket))) return pid;
       if (Date.now() > deadline) {
@@ -78,6 +78,19 @@ export function socketAccepts(path: string): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
+}
+
+/** QEMU refused the configuration (a missing disk, a bad option): its own words are the reason. */
+export async function exitedDuringStart(paths: VmPaths, why: string): Promise<VmletError> {
+  return new VmletError('FAILED_PRECONDITION', `QEMU exited during start (${why}): ${(await qemuLogTail(paths)) || 'no output'}`);
+}
+
+/**
+ * After a failed QMP handshake with a QEMU that was just started: if QEMU is exiting (it opens
+ * its QMP socket before it opens disks), the error is QEMU's own; otherwise the original one.
+ */
+export async function explainFailedHandshake(pid: number, paths: VmPaths, err: unknown): Promise<unknown> {
+  return (await waitForExit(pid, 2000)) ? exitedDuringStart(paths, 'before answering QMP') : err;
 }
 
 /** True when pid is alive and is the QEMU of VM `id` (its command line carries our -name marker). */

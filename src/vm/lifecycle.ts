@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { errorMessage, failedPrecondition } from '../errors.js';
 import { buildQemuArgv, DEFAULT_HOTPLUG_PORTS } from '../qemu/argv.js';
-import { isQemuOf, killHard, launchQemu, qemuLogTail } from '../qemu/launcher.js';
+import { explainFailedHandshake, isQemuOf, killHard, launchQemu, qemuLogTail } from '../qemu/launcher.js';
 import type { QmpEvent } from '../qemu/qmp.js';
 import { isAlive } from '../host/process.js';
 import { unwireNics, wireNics } from '../net/wiring.js';
@@ -72,7 +72,7 @@ export class Lifecycle {
         nicPorts: Object.fromEntries(nics.map((n) => [n.name, n.port!])),
       });
       pid = await launchQemu({ binary: this.o.qemuBinary, argv, paths: record.paths, netns: this.o.netns });
-      const instance = await this.connect(record, pid);
+      const instance = await this.connectStarted(record, pid);
       // Started with -S: events are subscribed before the guest runs a single instruction.
       await instance.qmp.execute('cont');
       this.m.setPhase(record, 'Running', 'started', {
@@ -91,6 +91,15 @@ export class Lifecycle {
       await this.cleanupHost(record, nics);
       this.m.setPhase(record, 'Failed', reason, { pid: 0, nics: [] });
       throw err;
+    }
+  }
+
+  /** connect() for a QEMU just launched: a QEMU that exits before its handshake reports why. */
+  async connectStarted(record: VmRecord, pid: number): Promise<QemuInstance> {
+    try {
+      return await this.connect(record, pid);
+    } catch (err) {
+      throw await explainFailedHandshake(pid, record.paths, err);
     }
   }
 
