@@ -240,20 +240,21 @@ export class Lifecycle {
     await Promise.all([p.qmpSocket, p.serialSocket, p.pidFile].map((f) => rm(f, { force: true })));
   }
 
-  async pause(record: VmRecord): Promise<void> {
-    const { phase } = record.status;
-    if (phase === 'Paused') return;
-    if (phase !== 'Running' || !record.instance) throw failedPrecondition(`VM ${record.spec.id} is ${phase}; only a Running VM can be paused`);
-    await record.instance.qmp.execute('stop');
-    if (record.status.phase === 'Running') this.m.setPhase(record, 'Paused', 'paused by request');
+  pause(record: VmRecord): Promise<void> {
+    return this.switchVcpus(record, { from: 'Running', to: 'Paused', command: 'stop', verb: 'paused' });
   }
 
-  async resume(record: VmRecord): Promise<void> {
+  resume(record: VmRecord): Promise<void> {
+    return this.switchVcpus(record, { from: 'Paused', to: 'Running', command: 'cont', verb: 'resumed' });
+  }
+
+  /** Pause and resume: idempotent in the target phase; the STOP/RESUME event may have set the phase already. */
+  private async switchVcpus(record: VmRecord, o: { from: Phase; to: Phase; command: 'stop' | 'cont'; verb: string }): Promise<void> {
     const { phase } = record.status;
-    if (phase === 'Running') return;
-    if (phase !== 'Paused' || !record.instance) throw failedPrecondition(`VM ${record.spec.id} is ${phase}; only a Paused VM can be resumed`);
-    await record.instance.qmp.execute('cont');
-    if (record.status.phase === 'Paused') this.m.setPhase(record, 'Running', 'resumed by request');
+    if (phase === o.to) return;
+    if (phase !== o.from || !record.instance) throw failedPrecondition(`VM ${record.spec.id} is ${phase}; only a ${o.from} VM can be ${o.verb}`);
+    await record.instance.qmp.execute(o.command);
+    if (record.status.phase === o.from) this.m.setPhase(record, o.to, `${o.verb} by request`);
   }
 
   async reboot(record: VmRecord): Promise<void> {
