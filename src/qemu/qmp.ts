@@ -86,6 +86,19 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
 
   /** Connects, reads the greeting and negotiates capabilities, all within connectTimeoutMs. */
   static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
+    const client = await QmpClient.open(socketPath, options);
+    await client.ready;
+    return client;
+  }
+
+  /**
+   * Resolves as soon as the socket is connected, with the handshake under way: `qmp_capabilities`
+   * is written at once (QEMU reads it after its greeting) and `ready` settles when it is answered,
+   * within connectTimeoutMs. Commands may be executed before that: they go out right behind it, in
+   * order, so a caller saves the round trips of waiting. Rejects if the socket cannot be connected
+   * (the error's cause carries the errno code).
+   */
+  static open(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
     const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
     const client = new QmpClient(socketPath, net.createConnection({ path: socketPath }), options);
     let timer: NodeJS.Timeout | undefined;
@@ -99,16 +112,24 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
         reject(new QmpError('UNAVAILABLE', `QMP socket ${socketPath} ${stage} within ${connectTimeoutMs}ms`));
       }, connectTimeoutMs);
     });
-    try {
-      await Promise.race([client.handshake(), deadline]);
-      return client;
-    } catch (err) {
-      client.shutdown(err instanceof Error ? err : undefined);
-      throw err;
-    } finally {
-      clearTimeout(timer);
-    }
+    const ready = Promise.race([client.handshake(), deadline]).then(
+      () => clearTimeout(timer),
+      (err: unknown) => {
+        clearTimeout(timer);
+        client.shutdown(err instanceof Error ? err : undefined);
+        throw err;
+      },
+    );
+    client.ready = ready;
+    return new Promise<QmpClient>((resolve, reject) => {
+      client.socket.once('connect', () => resolve(client));
+      // A failed connect closes the client, which fails the handshake with the same error.
+      ready.catch(reject);
+    });
   }
+
+  /** Settles when capabilities are negotiated; rejects (and the client is closed) if they cannot be. */
+  ready: Promise<void> = Promise.resolve();
 
   private constructor(socketPath: string, socket: net.Socket, options: QmpConnectOptions) {
     super();
@@ -166,10 +187,12 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
   }
 
   private async handshake(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
+    const greeting = new Promise<void>((resolve, reject) => {
       this.greetingWaiter = { resolve, reject };
     });
-    await this.send('qmp_capabilities', undefined, undefined);
+    const capabilities = this.send('qmp_capabilities', undefined, undefined);
+    // Both settle (the greeting first), or both fail when the connection closes.
+    await Promise.all([greeting, capabilities]);
   }
 
   private send(command: string, args: Record<string, unknown> | undefined, timeoutMs: number | undefined): Promise<unknown> {

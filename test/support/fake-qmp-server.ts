@@ -37,6 +37,9 @@ export const defaultQmpHandler: FakeQmpHandler = (cmd) =>
 
 export class FakeQmpConnection {
   private buffered = '';
+  /** Like QEMU, input is read only once a first line (the greeting) has gone out. */
+  private greeted = false;
+  private early: string[] = [];
 
   constructor(
     readonly socket: net.Socket,
@@ -49,7 +52,9 @@ export class FakeQmpConnection {
       while ((newline = this.buffered.indexOf('\n')) !== -1) {
         const line = this.buffered.slice(0, newline);
         this.buffered = this.buffered.slice(newline + 1);
-        if (line.trim() !== '') this.onLine(line, this);
+        if (line.trim() === '') continue;
+        if (this.greeted) this.onLine(line, this);
+        else this.early.push(line);
       }
     });
     socket.on('error', () => {
@@ -60,6 +65,10 @@ export class FakeQmpConnection {
   /** Writes bytes as they are: for partial lines and garbage. Resolves when handed to the kernel. */
   async sendRaw(data: string | Buffer): Promise<void> {
     await new Promise<void>((resolve, reject) => this.socket.write(data, (err) => (err ? reject(err) : resolve())));
+    if (!this.greeted && data.includes('\n')) {
+      this.greeted = true;
+      for (const line of this.early.splice(0)) this.onLine(line, this);
+    }
   }
 
   /** Writes data in pieces of `size` bytes, yielding to the event loop between pieces. */

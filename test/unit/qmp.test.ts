@@ -56,6 +56,34 @@ describe('connect', () => {
     expect(client.closed).toBe(false);
   });
 
+  it('open: commands executed before the handshake is done go out right behind qmp_capabilities, in order', async () => {
+    server.handle('cont', { return: {} });
+    const client = await QmpClient.open(server.path, { commandTimeoutMs: 3000 });
+    clients.push(client);
+    const cont = client.execute('cont');
+    await expect(Promise.all([client.ready, cont])).resolves.toEqual([undefined, {}]);
+    expect(server.commandNames()).toEqual(['qmp_capabilities', 'cont']);
+  });
+
+  it('open: when the handshake fails, ready and the commands sent behind it fail with it', async () => {
+    await server.stop();
+    server = await FakeQmpServer.start({ greeting: { hello: 'not QMP' } });
+    const client = await QmpClient.open(server.path, { commandTimeoutMs: 3000 });
+    clients.push(client);
+    const cont = client.execute('cont');
+    const [ready, pipelined] = await Promise.all([rejection(client.ready), rejection(cont)]);
+    expect(ready.code).toBe('UNAVAILABLE');
+    expect(ready.message).toMatch(/greeting/);
+    expect(pipelined.code).toBe('UNAVAILABLE');
+    expect(client.closed).toBe(true);
+  });
+
+  it('open: rejects when the socket does not exist, with the errno in the cause', async () => {
+    const err = await rejection(QmpClient.open(path.join(server.dir, 'missing.sock')));
+    expect(err.code).toBe('UNAVAILABLE');
+    expect((err.cause as NodeJS.ErrnoException).code).toBe('ENOENT');
+  });
+
   it('fails with UNAVAILABLE naming the socket when the server never greets', async () => {
     await server.stop();
     server = await FakeQmpServer.start({ greeting: null });
