@@ -8,6 +8,7 @@ import { qemuVersion } from './qemu/version.js';
 import { IpTool } from './net/ip.js';
 import { ensureBridge } from './net/tap.js';
 import { vhostNetWorks } from './net/vhost.js';
+import { Spawner } from './qemu/spawner.js';
 import { VmManager } from './vm/manager.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { Readiness, selfCheckTarget } from './metrics/readiness.js';
@@ -52,6 +53,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   const metrics = new AgentMetrics();
   metrics.buildInfo.set({ version: VMLET_VERSION, qemu_version: version, accelerator: accel.accelerator }, 1);
   const store = new StateStore(config.stateDir, config.runDir);
+  const spawner = new Spawner(logger).start();
   const manager = new VmManager({
     store,
     logger,
@@ -63,6 +65,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     imageRoots: config.imageRoots,
     qemuBinary: config.qemuBinary,
     qemuImgBinary: config.qemuImgBinary,
+    spawner,
     netns: config.netns,
     capacity: {
       capacity: { cpus: cpus().length, memoryMib: Math.floor(totalmem() / 1024 / 1024) },
@@ -133,6 +136,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       readiness.close();
       await grpc.shutdown();
       await manager.close();
+      spawner.close();
       logger.info('vmlet stopped; guests keep running');
     },
   };

@@ -80,8 +80,10 @@ export class IncomingMigrations {
         hotplugPorts: req.pciPorts,
         nicPorts: Object.fromEntries(nics.map((n) => [n.name, n.port ?? 0])),
       });
-      pid = await launchQemu({ binary: this.m.options.qemuBinary, argv, paths, netns: this.m.options.netns });
-      const { qmp } = await this.m.lifecycle.connectStarted(record, pid);
+      const o = this.m.options;
+      const launched = await launchQemu({ binary: o.qemuBinary, argv, paths, netns: o.netns, spawner: o.spawner, qmp: this.m.lifecycle.qmpOptions() });
+      pid = launched.pid;
+      const { qmp } = await this.m.lifecycle.attachStarted(record, launched);
       this.m.update(record, { pid, nics, pciPorts: req.pciPorts, accelerator: this.m.options.accelerator });
       await qmp.execute('migrate-set-capabilities', {
         capabilities: [

@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { VmletError } from '../errors.js';
+import { errorMessage, VmletError } from '../errors.js';
 import { isAlive, processCmdline, signal, waitForExit } from '../host/process.js';
+import { NameWatch } from '../host/name-watch.js';
 import type { VmPaths } from '../vm/types.js';
+import { QmpClient, QmpError, type QmpConnectOptions } from './qmp.js';
+import type { ChildExit, Spawner } from './spawner.js';
 
 export interface LaunchOptions {
   binary: string;
@@ -13,6 +14,9 @@ export interface LaunchOptions {
   netns?: string;
   /** How long QEMU may take to open its QMP socket. */
   readyTimeoutMs?: number;
+  /** For vmlet's QMP connection (timeouts, metrics hook). */
+  qmp?: QmpConnectOptions;
+  spawner: Spawner;
 }
 
 /** The `-name guest=<id>,…` marker that identifies a VM's QEMU in /proc/<pid>/cmdline. */
@@ -28,56 +32,90 @@ export async function qemuLogTail(paths: VmPaths, maxBytes = 2000): Promise<stri
   }
 }
 
+export interface LaunchedQemu {
+  pid: number;
+  /** Socket connected, capabilities negotiation under way (see QmpClient.open). */
+  qmp: QmpClient;
+}
+
 /**
- * Starts QEMU detached in its own session, so it outlives vmlet (no -daemonize: it conflicts with
- * -sandbox spawn=deny). stdout/stderr go to qemu.log. Resolves with the pid once the QMP socket
- * accepts connections; rejects with QEMU's own error output if it exits first.
+ * Starts QEMU detached in its own session (through the spawn helper), so it outlives vmlet (no
+ * -daemonize: it conflicts with -sandbox spawn=deny). stdout/stderr go to qemu.log. Resolves as
+ * soon as vmlet's QMP connection is accepted; no probe connection first, which QEMU would have to
+ * greet and drop before it gets to the real one. Rejects with QEMU's own error output if it exits
+ * first.
  */
-export async function launchQemu(options: LaunchOptions): Promise<number> {
+export async function launchQemu(options: LaunchOptions): Promise<LaunchedQemu> {
   const { paths } = options;
-  await mkdir(paths.runDir, { recursive: true, mode: 0o750 });
-  await Promise.all([paths.qmpSocket, paths.serialSocket, paths.pidFile].map((f) => rm(f, { force: true })));
-  const log = await open(paths.qemuLog, 'a', 0o640);
+  await Promise.all([
+    mkdir(paths.runDir, { recursive: true, mode: 0o750 }),
+    ...[paths.qmpSocket, paths.serialSocket, paths.pidFile].map((f) => rm(f, { force: true })),
+  ]);
   const [cmd, args] = options.netns
     ? ['ip', ['netns', 'exec', options.netns, options.binary, ...options.argv]]
     : [options.binary, options.argv];
-  let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  let spawnError: Error | undefined;
+  let exited: ChildExit | undefined;
+  let pid: number | undefined;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
   try {
-    const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log.fd, log.fd] });
-    child.on('exit', (code, sig) => (exited = { code, signal: sig }));
-    child.on('error', (err) => (spawnError = err));
-    child.unref();
-    const pid = child.pid;
-    const deadline = Date.now() + (options.readyTimeoutMs ?? 15_000);
-    for (;;) {
-      if (spawnError) throw new VmletError('UNAVAILABLE', `cannot start ${options.binary}: ${spawnError.message}`);
-      if (exited) {
-        const why = exited.signal ? `signal ${exited.signal}` : `exit code ${exited.code}`;
-        throw await exitedDuringStart(paths, why);
-      }
-      if (pid !== undefined && (await socketAccepts(paths.qmpSocket))) return pid;
-      if (Date.now() > deadline) {
-        if (pid !== undefined) await killHard(pid);
-        throw new VmletError('UNAVAILABLE', `QEMU did not open its QMP socket within ${options.readyTimeoutMs ?? 15_000} ms: ${await qemuLogTail(paths)}`);
-      }
-      await delay(10);
-    }
-  } finally {
-    await log.close();
+    const child = await options.spawner.spawn(cmd, args, paths.qemuLog).catch((err: unknown) => {
+      throw new VmletError('UNAVAILABLE', `cannot start ${options.binary}: ${errorMessage(err)}`, { cause: err });
+    });
+    pid = child.pid;
+    child.exited.then((e) => (exited = e), () => undefined);
+    const qmp = await connectWhenListening(paths.qmpSocket, {
+      qmp: options.qmp ?? {},
+      deadline: Date.now() + readyTimeoutMs,
+      stopIf: async () => {
+        if (exited) return exitedDuringStart(paths, exited.signal ? `signal ${exited.signal}` : `exit code ${exited.code}`);
+        return undefined;
+      },
+    });
+    return { pid, qmp };
+  } catch (err) {
+    if (pid !== undefined && !exited) await killHard(pid).catch(() => undefined);
+    if (!(err instanceof QmpError)) throw err;
+    throw new VmletError('UNAVAILABLE', `${err.message}; QEMU's output: ${(await qemuLogTail(paths)) || 'none'}`, { cause: err });
   }
 }
 
-/** Whether a unix socket accepts a connection right now. */
-export function socketAccepts(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
+export interface ConnectWhenListening {
+  qmp: QmpConnectOptions;
+  /** Epoch ms after which a socket that still refuses is an error. */
+  deadline: number;
+  /**
+   * Checked before every new attempt: an error to stop with (the process exited, say), else
+   * undefined. Without a change of the socket file it is checked every `recheckMs`.
+   */
+  stopIf?: () => Promise<Error | undefined>;
+  recheckMs?: number;
+}
+
+/** A socket that exists but refuses is tried again this soon: QEMU binds, then listens. */
+const LISTEN_RETRY_MS = 1;
+
+/**
+ * QmpClient.open as soon as QEMU listens on the socket: woken by the socket file's creation
+ * (inotify), not by polling, so a starting QEMU costs the daemon no CPU while it initialises.
+ */
+export async function connectWhenListening(path: string, o: ConnectWhenListening): Promise<QmpClient> {
+  const socketFile = new NameWatch(path);
+  try {
+    for (;;) {
+      try {
+        return await QmpClient.open(path, o.qmp);
+      } catch (err) {
+        const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+        if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
+        const stop = await o.stopIf?.();
+        if (stop) throw stop;
+        if (Date.now() > o.deadline) throw new QmpError('UNAVAILABLE', `QEMU did not listen on its QMP socket in time (${errorMessage(err)})`, { cause: err });
+        await (code === 'ENOENT' ? socketFile.next(o.recheckMs ?? 20) : delay(LISTEN_RETRY_MS));
+      }
+    }
+  } finally {
+    socketFile.close();
+  }
 }
 
 /** QEMU refused the configuration (a missing disk, a bad option): its own words are the reason. */

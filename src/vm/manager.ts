@@ -22,6 +22,7 @@ import { deleteTap, getBridge, listTaps } from '../net/tap.js';
 import { isVmletTapName } from '../net/names.js';
 import { qemusUnder } from '../qemu/orphans.js';
 import { killHard } from '../qemu/launcher.js';
+import type { Spawner } from '../qemu/spawner.js';
 
 export interface ManagerOptions {
   store: StateStore;
@@ -32,6 +33,8 @@ export interface ManagerOptions {
   imageRoots: string[];
   qemuBinary: string;
   qemuImgBinary: string;
+  /** Starts QEMU processes (a helper, so the daemon never forks itself). */
+  spawner: Spawner;
   netns?: string;
   capacity: CapacityPolicy;
   defaultStopGraceSeconds: number;

@@ -30,6 +30,11 @@ export class QemuInstance {
     return new QemuInstance(pid, await QmpClient.connect(qmpSocket, options));
   }
 
+  /** A QEMU whose QMP connection is already open (its handshake may still be under way). */
+  static of(pid: number, qmp: QmpClient): QemuInstance {
+    return new QemuInstance(pid, qmp);
+  }
+
   /** Waits for QMP EOF and then for the pid to disappear, within one deadline. True if it exited. */
   async waitExit(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
