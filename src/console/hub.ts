@@ -18,8 +18,10 @@ export interface ConsoleVmSource {
 
 /** Phases in which a client may attach. */
 const ATTACHABLE: ReadonlySet<Phase> = new Set<Phase>(['Running', 'Paused']);
+/** Phases in which vmlet connects to the serial socket: from a start's launch of QEMU (still paused), so no output is missed. */
+const OPEN: ReadonlySet<Phase> = new Set<Phase>(['Starting', 'Running', 'Paused']);
 /** Phases in which QEMU still runs the guest: an open console stays open through them. */
-const KEEP: ReadonlySet<Phase> = new Set<Phase>(['Running', 'Paused', 'Stopping', 'Migrating']);
+const KEEP: ReadonlySet<Phase> = new Set<Phase>(['Starting', 'Running', 'Paused', 'Stopping', 'Migrating']);
 
 export interface ConsoleLogRequest {
   id: string;
@@ -30,8 +32,9 @@ export interface ConsoleLogRequest {
 }
 
 /**
- * Every VM's console: a session per running QEMU, opened when the VM becomes Running (or is
- * found running at start, i.e. adopted) and closed when it stops, which ends its clients cleanly.
+ * Every VM's console: a session per running QEMU, opened when a start has launched QEMU (before
+ * the guest runs) or when the VM becomes Running otherwise (adopted, migrated in), and closed when
+ * it stops, which ends its clients cleanly.
  */
 export class ConsoleHub {
   private readonly sessions = new Map<string, ConsoleSession>();
@@ -112,7 +115,7 @@ export class ConsoleHub {
       void current.close();
       this.logger.debug({ vm: id, phase }, 'console closed');
     }
-    if (!deleted && ATTACHABLE.has(phase) && pid > 0 && !this.sessions.has(id)) {
+    if (!deleted && OPEN.has(phase) && pid > 0 && !this.sessions.has(id)) {
       const paths = this.vms.record(id).paths;
       this.sessions.set(id, new ConsoleSession(pid, paths, this.limits, this.logger.child({ vm: id })));
       this.logger.debug({ vm: id, phase }, 'console opened');

@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
 import { errorMessage, failedPrecondition } from '../errors.js';
 import { buildQemuArgv, DEFAULT_HOTPLUG_PORTS } from '../qemu/argv.js';
-import { explainFailedHandshake, isQemuOf, killHard, launchQemu, qemuLogTail } from '../qemu/launcher.js';
-import type { QmpEvent } from '../qemu/qmp.js';
+import { explainFailedHandshake, isQemuOf, killHard, launchQemu, qemuLogTail, type LaunchedQemu } from '../qemu/launcher.js';
+import type { QmpClient, QmpConnectOptions, QmpEvent } from '../qemu/qmp.js';
 import { isAlive } from '../host/process.js';
 import { unwireNics, wireNics } from '../net/wiring.js';
 import { QemuInstance } from './qemu-instance.js';
@@ -71,10 +71,14 @@ export class Lifecycle {
         hotplugPorts: pciPorts,
         nicPorts: Object.fromEntries(nics.map((n) => [n.name, n.port!])),
       });
-      pid = await launchQemu({ binary: this.o.qemuBinary, argv, paths: record.paths, netns: this.o.netns });
-      const instance = await this.connectStarted(record, pid);
-      // Started with -S: events are subscribed before the guest runs a single instruction.
-      await instance.qmp.execute('cont');
+      const launched = await launchQemu({ binary: this.o.qemuBinary, argv, paths: record.paths, netns: this.o.netns, spawner: this.o.spawner, qmp: this.qmpOptions() });
+      pid = launched.pid;
+      // Recorded at once: the console connects while QEMU initialises, so it has the guest's
+      // output from its first byte, and a restart of vmlet now knows this QEMU.
+      this.m.update(record, { pid });
+      // Started with -S: events are subscribed before the guest runs a single instruction. `cont`
+      // goes out right behind qmp_capabilities instead of a round trip later.
+      await this.attachStarted(record, launched, (qmp) => qmp.execute('cont'));
       this.m.setPhase(record, 'Running', 'started', {
         pid,
         nics,
@@ -94,20 +98,30 @@ export class Lifecycle {
     }
   }
 
-  /** connect() for a QEMU just launched: a QEMU that exits before its handshake reports why. */
-  async connectStarted(record: VmRecord, pid: number): Promise<QemuInstance> {
+  qmpOptions(): QmpConnectOptions {
+    return { connectTimeoutMs: QMP_CONNECT_TIMEOUT_MS, onCommandDone: this.o.onQmpCommand };
+  }
+
+  /**
+   * Takes over the QMP connection of a QEMU just launched and waits for its handshake, and for
+   * `pipelined` (commands sent without waiting for it). A QEMU that exits first reports why.
+   */
+  async attachStarted(record: VmRecord, launched: LaunchedQemu, pipelined?: (qmp: QmpClient) => Promise<unknown>): Promise<QemuInstance> {
+    const instance = this.attach(record, QemuInstance.of(launched.pid, launched.qmp));
     try {
-      return await this.connect(record, pid);
+      await Promise.all([launched.qmp.ready, pipelined?.(launched.qmp)]);
+      return instance;
     } catch (err) {
-      throw await explainFailedHandshake(pid, record.paths, err);
+      throw await explainFailedHandshake(launched.pid, record.paths, err);
     }
   }
 
+  /** Connects to the QMP socket of a QEMU that is already running (adoption). */
   async connect(record: VmRecord, pid: number): Promise<QemuInstance> {
-    const instance = await QemuInstance.connect(pid, record.paths.qmpSocket, {
-      connectTimeoutMs: QMP_CONNECT_TIMEOUT_MS,
-      onCommandDone: this.o.onQmpCommand,
-    });
+    return this.attach(record, await QemuInstance.connect(pid, record.paths.qmpSocket, this.qmpOptions()));
+  }
+
+  private attach(record: VmRecord, instance: QemuInstance): QemuInstance {
     record.instance = instance;
     instance.qmp.on('event', (e: QmpEvent) => this.onEvent(record, instance, e));
     void instance.exited.then(() => record.queue.run(() => this.onExit(record, instance)));
@@ -274,7 +288,13 @@ export class Lifecycle {
     const { status } = record;
     const pid = status.pid;
     const hooks = this.m.migrationHooks;
-    if (pid && (await isQemuOf(pid, record.spec.id))) {
+    if (pid && status.phase === 'Starting' && (await isQemuOf(pid, record.spec.id))) {
+      // vmlet went down before the start finished: the guest never ran; the start failed.
+      record.log.warn({ pid }, 'killing the QEMU of a start interrupted by a vmlet restart');
+      await killHard(pid);
+      await this.cleanupHost(record, status.nics);
+      this.m.setPhase(record, 'Failed', 'start interrupted by a vmlet restart', { pid: 0, nics: [] });
+    } else if (pid && (await isQemuOf(pid, record.spec.id))) {
       try {
         const instance = await this.connect(record, pid);
         const { status: runState } = await instance.qmp.execute<{ status: string }>('query-status');

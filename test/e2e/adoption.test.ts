@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { rpc } from '../support/rpc.js';
 import { isAlive, signal, waitForExit } from '../../src/host/process.js';
+import { until } from '../support/poll.js';
 
 describe('guests outlive the daemon; a restarted daemon adopts them', () => {
   let d: TestDaemon;
@@ -76,5 +78,45 @@ describe('guests outlive the daemon; a restarted daemon adopts them', () => {
     // And it can be started again.
     expect((await api.start(id)).status?.phase).toBe('PHASE_RUNNING');
     await api.delete(id, true);
+  });
+
+  it('kill -9 of the daemon while a start waits for QMP: the restarted daemon kills that QEMU and fails the start', async () => {
+    // A "QEMU" that listens on its QMP socket and never greets: the start waits in its handshake,
+    // with the pid already recorded. Its command line is the real argv (-name guest=…).
+    const fake = join(d.root, 'qemu-mute.cjs');
+    await writeFile(
+      fake,
+      `#!${process.execPath}
+if (process.argv.includes('--version')) { console.log('QEMU emulator version 7.2.0'); process.exit(0); }
+const spec = process.argv[process.argv.indexOf('-chardev') + 1];
+require('node:net').createServer(() => {}).listen(/path=([^,]+)/.exec(spec)[1]);
+`,
+    );
+    await chmod(fake, 0o755);
+    const mute = await TestDaemon.start({ extraArgs: ['--accel', 'tcg', '--qemu', fake] });
+    try {
+      let api = rpc(mute.clients);
+      const id = 'interrupted';
+      await api.create(guestSpec(id));
+      const starting = api.start(id).catch(() => undefined);
+      const pid = await until('pid recorded while Starting', async () => {
+        const vm = await api.get(id);
+        return vm.status?.phase === 'PHASE_STARTING' && vm.status.pid ? vm.status.pid : undefined;
+      });
+      await mute.kill9();
+      await starting;
+      expect(await isAlive(pid)).toBe(true);
+
+      await mute.restart();
+      api = rpc(mute.clients);
+      const vm = await api.get(id);
+      expect(vm.status?.phase).toBe('PHASE_FAILED');
+      expect(vm.status?.reason).toContain('start interrupted by a vmlet restart');
+      expect(vm.status?.pid).toBe(0);
+      expect(await isAlive(pid)).toBe(false);
+      await api.delete(id);
+    } finally {
+      await mute.cleanup();
+    }
   });
 });
