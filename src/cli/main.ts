@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: sizes libuv's thread pool before anything can start it.
+import '../host/threadpool.js';
 import { runCli } from './cli.js';
 import { processIo } from './io.js';
 
