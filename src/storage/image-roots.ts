@@ -7,18 +7,17 @@ import { invalidArgument } from '../errors.js';
  * the --image-root directories, so a caller cannot make QEMU open /etc/shadow or a device.
  */
 export async function resolveUnderRoots(path: string, roots: readonly string[], field: string): Promise<string> {
-  let real: string;
-  try {
-    real = await realpath(path);
-  } catch {
-    throw invalidArgument(field, `${path} does not exist`);
-  }
-  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => undefined)));
+  // One round of file system calls: stat follows symlinks just as realpath does.
+  const [real, info, realRoots] = await Promise.all([
+    realpath(path).catch(() => undefined),
+    stat(path).catch(() => undefined),
+    Promise.all(roots.map((r) => realpath(r).catch(() => undefined))),
+  ]);
+  if (real === undefined || info === undefined) throw invalidArgument(field, `${path} does not exist`);
   const inside = realRoots.some((root) => root !== undefined && (real === root || real.startsWith(root.endsWith(sep) ? root : root + sep)));
   if (!inside) {
     throw invalidArgument(field, `${path} is outside the image roots (${roots.join(', ')}); place images there or start vmlet with --image-root`);
   }
-  const info = await stat(real);
   if (!info.isFile()) throw invalidArgument(field, `${path} is not a regular file`);
   return real;
 }

@@ -16,10 +16,14 @@ interface StorageOptions {
  * which the caller removes when creation fails.
  */
 export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: StorageOptions): Promise<DiskStatus[]> {
-  await checkBootFiles(spec, options.imageRoots);
-  const resolved = await Promise.all(
-    spec.disks.map((d, i) => resolveUnderRoots(d.imagePath, options.imageRoots, `spec.disks[${i}].image_path`)),
-  );
+  // All paths checked at once; the first problem in spec order is the one reported.
+  const checks = await Promise.allSettled([
+    checkBootFiles(spec, options.imageRoots),
+    ...spec.disks.map((d, i) => resolveUnderRoots(d.imagePath, options.imageRoots, `spec.disks[${i}].image_path`)),
+  ]);
+  const failed = checks.find((c) => c.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  const resolved = checks.slice(1).map((c) => (c as PromiseFulfilledResult<string>).value);
   const disks: DiskStatus[] = [];
   for (const [i, disk] of spec.disks.entries()) {
     const image = resolved[i]!;
@@ -41,6 +45,11 @@ export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: Storag
 /** Kernel and initrd stay as the spec names them; they are checked at create and again at every start. */
 export async function checkBootFiles(spec: VmSpec, imageRoots: string[]): Promise<void> {
   if (!spec.kernel) return;
-  await resolveUnderRoots(spec.kernel.kernelPath, imageRoots, 'spec.kernel.kernel_path');
-  if (spec.kernel.initrdPath) await resolveUnderRoots(spec.kernel.initrdPath, imageRoots, 'spec.kernel.initrd_path');
+  const { kernelPath, initrdPath } = spec.kernel;
+  // Both at once; the first problem in spec order is the one reported.
+  const checks = [resolveUnderRoots(kernelPath, imageRoots, 'spec.kernel.kernel_path')];
+  if (initrdPath) checks.push(resolveUnderRoots(initrdPath, imageRoots, 'spec.kernel.initrd_path'));
+  const results = await Promise.allSettled(checks);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
 }
