@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 
 export interface BenchArgs {
-  runs: number;
+  /** Undefined: each benchmark's own default (Benchmark.defaultRuns), else DEFAULT_RUNS. */
+  runs: number | undefined;
   /** Benchmark names to run; empty means all. */
   only: string[];
   list: boolean;
@@ -11,7 +12,7 @@ export interface BenchArgs {
 export const DEFAULT_RUNS = 15;
 
 export const USAGE = `node dist/bench/run.js [options]      (npm run bench -- [options])
-  --runs N        measured runs per measure (default $BENCH_RUNS, else ${DEFAULT_RUNS}); one warm-up run comes on top
+  --runs N        measured runs per measure (default $BENCH_RUNS, else the benchmark's own: core 60, others ${DEFAULT_RUNS}); one warm-up run comes on top
   --only NAME     run only this benchmark; repeatable or comma-separated
   --list          list the benchmarks and exit
   --help          this text`;
@@ -28,9 +29,9 @@ export function parseBenchArgs(argv: string[], env: NodeJS.ProcessEnv): BenchArg
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
-  const rawRuns = values.runs ?? env.BENCH_RUNS ?? String(DEFAULT_RUNS);
-  const runs = Number(rawRuns);
-  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs / BENCH_RUNS: must be an integer >= 1, got "${rawRuns}"`);
+  const rawRuns = values.runs ?? env.BENCH_RUNS;
+  const runs = rawRuns === undefined ? undefined : Number(rawRuns);
+  if (runs !== undefined && (!Number.isInteger(runs) || runs < 1)) throw new Error(`--runs / BENCH_RUNS: must be an integer >= 1, got "${rawRuns}"`);
   const only = (values.only ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
   return { runs, only, list: values.list, help: values.help };
 }

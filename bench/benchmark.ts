@@ -27,6 +27,8 @@ export interface BenchOutcome {
 export interface Benchmark {
   name: string;
   description: string;
+  /** Measured runs when neither --runs nor BENCH_RUNS says (default DEFAULT_RUNS). */
+  defaultRuns?: number;
   run(ctx: BenchContext): Promise<BenchOutcome>;
 }
 

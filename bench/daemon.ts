@@ -11,8 +11,10 @@ import { settlesWithin } from './util.js';
 
 export interface DaemonOptions {
   repo: string;
-  /** Holds state/, run/ and daemon.log; the caller removes it. */
+  /** Holds state/, run/ (unless runDir says otherwise) and daemon.log; the caller removes it. */
   root: string;
+  /** --run-dir, e.g. on a tmpfs (see runtime-dir.ts); the caller removes it. Default <root>/run. */
+  runDir?: string;
   qemuBinary: string;
   /** Image roots besides <repo>/.guest. */
   imageRoots?: string[];
@@ -42,7 +44,7 @@ export class BenchDaemon {
     return join(this.options.root, 'state');
   }
   get runDir(): string {
-    return join(this.options.root, 'run');
+    return this.options.runDir ?? join(this.options.root, 'run');
   }
   get socket(): string {
     return `unix://${join(this.runDir, 'vmlet.sock')}`;
@@ -63,8 +65,8 @@ export class BenchDaemon {
       cli,
       'daemon',
       '--state-dir', join(options.root, 'state'),
-      '--run-dir', join(options.root, 'run'),
-      '--grpc-listen', `unix://${join(options.root, 'run', 'vmlet.sock')}`,
+      '--run-dir', options.runDir ?? join(options.root, 'run'),
+      '--grpc-listen', `unix://${join(options.runDir ?? join(options.root, 'run'), 'vmlet.sock')}`,
       '--http-listen', options.http ? '127.0.0.1:0' : '',
       '--image-root', join(options.repo, '.guest'),
       ...(options.imageRoots ?? []).flatMap((r) => ['--image-root', r]),

@@ -30,15 +30,14 @@ import { argvDifference } from './argv-check.js';
 import type { BenchContext, BenchOutcome, Benchmark } from './benchmark.js';
 import { BenchDaemon } from './daemon.js';
 import { demoGuestSpec } from './guest.js';
+import { Spawner } from '../src/qemu/spawner.js';
+import { silentLogger } from '../src/log.js';
 import { RawQemu } from './raw-qemu.js';
 import { migrationBreakdown } from './migration-log.js';
 import { killStrayQemus, whichBinary } from './procs.js';
 import { median, ms, summarise } from './stats.js';
 import { createRunning, deleteGone } from './vmlet-ops.js';
 import type { QueryMigrate } from '../src/qemu/migration-info.js';
-
-/** vmlet's launcher waits 10 ms between tries of the QMP socket; the raw side does the same here. */
-const SOCKET_POLL_MS = 10;
 
 /** vmlet may take at most this many times the raw QMP migration's wall time. */
 export const TARGET_RATIO = 1.15;
@@ -65,6 +64,8 @@ interface Setup {
   qemuBinary: string;
   accelerator: Accelerator;
   raws: Set<RawQemu>;
+  /** The raw side starts QEMU through the same spawn helper as vmlet. */
+  spawner: Spawner;
 }
 
 interface VmletSample {
@@ -197,12 +198,12 @@ async function rawRun(s: Setup, id: string): Promise<RawSample> {
   const track = (g: RawQemu) => void s.raws.add(g);
   const guests: RawQemu[] = [];
   try {
-    const { qemu: src } = await RawQemu.launch({ binary: s.qemuBinary, argv: plan(vmSpec, srcPaths, s.accelerator, false), paths: srcPaths, pollMs: SOCKET_POLL_MS, cont: false }, (g) => (track(g), guests.push(g)));
+    const { qemu: src } = await RawQemu.launch({ binary: s.qemuBinary, argv: plan(vmSpec, srcPaths, s.accelerator, false), paths: srcPaths, spawner: s.spawner, cont: false }, (g) => (track(g), guests.push(g)));
     await src.q.execute('cont');
     await waitForText(srcPaths.consoleLog, READY_LINE, BOOT_TIMEOUT_MS);
 
     const tl0 = performance.now();
-    const { qemu: dst } = await RawQemu.launch({ binary: s.qemuBinary, argv: plan(vmSpec, dstPaths, s.accelerator, true), paths: dstPaths, pollMs: SOCKET_POLL_MS, cont: false }, (g) => (track(g), guests.push(g)));
+    const { qemu: dst } = await RawQemu.launch({ binary: s.qemuBinary, argv: plan(vmSpec, dstPaths, s.accelerator, true), paths: dstPaths, spawner: s.spawner, cont: false }, (g) => (track(g), guests.push(g)));
     const targetLaunchMs = performance.now() - tl0;
     const uri = `tcp:127.0.0.1:${await freePort('127.0.0.1')}`;
     const incomingDone = dst.q.waitForEvent('MIGRATION', { timeoutMs: MIGRATION_TIMEOUT_MS, predicate: (e: QmpEvent) => e.data.status === 'completed' || e.data.status === 'failed' });
@@ -267,6 +268,8 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     if (killed.length > 0) ctx.log(`killed stray QEMU pids ${killed.join(', ')}`);
   });
   const raws = new Set<RawQemu>();
+  const spawner = new Spawner(silentLogger()).start();
+  ctx.cleanup.defer('stop the spawn helper', async () => spawner.close());
   ctx.cleanup.defer('stop raw QEMUs', async () => void (await Promise.all([...raws].map((g) => g.kill()))));
 
   const daemons: Record<'a' | 'b', { daemon: BenchDaemon; address: string }> = {} as never;
@@ -288,7 +291,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const { a, b } = { a: daemons.a.daemon, b: daemons.b.daemon };
   const info = await a.nodeInfo();
   if (info.accelerator !== 'kvm' && info.accelerator !== 'tcg') throw new Error(`unknown accelerator ${info.accelerator}`);
-  const s: Setup = { ctx, a, b, bAddress: daemons.b.address, rawRoot: join(root, 'raw'), qemuBinary, accelerator: info.accelerator, raws };
+  const s: Setup = { ctx, a, b, bAddress: daemons.b.address, rawRoot: join(root, 'raw'), qemuBinary, accelerator: info.accelerator, raws, spawner };
   ctx.log(`migration: ${runs} runs + 1 warm-up each side (runs capped at ${MAX_RUNS}), ${MEMORY_MIB} MiB guest, QEMU ${info.qemuVersion}, ${info.accelerator}; A ${daemons.a.address}, B ${daemons.b.address}`);
 
   const loadBefore = loadavg();

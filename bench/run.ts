@@ -6,7 +6,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseBenchArgs, USAGE, type BenchArgs } from './args.js';
+import { DEFAULT_RUNS, parseBenchArgs, USAGE, type BenchArgs } from './args.js';
 import { findRepo, type BenchContext, type Benchmark } from './benchmark.js';
 import { Cleanup } from './cleanup.js';
 import { BENCHMARKS } from './registry.js';
@@ -66,7 +66,7 @@ async function main(): Promise<number> {
   const resultsDir = join(repo, 'bench', 'results');
   await mkdir(resultsDir, { recursive: true });
   let ok = true;
-  for (const bench of select(args)) ok = (await runOne(bench, { runs: args.runs, repo, resultsDir, log })) && ok;
+  for (const bench of select(args)) ok = (await runOne(bench, { runs: args.runs ?? bench.defaultRuns ?? DEFAULT_RUNS, repo, resultsDir, log })) && ok;
   return ok ? 0 : 1;
 }
 
