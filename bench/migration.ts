@@ -30,9 +30,8 @@ import { argvDifference } from './argv-check.js';
 import type { BenchContext, BenchOutcome, Benchmark } from './benchmark.js';
 import { BenchDaemon } from './daemon.js';
 import { demoGuestSpec } from './guest.js';
-import { Spawner } from '../src/qemu/spawner.js';
-import { silentLogger } from '../src/log.js';
-import { RawQemu } from './raw-qemu.js';
+import type { Spawner } from '../src/qemu/spawner.js';
+import { rawSide, RawQemu } from './raw-qemu.js';
 import { migrationBreakdown } from './migration-log.js';
 import { killStrayQemus, whichBinary } from './procs.js';
 import { median, ms, summarise } from './stats.js';
@@ -267,10 +266,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     const killed = await killStrayQemus(root);
     if (killed.length > 0) ctx.log(`killed stray QEMU pids ${killed.join(', ')}`);
   });
-  const raws = new Set<RawQemu>();
-  const spawner = new Spawner(silentLogger()).start();
-  ctx.cleanup.defer('stop the spawn helper', async () => spawner.close());
-  ctx.cleanup.defer('stop raw QEMUs', async () => void (await Promise.all([...raws].map((g) => g.kill()))));
+  const { raws, spawner } = rawSide(ctx.cleanup);
 
   const daemons: Record<'a' | 'b', { daemon: BenchDaemon; address: string }> = {} as never;
   for (const name of ['a', 'b'] as const) {

@@ -7,10 +7,12 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { QmpClient } from '../src/qemu/qmp.js';
 import { connectWhenListening } from '../src/qemu/launcher.js';
-import type { ChildExit, Spawner } from '../src/qemu/spawner.js';
+import { Spawner, type ChildExit } from '../src/qemu/spawner.js';
+import { silentLogger } from '../src/log.js';
 import { signal, waitForExit } from '../src/host/process.js';
 import type { VmPaths } from '../src/vm/types.js';
 import { settlesWithin } from './util.js';
+import type { Cleanup } from './cleanup.js';
 
 export interface RawLaunch {
   binary: string;
@@ -106,4 +108,13 @@ export class RawQemu {
   private async logTail(): Promise<string> {
     return (await readFile(this.paths.qemuLog, 'utf8').catch(() => '')).slice(-2000).trim() || 'no output';
   }
+}
+
+/** The raw side of a benchmark: its spawn helper, and the QEMUs it started, killed at cleanup. */
+export function rawSide(cleanup: Cleanup): { raws: Set<RawQemu>; spawner: Spawner } {
+  const raws = new Set<RawQemu>();
+  const spawner = new Spawner(silentLogger()).start();
+  cleanup.defer('stop the spawn helper', async () => spawner.close());
+  cleanup.defer('stop raw QEMUs', async () => void (await Promise.all([...raws].map((q) => q.kill()))));
+  return { raws, spawner };
 }
