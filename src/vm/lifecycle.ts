@@ -74,8 +74,8 @@ export class Lifecycle {
       const launched = await launchQemu({ binary: this.o.qemuBinary, argv, paths: record.paths, netns: this.o.netns, spawner: this.o.spawner, qmp: this.qmpOptions() });
       pid = launched.pid;
       // Recorded at once: the console connects while QEMU initialises, so it has the guest's
-      // output from its first byte, and a restart of vmlet now knows this QEMU.
-      this.m.update(record, { pid });
+      // output from its first byte, and a restart of vmlet knows this QEMU and its TAPs.
+      this.m.update(record, { pid, nics });
       // Started with -S: events are subscribed before the guest runs a single instruction. `cont`
       // goes out right behind qmp_capabilities instead of a round trip later.
       await this.attachStarted(record, launched, (qmp) => qmp.execute('cont'));
