@@ -84,7 +84,7 @@ export class IncomingMigrations {
       const launched = await launchQemu({ binary: o.qemuBinary, argv, paths, netns: o.netns, spawner: o.spawner, qmp: this.m.lifecycle.qmpOptions() });
       pid = launched.pid;
       const { qmp } = await this.m.lifecycle.attachStarted(record, launched);
-      this.m.update(record, { pid, nics, pciPorts: req.pciPorts, accelerator: this.m.options.accelerator });
+      this.m.update(record, { pid, nics, pciPorts: req.pciPorts, accelerator: o.accelerator });
       await qmp.execute('migrate-set-capabilities', {
         capabilities: [
           { capability: 'events', state: true },

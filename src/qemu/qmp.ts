@@ -128,8 +128,8 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     });
   }
 
-  /** Settles when capabilities are negotiated; rejects (and the client is closed) if they cannot be. */
-  ready: Promise<void> = Promise.resolve();
+  /** Settles when capabilities are negotiated; rejects (and the client is closed) if they cannot be. Set by open(). */
+  ready!: Promise<void>;
 
   private constructor(socketPath: string, socket: net.Socket, options: QmpConnectOptions) {
     super();

@@ -16,17 +16,13 @@ interface StorageOptions {
  * which the caller removes when creation fails.
  */
 export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: StorageOptions): Promise<DiskStatus[]> {
-  // All paths checked at once; the first problem in spec order is the one reported.
-  const checks = await Promise.allSettled([
+  const [, ...resolved] = await allInSpecOrder<string | void>([
     checkBootFiles(spec, options.imageRoots),
     ...spec.disks.map((d, i) => resolveUnderRoots(d.imagePath, options.imageRoots, `spec.disks[${i}].image_path`)),
   ]);
-  const failed = checks.find((c) => c.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
-  const resolved = checks.slice(1).map((c) => (c as PromiseFulfilledResult<string>).value);
   const disks: DiskStatus[] = [];
   for (const [i, disk] of spec.disks.entries()) {
-    const image = resolved[i]!;
+    const image = resolved[i] as string;
     const format = await detectFormat(options.qemuImgBinary, image).catch((err: unknown) => {
       throw invalidArgument(`spec.disks[${i}].image_path`, `${disk.imagePath} is not a readable disk image (${errorMessage(err)})`);
     });
@@ -46,10 +42,15 @@ export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: Storag
 export async function checkBootFiles(spec: VmSpec, imageRoots: string[]): Promise<void> {
   if (!spec.kernel) return;
   const { kernelPath, initrdPath } = spec.kernel;
-  // Both at once; the first problem in spec order is the one reported.
   const checks = [resolveUnderRoots(kernelPath, imageRoots, 'spec.kernel.kernel_path')];
   if (initrdPath) checks.push(resolveUnderRoots(initrdPath, imageRoots, 'spec.kernel.initrd_path'));
+  await allInSpecOrder(checks);
+}
+
+/** Path checks run all at once; when several fail, the one first in spec order is reported. */
+async function allInSpecOrder<T>(checks: Promise<T>[]): Promise<T[]> {
   const results = await Promise.allSettled(checks);
   const failed = results.find((r) => r.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }

@@ -80,8 +80,6 @@ export class Lifecycle {
       // goes out right behind qmp_capabilities instead of a round trip later.
       await this.attachStarted(record, launched, (qmp) => qmp.execute('cont'));
       this.m.setPhase(record, 'Running', 'started', {
-        pid,
-        nics,
         pciPorts,
         accelerator: this.o.accelerator,
         startedAt: new Date().toISOString(),
