@@ -17,6 +17,11 @@ export interface LaunchOptions {
   /** For vmlet's QMP connection (timeouts, metrics hook). */
   qmp?: QmpConnectOptions;
   spawner: Spawner;
+  /**
+   * The run dir, prepared by the caller with prepareRunDir (started early, so it overlaps the
+   * caller's own checks); launchQemu prepares it itself when this is not given.
+   */
+  runDir?: Promise<void>;
 }
 
 /** The `-name guest=<id>,…` marker that identifies a VM's QEMU in /proc/<pid>/cmdline. */
@@ -39,6 +44,17 @@ export interface LaunchedQemu {
 }
 
 /**
+ * The VM's run dir, without the sockets and pid file of an earlier QEMU: the launcher waits for
+ * the QMP socket's name to appear, so a stale one must be gone before QEMU starts.
+ */
+export async function prepareRunDir(paths: VmPaths): Promise<void> {
+  await Promise.all([
+    mkdir(paths.runDir, { recursive: true, mode: 0o750 }),
+    ...[paths.qmpSocket, paths.serialSocket, paths.pidFile].map((f) => rm(f, { force: true })),
+  ]);
+}
+
+/**
  * Starts QEMU detached in its own session (through the spawn helper), so it outlives vmlet (no
  * -daemonize: it conflicts with -sandbox spawn=deny). stdout/stderr go to qemu.log. Resolves as
  * soon as vmlet's QMP connection is accepted; no probe connection first, which QEMU would have to
@@ -47,10 +63,7 @@ export interface LaunchedQemu {
  */
 export async function launchQemu(options: LaunchOptions): Promise<LaunchedQemu> {
   const { paths } = options;
-  await Promise.all([
-    mkdir(paths.runDir, { recursive: true, mode: 0o750 }),
-    ...[paths.qmpSocket, paths.serialSocket, paths.pidFile].map((f) => rm(f, { force: true })),
-  ]);
+  await (options.runDir ?? prepareRunDir(paths));
   const [cmd, args] = options.netns
     ? ['ip', ['netns', 'exec', options.netns, options.binary, ...options.argv]]
     : [options.binary, options.argv];

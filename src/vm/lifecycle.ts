@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { errorMessage, failedPrecondition } from '../errors.js';
 import { buildQemuArgv, DEFAULT_HOTPLUG_PORTS } from '../qemu/argv.js';
-import { explainFailedHandshake, isQemuOf, killHard, launchQemu, qemuLogTail, type LaunchedQemu } from '../qemu/launcher.js';
+import { explainFailedHandshake, isQemuOf, killHard, launchQemu, prepareRunDir, qemuLogTail, type LaunchedQemu } from '../qemu/launcher.js';
 import type { QmpClient, QmpConnectOptions, QmpEvent } from '../qemu/qmp.js';
 import { isAlive } from '../host/process.js';
 import { unwireNics, wireNics } from '../net/wiring.js';
@@ -44,6 +44,9 @@ export class Lifecycle {
   }
 
   async start(record: VmRecord): Promise<void> {
+    // Only the start right behind the create may use what it prepared.
+    const created = record.createdToStart;
+    record.createdToStart = undefined;
     const { phase } = record.status;
     if (phase === 'Running' || phase === 'Paused') return;
     if (phase !== 'Pending' && phase !== 'Stopped' && phase !== 'Failed') {
@@ -55,8 +58,9 @@ export class Lifecycle {
     let pid = 0;
     let nics = record.status.nics;
     try {
-      if (!record.bootFilesChecked) await checkBootFiles(record.spec, this.o.imageRoots);
-      record.bootFilesChecked = false;
+      const runDir = created?.runDir ?? prepareRunDir(record.paths);
+      runDir.catch(() => undefined);
+      if (!created) await checkBootFiles(record.spec, this.o.imageRoots);
       nics = await wireNics(this.o.ip, record.spec.nics, { vmId: record.spec.id, vcpus: record.spec.vcpus, taken: this.m.tapsInUse(record) });
       // Every NIC sits on its own root port so that any of them can be unplugged; spares take hot-plugged ones.
       const pciPorts = nics.length + DEFAULT_HOTPLUG_PORTS;
@@ -71,7 +75,7 @@ export class Lifecycle {
         hotplugPorts: pciPorts,
         nicPorts: Object.fromEntries(nics.map((n) => [n.name, n.port!])),
       });
-      const launched = await launchQemu({ binary: this.o.qemuBinary, argv, paths: record.paths, netns: this.o.netns, spawner: this.o.spawner, qmp: this.qmpOptions() });
+      const launched = await launchQemu({ binary: this.o.qemuBinary, argv, paths: record.paths, runDir, netns: this.o.netns, spawner: this.o.spawner, qmp: this.qmpOptions() });
       pid = launched.pid;
       // Recorded at once: the console connects while QEMU initialises, so it has the guest's
       // output from its first byte, and a restart of vmlet knows this QEMU and its TAPs.

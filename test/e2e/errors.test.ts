@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { TestDaemon } from '../support/daemon.js';
-import { guestSpec } from '../support/guest.js';
+import { guestSpec, KERNEL } from '../support/guest.js';
 import { expectCode, rpc } from '../support/rpc.js';
 
 describe('errors: every request validated at the edge, right code, nothing left behind', () => {
@@ -52,6 +52,26 @@ describe('errors: every request validated at the edge, right code, nothing left 
     details = await expectCode(() => api.create(guestSpec('p4', { disks: [{ name: 'root', imagePath: join(d.root, 'images', 'missing.qcow2'), overlay: false, readonly: false }] })), status.INVALID_ARGUMENT);
     expect(details).toContain('does not exist');
     expect(await vmDirs()).toEqual([]);
+  });
+
+  it('a create that starts at once and is refused leaves neither a state dir nor a run dir', async () => {
+    const spec = guestSpec('p5', { disks: [{ name: 'root', imagePath: join(d.root, 'images', 'missing.qcow2'), overlay: false, readonly: false }] });
+    expect(await expectCode(() => api.create(spec, true), status.INVALID_ARGUMENT)).toMatch(/^spec\.disks\[0\]\.image_path: /);
+    expect(await vmDirs()).toEqual([]);
+    expect(existsSync(join(d.runDir, 'vms', 'p5'))).toBe(false);
+  });
+
+  it('a start long after the create checks the boot files again (a symlink re-pointed outside the roots)', async () => {
+    const link = join(d.root, 'images', 'kernel-link');
+    await symlink(KERNEL, link);
+    const spec = guestSpec('relinked', { kernel: { ...guestSpec('x').kernel!, kernelPath: link } });
+    await api.create(spec);
+    await rm(link);
+    await symlink('/etc/passwd', link);
+    expect(await expectCode(() => api.start('relinked'), status.INVALID_ARGUMENT)).toMatch(/^spec\.kernel\.kernel_path: .*outside the image roots/);
+    expect((await api.get('relinked')).status?.phase).toBe('PHASE_FAILED');
+    await api.delete('relinked');
+    await rm(link);
   });
 
   it('INVALID_ARGUMENT for a bad id or selector in other calls', async () => {
