@@ -32,12 +32,24 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+export interface AtomicWriteOptions {
+  mode?: number;
+  /**
+   * fsync the directory after the renames (default true), so that after a power loss the new
+   * files are there, not only "old or new". Needed when the files are new (a VM's existence); a
+   * file that is rewritten often (a status) can do without, as libvirt's virFileRewrite does:
+   * either version survives whole, and the fsync of the data is what guarantees that.
+   */
+  syncDir?: boolean;
+}
+
 /**
  * Writes files of one directory so that a crash at any instant leaves each either old or new:
  * every temp file is written and fsynced (in parallel), then renamed into place in the given
- * order, then the directory is fsynced once.
+ * order, then (unless told otherwise) the directory is fsynced once.
  */
-export async function writeFilesAtomic(files: { path: string; data: string | Buffer }[], mode = 0o640): Promise<void> {
+export async function writeFilesAtomic(files: { path: string; data: string | Buffer }[], options: AtomicWriteOptions = {}): Promise<void> {
+  const { mode = 0o640, syncDir: durable = true } = options;
   const staged = await Promise.allSettled(files.map((f) => stage(f.path, f.data, mode)));
   const failed = staged.find((s) => s.status === 'rejected');
   if (failed) {
@@ -53,12 +65,12 @@ export async function writeFilesAtomic(files: { path: string; data: string | Buf
       throw err;
     }
   }
+  if (!durable) return;
   const dirs = new Set(ready.map((s) => dirname(s.path)));
   await Promise.all([...dirs].map(syncDir));
 }
 
-export const writeFileAtomic = (path: string, data: string | Buffer, mode = 0o640): Promise<void> => writeFilesAtomic([{ path, data }], mode);
-
 export const json = (value: unknown): string => JSON.stringify(value, null, 2) + '\n';
 
-export const writeJsonAtomic = (path: string, value: unknown): Promise<void> => writeFileAtomic(path, json(value));
+export const writeJsonAtomic = (path: string, value: unknown, options?: AtomicWriteOptions): Promise<void> =>
+  writeFilesAtomic([{ path, data: json(value) }], options);

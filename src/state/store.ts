@@ -38,7 +38,8 @@ export class StateStore {
   }
 
   saveStatus(id: string, status: VmStatus): Promise<void> {
-    return writeJsonAtomic(this.paths(id).statusFile, status);
+    // Rewritten at every phase change; no directory fsync (see AtomicWriteOptions.syncDir).
+    return writeJsonAtomic(this.paths(id).statusFile, status, { syncDir: false });
   }
 
   /**
