@@ -4,7 +4,7 @@ import type { NodeInfo__Output } from '../src/api/grpc/generated/vmlet/v1/NodeIn
 import type { BenchOutcome } from './benchmark.js';
 import type { ServerBreakdown } from './daemon-log.js';
 import type { RawTimings } from './raw-qemu.js';
-import { ms, summarise } from './stats.js';
+import { ms, ratioOfMediansInterval, summarise } from './stats.js';
 
 /** vmlet may take at most this many times raw QEMU's create → running. */
 export const TARGET_RATIO = 1.1;
@@ -46,12 +46,15 @@ export function coreReport(input: CoreReportInput): BenchOutcome {
   const vmlet = summarise(samples.vmletMs);
   const raw = summarise(samples.raw.map((r) => r.totalMs));
   const ratio = round3(vmlet.median / raw.median);
+  const ratioInterval = ratioOfMediansInterval(samples.vmletMs, samples.raw.map((r) => r.totalMs));
   const cycle = summarise(samples.cycle.map((c) => c.cycleMs));
   const server = breakdown?.createVmServerMs.samples;
   const createToRunning = {
     vmletMs: vmlet,
     rawQemuMs: raw,
     ratio,
+    /** 95 % bootstrap interval of the ratio: where another run of this length on this host could land. */
+    ratioInterval95: ratioInterval,
     target: TARGET_RATIO,
     meetsTarget: ratio <= TARGET_RATIO,
     overheadMs: round3(vmlet.median - raw.median),
@@ -102,7 +105,7 @@ export function coreReport(input: CoreReportInput): BenchOutcome {
   };
   const summary = [
     `create→RUNNING (median of ${input.runs}): vmlet ${ms(vmlet.median)} (p90 ${ms(vmlet.p90)}), raw QEMU ${ms(raw.median)} (p90 ${ms(raw.p90)})`,
-    `ratio ${ratio.toFixed(3)} (target ≤ ${TARGET_RATIO.toFixed(2)}): ${createToRunning.meetsTarget ? 'met' : 'NOT met'}; vmlet overhead ${ms(createToRunning.overheadMs)}`,
+    `ratio ${ratio.toFixed(3)}, 95 % interval ${ratioInterval[0].toFixed(3)}–${ratioInterval[1].toFixed(3)} (target ≤ ${TARGET_RATIO.toFixed(2)}): ${createToRunning.meetsTarget ? 'met' : 'NOT met'}; vmlet overhead ${ms(createToRunning.overheadMs)}`,
     ...(breakdown
       ? [
           `vmlet server side (medians): create ${ms(breakdown.createMs.median)}, queue ${ms(breakdown.queueMs.median)}, launch ${ms(breakdown.launchMs.median)}, reply ${ms(breakdown.replyMs.median)}; gRPC/client ${ms(createToRunning.vmletClientOverheadMs?.median ?? 0)} (GetNodeInfo round trip ${ms(createToRunning.grpcRoundTripMs.median)} idle, ${ms(createToRunning.grpcRoundTripWhileGuestBootsMs.median)} while a guest boots)`,

@@ -48,3 +48,33 @@ export function summarise(xs: readonly number[]): Stats {
 }
 
 export const ms = (x: number): string => `${x.toFixed(1)} ms`;
+
+/** A small seeded generator (mulberry32): the same samples give the same interval on every run. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function resample(xs: readonly number[], random: () => number): number[] {
+  return xs.map(() => xs[Math.floor(random() * xs.length)]!);
+}
+
+/**
+ * Percentile-bootstrap interval of median(a) / median(b): how far the ratio of two medians could
+ * move on another run of the same length on the same host. Both sides are resampled on their own.
+ */
+export function ratioOfMediansInterval(a: readonly number[], b: readonly number[], level = 0.95, resamples = 2000, seed = 1): [number, number] {
+  nonEmpty(a, 'interval');
+  nonEmpty(b, 'interval');
+  const random = seededRandom(seed);
+  const ratios: number[] = [];
+  for (let i = 0; i < resamples; i++) ratios.push(median(resample(a, random)) / median(resample(b, random)));
+  const tail = ((1 - level) / 2) * 100;
+  return [round(percentile(ratios, tail)), round(percentile(ratios, 100 - tail))];
+}
