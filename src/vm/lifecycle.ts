@@ -316,7 +316,13 @@ export class Lifecycle {
     } else if (pid || ['Starting', 'Running', 'Paused', 'Stopping', 'Migrating', 'Incoming'].includes(status.phase)) {
       await this.cleanupHost(record, status.nics);
       const wasStopping = status.phase === 'Stopping';
-      const reason = wasStopping ? 'stopped while vmlet was down' : `QEMU (pid ${pid}) exited while vmlet was down`;
+      // A start cut short before its pid reached the disk: a QEMU it launched is an orphan of the
+      // run dir, killed by the manager once every VM is reconciled.
+      const reason = wasStopping
+        ? 'stopped while vmlet was down'
+        : status.phase === 'Starting'
+          ? 'start interrupted by a vmlet restart'
+          : `QEMU (pid ${pid}) exited while vmlet was down`;
       if (status.phase !== 'Deleting') {
         this.m.setPhase(record, wasStopping ? 'Stopped' : 'Failed', reason, { pid: 0, nics: [] });
       } else {

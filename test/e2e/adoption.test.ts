@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmod, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
@@ -99,9 +99,11 @@ require('node:net').createServer(() => {}).listen(/path=([^,]+)/.exec(spec)[1]);
       const id = 'interrupted';
       await api.create(guestSpec(id));
       const starting = api.start(id).catch(() => undefined);
+      // Recorded means on disk: the status file is what the restarted daemon reads.
+      const statusFile = join(mute.stateDir, 'vms', id, 'status.json');
       const pid = await until('pid recorded while Starting', async () => {
-        const vm = await api.get(id);
-        return vm.status?.phase === 'PHASE_STARTING' && vm.status.pid ? vm.status.pid : undefined;
+        const status = JSON.parse(await readFile(statusFile, 'utf8').catch(() => '{}')) as { phase?: string; pid?: number };
+        return status.phase === 'Starting' && status.pid ? status.pid : undefined;
       });
       await mute.kill9();
       await starting;
@@ -118,5 +120,22 @@ require('node:net').createServer(() => {}).listen(/path=([^,]+)/.exec(spec)[1]);
     } finally {
       await mute.cleanup();
     }
+  });
+
+  it('a start cut short before its pid reached the disk is failed as interrupted too', async () => {
+    const id = 'cut-short';
+    await rpc(d.clients).create(guestSpec(id));
+    await d.kill9();
+    // What the disk holds when vmlet dies between STARTING and recording the pid.
+    const statusFile = join(d.stateDir, 'vms', id, 'status.json');
+    const status = JSON.parse(await readFile(statusFile, 'utf8')) as Record<string, unknown>;
+    await writeFile(statusFile, JSON.stringify({ ...status, phase: 'Starting', reason: 'start requested', pid: 0 }));
+    await d.restart();
+    const api = rpc(d.clients);
+    const vm = await api.get(id);
+    expect(vm.status?.phase).toBe('PHASE_FAILED');
+    expect(vm.status?.reason).toBe('start interrupted by a vmlet restart');
+    expect((await api.start(id)).status?.phase).toBe('PHASE_RUNNING');
+    await api.delete(id, true);
   });
 });
