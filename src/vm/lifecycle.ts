@@ -79,15 +79,11 @@ export class Lifecycle {
       pid = launched.pid;
       // Recorded at once: the console connects while QEMU initialises, so it has the guest's
       // output from its first byte, and a restart of vmlet knows this QEMU and its TAPs.
-      this.m.update(record, { pid, nics });
+      this.m.update(record, { pid, nics, pciPorts, accelerator: this.o.accelerator });
       // Started with -S: events are subscribed before the guest runs a single instruction. `cont`
       // goes out right behind qmp_capabilities instead of a round trip later.
       await this.attachStarted(record, launched, (qmp) => qmp.execute('cont'));
-      this.m.setPhase(record, 'Running', 'started', {
-        pciPorts,
-        accelerator: this.o.accelerator,
-        startedAt: new Date().toISOString(),
-      });
+      this.m.setPhase(record, 'Running', 'started', { startedAt: new Date().toISOString() });
     } catch (err) {
       const reason = `start failed: ${errorMessage(err)}`;
       record.log.error({ err }, 'start failed; cleaning up');
@@ -286,41 +282,52 @@ export class Lifecycle {
    * After a daemon restart: adopt the QEMU that is still alive, or record why there is none.
    * Never kills a live guest.
    */
+  /** vmlet went down before the start finished: the guest never ran; the start failed. */
+  private async failInterruptedStart(record: VmRecord, pid: number): Promise<void> {
+    record.instance?.detach();
+    record.instance = undefined;
+    record.log.warn({ pid }, 'killing the QEMU of a start interrupted by a vmlet restart');
+    await killHard(pid);
+    await this.cleanupHost(record, record.status.nics);
+    this.m.setPhase(record, 'Failed', 'start interrupted by a vmlet restart', { pid: 0, nics: [] });
+  }
+
   async reconcile(record: VmRecord): Promise<void> {
     const { status } = record;
     const pid = status.pid;
     const hooks = this.m.migrationHooks;
-    if (pid && status.phase === 'Starting' && (await isQemuOf(pid, record.spec.id))) {
-      // vmlet went down before the start finished: the guest never ran; the start failed.
-      record.log.warn({ pid }, 'killing the QEMU of a start interrupted by a vmlet restart');
-      await killHard(pid);
-      await this.cleanupHost(record, status.nics);
-      this.m.setPhase(record, 'Failed', 'start interrupted by a vmlet restart', { pid: 0, nics: [] });
-    } else if (pid && (await isQemuOf(pid, record.spec.id))) {
+    if (pid && (await isQemuOf(pid, record.spec.id))) {
+      let runState: string;
       try {
         const instance = await this.connect(record, pid);
-        const { status: runState } = await instance.qmp.execute<{ status: string }>('query-status');
-        if (status.migration && hooks) return await hooks.reconcile(record, runState);
-        const phase = status.phase === 'Deleting' ? 'Deleting' : phaseOfRunState(runState);
-        record.log.info({ pid, runState }, 'adopted running QEMU');
-        if (phase !== status.phase) this.m.setPhase(record, phase, `adopted after vmlet restart (QEMU ${runState})`);
+        runState = (await instance.qmp.execute<{ status: string }>('query-status')).status;
       } catch (err) {
-        record.log.error({ err, pid }, 'QEMU is alive but QMP does not answer');
+        record.instance?.detach();
         record.instance = undefined;
+        if (status.phase === 'Starting') return this.failInterruptedStart(record, pid);
+        record.log.error({ err, pid }, 'QEMU is alive but QMP does not answer');
         this.m.setPhase(record, 'Failed', `QEMU pid ${pid} is alive but QMP does not answer: ${errorMessage(err)}; stop or delete the VM to kill it`);
         return;
       }
+      // QEMU runs with -S: "prelaunch" means `cont` never came, so the guest never ran. Any
+      // other state means the start got through (RUNNING is answered before it is on disk).
+      if (status.phase === 'Starting' && runState === 'prelaunch') return this.failInterruptedStart(record, pid);
+      if (status.migration && hooks) return await hooks.reconcile(record, runState);
+      const phase = status.phase === 'Deleting' ? 'Deleting' : phaseOfRunState(runState);
+      record.log.info({ pid, runState }, 'adopted running QEMU');
+      if (phase !== status.phase) this.m.setPhase(record, phase, `adopted after vmlet restart (QEMU ${runState})`);
     } else if (status.migration && hooks) {
       record.instance = undefined;
       return hooks.reconcile(record, undefined);
     } else if (pid || ['Starting', 'Running', 'Paused', 'Stopping', 'Migrating', 'Incoming'].includes(status.phase)) {
       await this.cleanupHost(record, status.nics);
       const wasStopping = status.phase === 'Stopping';
-      // A start cut short before its pid reached the disk: a QEMU it launched is an orphan of the
-      // run dir, killed by the manager once every VM is reconciled.
+      // Starting without a pid: the start was cut short before QEMU was recorded (a QEMU it
+      // launched is an orphan of the run dir, killed once every VM is reconciled). With a pid the
+      // start may have finished (RUNNING is answered before its status is on disk): QEMU is gone.
       const reason = wasStopping
         ? 'stopped while vmlet was down'
-        : status.phase === 'Starting'
+        : status.phase === 'Starting' && !pid
           ? 'start interrupted by a vmlet restart'
           : `QEMU (pid ${pid}) exited while vmlet was down`;
       if (status.phase !== 'Deleting') {

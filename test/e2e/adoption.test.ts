@@ -122,6 +122,24 @@ require('node:net').createServer(() => {}).listen(/path=([^,]+)/.exec(spec)[1]);
     }
   });
 
+  it('a VM answered RUNNING whose status on disk still says STARTING is adopted, not killed', async () => {
+    const id = 'answered';
+    const pid = (await rpc(d.clients).create(guestSpec(id), true)).status!.pid;
+    await d.kill9();
+    // RUNNING is answered before its status write lands: what the disk holds if vmlet dies then.
+    const statusFile = join(d.stateDir, 'vms', id, 'status.json');
+    const status = JSON.parse(await readFile(statusFile, 'utf8')) as Record<string, unknown>;
+    await writeFile(statusFile, JSON.stringify({ ...status, phase: 'Starting', reason: 'start requested' }));
+    await d.restart();
+    const api = rpc(d.clients);
+    const vm = await api.get(id);
+    expect(vm.status?.phase).toBe('PHASE_RUNNING');
+    expect(vm.status?.pid).toBe(pid);
+    expect(await isAlive(pid)).toBe(true);
+    await api.delete(id, true);
+    expect(await isAlive(pid)).toBe(false);
+  });
+
   it('a start cut short before its pid reached the disk is failed as interrupted too', async () => {
     const id = 'cut-short';
     await rpc(d.clients).create(guestSpec(id));
