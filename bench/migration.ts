@@ -34,6 +34,7 @@ import type { Spawner } from '../src/qemu/spawner.js';
 import { rawSide, RawQemu } from './raw-qemu.js';
 import { migrationBreakdown } from './migration-log.js';
 import { killStrayQemus, whichBinary } from './procs.js';
+import { runtimeBase } from './runtime-dir.js';
 import { median, ms, summarise } from './stats.js';
 import { createRunning, deleteGone } from './vmlet-ops.js';
 import type { QueryMigrate } from '../src/qemu/migration-info.js';
@@ -60,6 +61,8 @@ interface Setup {
   b: BenchDaemon;
   bAddress: string;
   rawRoot: string;
+  /** Where the raw side's run dirs go (on a tmpfs when there is one, as for the daemons). */
+  rawRunRoot: string;
   qemuBinary: string;
   accelerator: Accelerator;
   raws: Set<RawQemu>;
@@ -192,8 +195,8 @@ async function vmletRun(s: Setup, id: string): Promise<VmletSample> {
 
 async function rawRun(s: Setup, id: string): Promise<RawSample> {
   const vmSpec = spec(s.ctx.repo, id);
-  const srcPaths = vmPaths(join(s.rawRoot, 'a', 'state'), join(s.rawRoot, 'a', 'run'), id);
-  const dstPaths = vmPaths(join(s.rawRoot, 'b', 'state'), join(s.rawRoot, 'b', 'run'), id);
+  const srcPaths = vmPaths(join(s.rawRoot, 'a', 'state'), join(s.rawRunRoot, 'a'), id);
+  const dstPaths = vmPaths(join(s.rawRoot, 'b', 'state'), join(s.rawRunRoot, 'b'), id);
   const track = (g: RawQemu) => void s.raws.add(g);
   const guests: RawQemu[] = [];
   try {
@@ -262,8 +265,12 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const qemuBinary = await whichBinary(process.env.BENCH_QEMU ?? 'qemu-system-x86_64');
   const root = await mkdtemp(join(tmpdir(), 'vmlet-bench-g-'));
   ctx.cleanup.defer('remove temp dir', () => rm(root, { recursive: true, force: true }));
+  // Run dirs on a tmpfs, as /run is on a node (see runtime-dir.ts), like the core benchmark's.
+  const runtime = await runtimeBase();
+  const runRoot = await mkdtemp(join(runtime.dir, 'vmlet-bench-g-'));
+  ctx.cleanup.defer('remove run dirs', () => rm(runRoot, { recursive: true, force: true }));
   ctx.cleanup.defer('kill stray QEMUs', async () => {
-    const killed = await killStrayQemus(root);
+    const killed = [...(await killStrayQemus(root)), ...(await killStrayQemus(runRoot))];
     if (killed.length > 0) ctx.log(`killed stray QEMU pids ${killed.join(', ')}`);
   });
   const { raws, spawner } = rawSide(ctx.cleanup);
@@ -274,6 +281,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     const daemon = await BenchDaemon.start({
       repo: ctx.repo,
       root: join(root, name),
+      runDir: join(runRoot, name),
       qemuBinary,
       // Loopback TCP needs no TLS; QEMU's migration stream binds the host of the first TCP listener.
       extraArgs: ['--grpc-listen', address, '--node-name', `bench-${name}`],
@@ -287,7 +295,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const { a, b } = { a: daemons.a.daemon, b: daemons.b.daemon };
   const info = await a.nodeInfo();
   if (info.accelerator !== 'kvm' && info.accelerator !== 'tcg') throw new Error(`unknown accelerator ${info.accelerator}`);
-  const s: Setup = { ctx, a, b, bAddress: daemons.b.address, rawRoot: join(root, 'raw'), qemuBinary, accelerator: info.accelerator, raws, spawner };
+  const s: Setup = { ctx, a, b, bAddress: daemons.b.address, rawRoot: join(root, 'raw'), rawRunRoot: join(runRoot, 'raw'), qemuBinary, accelerator: info.accelerator, raws, spawner };
   ctx.log(`migration: ${runs} runs + 1 warm-up each side (runs capped at ${MAX_RUNS}), ${MEMORY_MIB} MiB guest, QEMU ${info.qemuVersion}, ${info.accelerator}; A ${daemons.a.address}, B ${daemons.b.address}`);
 
   const loadBefore = loadavg();
@@ -348,6 +356,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
       pollMs: `${PROGRESS_POLL_MS} (PROGRESS_POLL_MS of src/migration/source.ts, used on both sides)`,
       order: 'vmlet and raw runs alternate, who goes first alternating per round; warm-up round not recorded',
       settleMs: SETTLE_MS,
+      runDirs: runtime,
     },
     vmlet: {
       wallMs: vWall,

@@ -295,7 +295,9 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       }
       return snapshot(existing);
     }
-    const creation = this.timed('create', spec.id, () => this.createNew(spec, start));
+    const creation = this.createNew(spec, start);
+    // A create is done when its state files are on disk, not when the VM is registered.
+    this.timed('create', spec.id, () => creation.then((c) => c.durable)).catch(() => undefined);
     const pending = creation.then((c) => c.vm);
     pending.catch(() => undefined);
     this.creating.set(spec.id, pending);
