@@ -270,11 +270,16 @@ export class VmManager extends EventEmitter<ManagerEvents> {
     this.update(record, { ...extra, phase, reason });
   }
 
-  /** Queues a write of the status; a write that is queued but not started yet already covers later changes. */
+  /**
+   * Queues a write of the status; a write that is queued but not started yet already covers later
+   * changes. It starts once the current turn of the event loop is over, so the reply to the call
+   * that changed the status goes out before the write's file system calls.
+   */
   private persist(record: VmRecord): void {
     if (record.saveQueued) return;
     record.saveQueued = true;
     record.saving = record.saving
+      .then(afterThisTurn)
       .then(() => {
         record.saveQueued = false;
         return this.vms.get(record.spec.id) === record ? this.options.store.saveStatus(record.spec.id, record.status) : undefined;
@@ -487,6 +492,8 @@ export class VmManager extends EventEmitter<ManagerEvents> {
  * start path, five times per start. They are frozen, so a change in place is a TypeError, not a
  * silent rewrite of what earlier snapshots said.
  */
+const afterThisTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export function snapshot(record: VmRecord): Vm {
   return { spec: record.spec, status: record.status };
 }
