@@ -14,7 +14,7 @@ export interface CoreSamples {
   vmletMs: number[];
   vmletIds: string[];
   raw: RawTimings[];
-  cycle: { cycleMs: number; createMs: number; deleteMs: number }[];
+  cycle: { cycleMs: number; createMs: number; deleteMs: number; daemonCpuMs: number; daemonSwitches: number }[];
   /** GetNodeInfo round trips: the gRPC floor. */
   grpcRoundTripMs: number[];
   /** GetNodeInfo right after each raw `cont` (not part of the raw time). */
@@ -100,6 +100,11 @@ export function coreReport(input: CoreReportInput): BenchOutcome {
       createMs: summarise(samples.cycle.map((c) => c.createMs)),
       deleteMs: summarise(samples.cycle.map((c) => c.deleteMs)),
     },
+    daemonCostPerStart: {
+      what: 'from before CreateVm{start: true} until its reply (cycle runs): CPU time of all the daemon\'s threads (/proc schedstat) and their context switches; does not move with how fast the host runs QEMU',
+      cpuMs: summarise(samples.cycle.map((c) => c.daemonCpuMs)),
+      threadSwitches: summarise(samples.cycle.map((c) => c.daemonSwitches)),
+    },
     argv: samples.argv,
     daemonLog: relative(input.repo, input.daemonLog),
   };
@@ -113,6 +118,7 @@ export function coreReport(input: CoreReportInput): BenchOutcome {
       : []),
     `raw QEMU (medians): socket ${ms(createToRunning.rawBreakdownMs.socketMs.median)}, QMP connect ${ms(createToRunning.rawBreakdownMs.qmpConnectMs.median)}, cont ${ms(createToRunning.rawBreakdownMs.contMs.median)}`,
     `create+delete cycle (force): median ${ms(cycle.median)}, p90 ${ms(cycle.p90)}`,
+    `daemon per create→RUNNING (medians): ${ms(result.daemonCostPerStart.cpuMs.median)} of CPU, ${result.daemonCostPerStart.threadSwitches.median} thread context switches`,
   ];
   return { result, summary };
 }

@@ -1,4 +1,4 @@
-import { access, constants, readdir, realpath } from 'node:fs/promises';
+import { access, constants, readdir, readFile, realpath } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { processCmdline, signal, waitForExit } from '../src/host/process.js';
 
@@ -38,4 +38,20 @@ export async function whichBinary(name: string, pathEnv = process.env.PATH ?? ''
     }
   }
   throw new Error(`${name} not found in PATH`);
+}
+
+/** CPU time of every thread of a process (ms, from /proc/<pid>/task/<tid>/schedstat) and their context switches. */
+export async function threadTimes(pid: number): Promise<{ cpuMs: number; switches: number }> {
+  let ns = 0;
+  let switches = 0;
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    try {
+      const [schedstat, status] = await Promise.all([readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'), readFile(`/proc/${pid}/task/${tid}/status`, 'utf8')]);
+      ns += Number(schedstat.split(' ')[0]);
+      for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) switches += Number(m[1]);
+    } catch {
+      // the thread ended in between
+    }
+  }
+  return { cpuMs: ns / 1e6, switches };
 }
