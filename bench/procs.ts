@@ -1,6 +1,7 @@
 import { access, constants, readdir, readFile, realpath } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { processCmdline, signal, waitForExit } from '../src/host/process.js';
+import { readThreadSchedstat } from '../src/metrics/procfs.js';
 
 /** vmlet's argv always carries `-name guest=<id>,…`: that tells a guest's QEMU from anything else. */
 const isGuestQemu = (cmdline: string[]): boolean => {
@@ -46,8 +47,8 @@ export async function threadTimes(pid: number): Promise<{ cpuMs: number; switche
   let switches = 0;
   for (const tid of await readdir(`/proc/${pid}/task`)) {
     try {
-      const [schedstat, status] = await Promise.all([readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'), readFile(`/proc/${pid}/task/${tid}/status`, 'utf8')]);
-      ns += Number(schedstat.split(' ')[0]);
+      const [schedstat, status] = await Promise.all([readThreadSchedstat(pid, Number(tid)), readFile(`/proc/${pid}/task/${tid}/status`, 'utf8')]);
+      ns += schedstat.runNs;
       for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) switches += Number(m[1]);
     } catch {
       // the thread ended in between

@@ -1,3 +1,4 @@
+import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 import { EventEmitter } from 'node:events';
 import { isDeepStrictEqual } from 'node:util';
 import { rm } from 'node:fs/promises';
@@ -279,7 +280,7 @@ export class VmManager extends EventEmitter<ManagerEvents> {
     if (record.saveQueued) return;
     record.saveQueued = true;
     record.saving = record.saving
-      .then(afterThisTurn)
+      .then(() => nextLoopTurn())
       .then(() => {
         record.saveQueued = false;
         return this.vms.get(record.spec.id) === record ? this.options.store.saveStatus(record.spec.id, record.status) : undefined;
@@ -492,8 +493,6 @@ export class VmManager extends EventEmitter<ManagerEvents> {
  * start path, five times per start. They are frozen, so a change in place is a TypeError, not a
  * silent rewrite of what earlier snapshots said.
  */
-const afterThisTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 export function snapshot(record: VmRecord): Vm {
   return { spec: record.spec, status: record.status };
 }
