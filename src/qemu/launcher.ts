@@ -76,13 +76,18 @@ export async function launchQemu(options: LaunchOptions): Promise<LaunchedQemu> 
     });
     pid = child.pid;
     child.exited.then((e) => (exited = e), () => undefined);
+    const deadline = Date.now() + readyTimeoutMs;
     const qmp = await connectWhenListening(paths.qmpSocket, {
       qmp: options.qmp ?? {},
-      deadline: Date.now() + readyTimeoutMs,
+      deadline,
       stopIf: async () => {
         if (exited) return exitedDuringStart(paths, exited.signal ? `signal ${exited.signal}` : `exit code ${exited.code}`);
         return undefined;
       },
+    }).catch(async (err: unknown) => {
+      // Accepted, then dropped before the deadline: QEMU exiting over its configuration, most
+      // likely, which it reads after opening its QMP socket.
+      throw err instanceof QmpError && Date.now() <= deadline ? await explainFailedHandshake(child.pid, paths, err) : err;
     });
     return { pid, qmp };
   } catch (err) {
