@@ -1,6 +1,14 @@
-import { open, rename, rm } from 'node:fs/promises';
+import { closeSync, fsync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+
+/*
+ * Only fsync, the one call that waits for the disk, goes to libuv's thread pool. open, write,
+ * close and rename of a small file are page-cache and journal work of a few µs; as thread-pool
+ * requests each would cost two cross-thread wake-ups, more than the call itself on a small node.
+ */
+const fsyncAsync = promisify(fsync);
 
 /** A file written to a synced temp file, not yet renamed into place. */
 interface Staged {
@@ -10,25 +18,25 @@ interface Staged {
 
 async function stage(path: string, data: string | Buffer, mode: number): Promise<Staged> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const handle = await open(tmp, 'w', mode);
+  const fd = openSync(tmp, 'w', mode);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
+    writeFileSync(fd, data);
+    await fsyncAsync(fd);
   } catch (err) {
-    await handle.close();
-    await rm(tmp, { force: true });
+    closeSync(fd);
+    rmSync(tmp, { force: true });
     throw err;
   }
-  await handle.close();
+  closeSync(fd);
   return { tmp, path };
 }
 
 async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+  const fd = openSync(dir, 'r');
   try {
-    await handle.sync();
+    await fsyncAsync(fd);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 
@@ -53,15 +61,15 @@ export async function writeFilesAtomic(files: { path: string; data: string | Buf
   const staged = await Promise.allSettled(files.map((f) => stage(f.path, f.data, mode)));
   const failed = staged.find((s) => s.status === 'rejected');
   if (failed) {
-    await Promise.all(staged.map((s) => (s.status === 'fulfilled' ? rm(s.value.tmp, { force: true }) : undefined)));
+    for (const s of staged) if (s.status === 'fulfilled') rmSync(s.value.tmp, { force: true });
     throw (failed as PromiseRejectedResult).reason;
   }
   const ready = staged.map((s) => (s as PromiseFulfilledResult<Staged>).value);
   for (const [i, s] of ready.entries()) {
     try {
-      await rename(s.tmp, s.path);
+      renameSync(s.tmp, s.path);
     } catch (err) {
-      await Promise.all(ready.slice(i).map((r) => rm(r.tmp, { force: true })));
+      for (const r of ready.slice(i)) rmSync(r.tmp, { force: true });
       throw err;
     }
   }
