@@ -21,6 +21,7 @@ export function vmPaths(stateDir: string, runDir: string, id: string): VmPaths {
     statusFile: join(vmState, 'status.json'),
     disksDir: join(vmState, 'disks'),
     runDir: vmRun,
+    runtimeStatusFile: join(vmRun, 'status.json'),
     qmpSocket: join(vmRun, 'qmp.sock'),
     serialSocket: join(vmRun, 'serial.sock'),
     consoleLog: join(vmRun, 'console.log'),

@@ -1,3 +1,4 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VmSpec, VmStatus } from '../vm/types.js';
@@ -22,11 +23,12 @@ export class StateStore {
 
   /**
    * Creates the VM's directory and writes its first status and its spec, renamed into place in
-   * that order: the spec file is the VM's existence.
+   * that order: the spec file is the VM's existence. Synchronous up to the fsyncs, like the
+   * writes themselves (see atomic-file.ts).
    */
   async create(spec: VmSpec, status: VmStatus): Promise<void> {
     const p = this.paths(spec.id);
-    await mkdir(p.disksDir, { recursive: true, mode: 0o750 });
+    mkdirSync(p.disksDir, { recursive: true, mode: 0o750 });
     await writeFilesAtomic([
       { path: p.statusFile, data: json(status) },
       { path: p.specFile, data: json(spec) },
@@ -37,15 +39,36 @@ export class StateStore {
     return writeJsonAtomic(this.paths(spec.id).specFile, spec);
   }
 
+  /** The durable copy of the status: rewritten at phase changes; no directory fsync (see AtomicWriteOptions.syncDir). */
   saveStatus(id: string, status: VmStatus): Promise<void> {
-    // Rewritten at every phase change; no directory fsync (see AtomicWriteOptions.syncDir).
     return writeJsonAtomic(this.paths(id).statusFile, status, { syncDir: false });
+  }
+
+  /**
+   * The live copy of the status, in the VM's run dir: written at every change, at once and
+   * synchronously (the run dir is a tmpfs, /run, so nothing here waits for a disk), renamed into
+   * place but never fsynced. Like libvirt's status XML under /run/libvirt/qemu, it lives exactly
+   * as long as the QEMU it describes can: a node reboot takes both. What must outlive a reboot is
+   * in the durable copy; loadAll takes whichever copy is newer.
+   */
+  saveRuntimeStatus(id: string, status: VmStatus): void {
+    const p = this.paths(id);
+    const tmp = `${p.runtimeStatusFile}.tmp`;
+    try {
+      writeFileSync(tmp, json(status), { mode: 0o640 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      mkdirSync(p.runDir, { recursive: true, mode: 0o750 });
+      writeFileSync(tmp, json(status), { mode: 0o640 });
+    }
+    renameSync(tmp, p.runtimeStatusFile);
   }
 
   /**
    * Every VM on disk. The spec file is written last on create and removed first on delete, so a
    * directory without one is a create or delete that never finished: returned as `unfinished`.
-   * A VM whose status cannot be read gets `status: undefined` (the caller decides what it is).
+   * The status is the newer of the durable and the live copy (by generation; the live one wins a
+   * tie). A VM whose status cannot be read gets `status: undefined` (the caller decides what it is).
    */
   async loadAll(): Promise<{ vms: { spec: VmSpec; status?: VmStatus }[]; unfinished: string[] }> {
     const vms: { spec: VmSpec; status?: VmStatus }[] = [];
@@ -57,7 +80,8 @@ export class StateStore {
         unfinished.push(id);
         continue;
       }
-      vms.push({ spec, status: await readJson<VmStatus>(p.statusFile) });
+      const [durable, runtime] = await Promise.all([readJson<VmStatus>(p.statusFile), readJson<VmStatus>(p.runtimeStatusFile)]);
+      vms.push({ spec, status: newer(durable, runtime) });
     }
     return { vms, unfinished };
   }
@@ -73,6 +97,11 @@ export class StateStore {
     await this.removeRuntime(id);
     await rm(p.stateDir, { recursive: true, force: true });
   }
+}
+
+function newer(durable: VmStatus | undefined, runtime: VmStatus | undefined): VmStatus | undefined {
+  if (!durable || !runtime) return runtime ?? durable;
+  return runtime.generation >= durable.generation ? runtime : durable;
 }
 
 async function readJson<T>(file: string): Promise<T | undefined> {

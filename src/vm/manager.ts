@@ -67,6 +67,8 @@ export interface VmRecord {
   saving: Promise<void>;
   /** A status write is queued and has not started: it will write whatever the status is then. */
   saveQueued?: boolean;
+  /** The live copy of the status could not be written: the durable copy takes every status until it can. */
+  liveCopyBroken?: boolean;
   /**
    * Set by a create that starts the VM at once: kernel and initrd were checked just now and the
    * run dir is being prepared alongside; that start uses both instead of doing them again.
@@ -263,8 +265,21 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       this.emit('transition', transition);
     }
     record.status = deepFreeze(status);
+    this.saveLiveCopy(record);
     this.persist(record);
     this.emit('change', { type: 'MODIFIED', vm: snapshot(record) });
+  }
+
+  /** The status's live copy in the run dir, written before anyone hears of the change (see StateStore.saveRuntimeStatus). */
+  private saveLiveCopy(record: VmRecord): void {
+    if (this.vms.get(record.spec.id) !== record) return;
+    try {
+      this.options.store.saveRuntimeStatus(record.spec.id, record.status);
+      record.liveCopyBroken = false;
+    } catch (err) {
+      if (!record.liveCopyBroken) record.log.error({ err }, 'could not write the live copy of the status; the durable copy takes every change instead');
+      record.liveCopyBroken = true;
+    }
   }
 
   setPhase(record: VmRecord, phase: Phase, reason: string, extra: Partial<VmStatus> = {}): void {
@@ -272,9 +287,9 @@ export class VmManager extends EventEmitter<ManagerEvents> {
   }
 
   /**
-   * Queues a write of the status; a write that is queued but not started yet already covers later
-   * changes. It starts once the current turn of the event loop is over, so the reply to the call
-   * that changed the status goes out before the write's file system calls.
+   * Queues a write of the status's durable copy; a write that is queued but not started yet
+   * already covers later changes. It starts once the current turn of the event loop is over, so
+   * the reply to the call that changed the status goes out before the write's file system calls.
    */
   private persist(record: VmRecord): void {
     if (record.saveQueued) return;
@@ -283,7 +298,11 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       .then(() => nextLoopTurn())
       .then(() => {
         record.saveQueued = false;
-        return this.vms.get(record.spec.id) === record ? this.options.store.saveStatus(record.spec.id, record.status) : undefined;
+        if (this.vms.get(record.spec.id) !== record) return undefined;
+        // A start's own steps (Starting, then QEMU's pid) are in the live copy only: a restarted
+        // vmlet reads them there, and a node reboot, which takes the run dir, ends every start.
+        if (record.status.phase === 'Starting' && !record.liveCopyBroken) return undefined;
+        return this.options.store.saveStatus(record.spec.id, record.status);
       })
       .catch((err: unknown) => record.log.error({ err }, 'failed to persist VM status'));
   }
@@ -360,7 +379,9 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       throw disks.status === 'rejected' ? disks.reason : (dir as PromiseRejectedResult).reason;
     }
     status.disks = disks.value;
-    const durable = this.options.store.create(spec, status);
+    // Written once the current loop turn is over: by then a start right behind the create has
+    // asked for its QEMU, and the writes' synchronous part runs while QEMU initialises.
+    const durable = nextLoopTurn().then(() => this.options.store.create(spec, status));
     durable.catch(() => undefined);
     const record = this.addRecord(spec, status);
     record.saving = durable.catch(() => undefined);

@@ -109,6 +109,8 @@ export interface VmPaths {
   stateDir: string;
   specFile: string;
   statusFile: string;
+  /** The live copy of the status, next to QEMU's sockets (see StateStore.saveRuntimeStatus). */
+  runtimeStatusFile: string;
   disksDir: string;
   runDir: string;
   qmpSocket: string;

@@ -1,11 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { rpc } from '../support/rpc.js';
 import { isAlive, signal, waitForExit } from '../../src/host/process.js';
 import { until } from '../support/poll.js';
+
+type StatusFile = Record<string, unknown> & { phase?: string; pid?: number; generation?: number };
+const readStatus = async (file: string): Promise<StatusFile> => JSON.parse(await readFile(file, 'utf8').catch(() => '{}')) as StatusFile;
+/** The durable copy (state dir) and the live copy (run dir) of a VM's status. */
+const statusFiles = (d: TestDaemon, id: string) => ({ durable: join(d.stateDir, 'vms', id, 'status.json'), live: join(d.runDir, 'vms', id, 'status.json') });
 
 describe('guests outlive the daemon; a restarted daemon adopts them', () => {
   let d: TestDaemon;
@@ -99,12 +104,14 @@ require('node:net').createServer(() => {}).listen(/path=([^,]+)/.exec(spec)[1]);
       const id = 'interrupted';
       await api.create(guestSpec(id));
       const starting = api.start(id).catch(() => undefined);
-      // Recorded means on disk: the status file is what the restarted daemon reads.
-      const statusFile = join(mute.stateDir, 'vms', id, 'status.json');
+      // Recorded means in the live copy of the status, which the restarted daemon reads; the
+      // durable copy never holds a start's own steps.
+      const files = statusFiles(mute, id);
       const pid = await until('pid recorded while Starting', async () => {
-        const status = JSON.parse(await readFile(statusFile, 'utf8').catch(() => '{}')) as { phase?: string; pid?: number };
+        const status = await readStatus(files.live);
         return status.phase === 'Starting' && status.pid ? status.pid : undefined;
       });
+      expect((await readStatus(files.durable)).phase).toBe('Pending');
       await mute.kill9();
       await starting;
       expect(await isAlive(pid)).toBe(true);
@@ -122,14 +129,17 @@ require('node:net').createServer(() => {}).listen(/path=([^,]+)/.exec(spec)[1]);
     }
   });
 
-  it('a VM answered RUNNING whose status on disk still says STARTING is adopted, not killed', async () => {
+  it('a VM whose live status still says Starting (vmlet died between `cont` and recording Running) is adopted, not killed', async () => {
     const id = 'answered';
     const pid = (await rpc(d.clients).create(guestSpec(id), true)).status!.pid;
     await d.kill9();
-    // RUNNING is answered before its status write lands: what the disk holds if vmlet dies then.
-    const statusFile = join(d.stateDir, 'vms', id, 'status.json');
-    const status = JSON.parse(await readFile(statusFile, 'utf8')) as Record<string, unknown>;
-    await writeFile(statusFile, JSON.stringify({ ...status, phase: 'Starting', reason: 'start requested' }));
+    // What the files hold if vmlet dies right after QEMU ran `cont`: the live copy has the pid and
+    // Starting, the durable copy what the create wrote.
+    const files = statusFiles(d, id);
+    const live = await readStatus(files.live);
+    expect(live.phase).toBe('Running');
+    await writeFile(files.live, JSON.stringify({ ...live, phase: 'Starting', reason: 'start requested', generation: live.generation! - 1 }));
+    await writeFile(files.durable, JSON.stringify({ ...live, phase: 'Pending', reason: 'created', pid: 0, generation: 1 }));
     await d.restart();
     const api = rpc(d.clients);
     const vm = await api.get(id);
@@ -140,14 +150,34 @@ require('node:net').createServer(() => {}).listen(/path=([^,]+)/.exec(spec)[1]);
     expect(await isAlive(pid)).toBe(false);
   });
 
-  it('a start cut short before its pid reached the disk is failed as interrupted too', async () => {
+  it('a node reboot (QEMU and the run dir gone): the durable status brings the VM back Failed, and it starts again', async () => {
+    let api = rpc(d.clients);
+    const id = 'rebooted';
+    const pid = (await api.create(guestSpec(id), true)).status!.pid;
+    const files = statusFiles(d, id);
+    await until('Running in the durable status', async () => ((await readStatus(files.durable)).phase === 'Running' ? true : undefined));
+    await d.kill9();
+    signal(pid, 'SIGKILL');
+    expect(await waitForExit(pid, 10_000)).toBe(true);
+    await rm(dirname(files.live), { recursive: true, force: true });
+    await d.restart();
+    api = rpc(d.clients);
+    const vm = await api.get(id);
+    expect(vm.status?.phase).toBe('PHASE_FAILED');
+    expect(vm.status?.reason).toContain(`QEMU (pid ${pid}) exited while vmlet was down`);
+    expect((await api.start(id)).status?.phase).toBe('PHASE_RUNNING');
+    await api.delete(id, true);
+  });
+
+  it('a start cut short before its pid was recorded is failed as interrupted too', async () => {
     const id = 'cut-short';
     await rpc(d.clients).create(guestSpec(id));
     await d.kill9();
-    // What the disk holds when vmlet dies between STARTING and recording the pid.
-    const statusFile = join(d.stateDir, 'vms', id, 'status.json');
-    const status = JSON.parse(await readFile(statusFile, 'utf8')) as Record<string, unknown>;
-    await writeFile(statusFile, JSON.stringify({ ...status, phase: 'Starting', reason: 'start requested', pid: 0 }));
+    // What the files hold when vmlet dies between Starting and recording the pid.
+    const files = statusFiles(d, id);
+    const durable = await readStatus(files.durable);
+    await mkdir(dirname(files.live), { recursive: true });
+    await writeFile(files.live, JSON.stringify({ ...durable, phase: 'Starting', reason: 'start requested', pid: 0, generation: durable.generation! + 1 }));
     await d.restart();
     const api = rpc(d.clients);
     const vm = await api.get(id);

@@ -19,6 +19,7 @@ const paths: VmPaths = {
   statusFile: '/var/lib/vmlet/vms/web-1/status.json',
   disksDir: '/var/lib/vmlet/vms/web-1/disks',
   runDir: '/run/vmlet/vms/web-1',
+  runtimeStatusFile: '/run/vmlet/vms/web-1/status.json',
   qmpSocket: '/run/vmlet/vms/web-1/qmp.sock',
   serialSocket: '/run/vmlet/vms/web-1/serial.sock',
   consoleLog: '/run/vmlet/vms/web-1/console.log',

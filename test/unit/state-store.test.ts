@@ -29,6 +29,32 @@ describe('StateStore', () => {
     expect((await readdir(join(dir, 'state/vms/a'))).sort()).toEqual(['disks', 'spec.json', 'status.json']);
   });
 
+  it('keeps a live copy of the status in the run dir, making that dir when needed; loadAll takes the newer copy', async () => {
+    await store.create(spec('l'), status('Pending'));
+    const live = { ...status('Starting'), pid: 42, generation: 2 };
+    store.saveRuntimeStatus('l', live);
+    expect(JSON.parse(await readFile(join(dir, 'run/vms/l/status.json'), 'utf8'))).toEqual(live);
+    expect((await readdir(join(dir, 'run/vms/l'))).sort()).toEqual(['status.json']);
+    expect((await store.loadAll()).vms[0]!.status).toEqual(live);
+    // A durable copy that is newer (the live one could not be written) wins; a tie goes to the live copy.
+    const durable = { ...status('Failed'), generation: 3 };
+    await store.saveStatus('l', durable);
+    expect((await store.loadAll()).vms[0]!.status).toEqual(durable);
+    store.saveRuntimeStatus('l', { ...live, generation: 3 });
+    expect((await store.loadAll()).vms[0]!.status).toEqual({ ...live, generation: 3 });
+  });
+
+  it('a live copy alone, or an unreadable one, still gives the VM a status', async () => {
+    await store.create(spec('m'), status('Pending'));
+    await writeFile(join(dir, 'state/vms/m/status.json'), '{"phase": ');
+    store.saveRuntimeStatus('m', status('Running'));
+    expect((await store.loadAll()).vms[0]!.status).toEqual(status('Running'));
+    await writeFile(join(dir, 'run/vms/m/status.json'), '');
+    expect((await store.loadAll()).vms[0]!.status).toBeUndefined();
+    await store.saveStatus('m', status('Stopped'));
+    expect((await store.loadAll()).vms[0]!.status).toEqual(status('Stopped'));
+  });
+
   it('a directory without spec.json is an unfinished create or delete', async () => {
     await mkdir(join(dir, 'state/vms/half/disks'), { recursive: true });
     await writeFile(join(dir, 'state/vms/half/status.json'), '{}');
