@@ -45,8 +45,8 @@ export class StateStore {
   }
 
   /**
-   * The live copy of the status, in the VM's run dir: written at every change, at once and
-   * synchronously (the run dir is a tmpfs, /run, so nothing here waits for a disk), renamed into
+   * The live copy of the status, in the VM's run dir: rewritten after every change with
+   * synchronous calls (the run dir is a tmpfs, /run, so nothing here waits for a disk), renamed into
    * place but never fsynced. Like libvirt's status XML under /run/libvirt/qemu, it lives exactly
    * as long as the QEMU it describes can: a node reboot takes both. What must outlive a reboot is
    * in the durable copy; loadAll takes whichever copy is newer.

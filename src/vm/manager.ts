@@ -69,6 +69,8 @@ export interface VmRecord {
   saveQueued?: boolean;
   /** The live copy of the status could not be written: the durable copy takes every status until it can. */
   liveCopyBroken?: boolean;
+  /** A live-copy write is queued for the end of this loop turn. */
+  liveQueued?: boolean;
   /**
    * Set by a create that starts the VM at once: kernel and initrd were checked just now and the
    * run dir is being prepared alongside; that start uses both instead of doing them again.
@@ -270,16 +272,25 @@ export class VmManager extends EventEmitter<ManagerEvents> {
     this.emit('change', { type: 'MODIFIED', vm: snapshot(record) });
   }
 
-  /** The status's live copy in the run dir, written before anyone hears of the change (see StateStore.saveRuntimeStatus). */
+  /**
+   * Rewrites the status's live copy in the run dir (see StateStore.saveRuntimeStatus) at the end
+   * of the current loop turn, once the reply or the spawn request that goes with the change is
+   * written; later changes in the same turn share the write.
+   */
   private saveLiveCopy(record: VmRecord): void {
-    if (this.vms.get(record.spec.id) !== record) return;
-    try {
-      this.options.store.saveRuntimeStatus(record.spec.id, record.status);
-      record.liveCopyBroken = false;
-    } catch (err) {
-      if (!record.liveCopyBroken) record.log.error({ err }, 'could not write the live copy of the status; the durable copy takes every change instead');
-      record.liveCopyBroken = true;
-    }
+    if (record.liveQueued) return;
+    record.liveQueued = true;
+    setImmediate(() => {
+      record.liveQueued = false;
+      if (this.vms.get(record.spec.id) !== record) return;
+      try {
+        this.options.store.saveRuntimeStatus(record.spec.id, record.status);
+        record.liveCopyBroken = false;
+      } catch (err) {
+        if (!record.liveCopyBroken) record.log.error({ err }, 'could not write the live copy of the status; the durable copy takes every change instead');
+        record.liveCopyBroken = true;
+      }
+    });
   }
 
   setPhase(record: VmRecord, phase: Phase, reason: string, extra: Partial<VmStatus> = {}): void {
