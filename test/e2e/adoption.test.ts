@@ -132,12 +132,14 @@ require('node:net').createServer(() => {}).listen(/path=([^,]+)/.exec(spec)[1]);
   it('a VM whose live status still says Starting (vmlet died between `cont` and recording Running) is adopted, not killed', async () => {
     const id = 'answered';
     const pid = (await rpc(d.clients).create(guestSpec(id), true)).status!.pid;
+    const files = statusFiles(d, id);
+    const live = await until('Running in the live copy', async () => {
+      const status = await readStatus(files.live);
+      return status.phase === 'Running' ? status : undefined;
+    });
     await d.kill9();
     // What the files hold if vmlet dies right after QEMU ran `cont`: the live copy has the pid and
     // Starting, the durable copy what the create wrote.
-    const files = statusFiles(d, id);
-    const live = await readStatus(files.live);
-    expect(live.phase).toBe('Running');
     await writeFile(files.live, JSON.stringify({ ...live, phase: 'Starting', reason: 'start requested', generation: live.generation! - 1 }));
     await writeFile(files.durable, JSON.stringify({ ...live, phase: 'Pending', reason: 'created', pid: 0, generation: 1 }));
     await d.restart();
