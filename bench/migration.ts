@@ -86,6 +86,8 @@ interface VmletSample {
   dataTotalBytes: number;
   dataProcessedBytes: number;
   messages: number;
+  /** Phase and figures of every WatchMigration message, to tell afterwards what a run's stream said. */
+  stream: { phase: string; totalTimeMs: number; downtimeMs: number; atMs: number }[];
   argvDiff: string | undefined;
 }
 
@@ -176,6 +178,7 @@ async function vmletRun(s: Setup, id: string): Promise<VmletSample> {
       dataTotalBytes: Number(final.dataTotalBytes),
       dataProcessedBytes: Number(final.dataProcessedBytes),
       messages: messages.length,
+      stream: messages.map((x) => ({ phase: x.m.phase, totalTimeMs: Number(x.m.totalTimeMs), downtimeMs: Number(x.m.downtimeMs), atMs: Math.round((x.at - t0) * 10) / 10 })),
     };
   } finally {
     target.cancel();
@@ -370,6 +373,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
       targetArgvMatchesRaw: argvDiffs.length === 0,
       ...(argvDiffs.length ? { targetArgvDifferences: argvDiffs } : {}),
       serverBreakdownMs: breakdown ?? null,
+      runs: vmlet.map(({ id, wallMs, stream }) => ({ id, wallMs: Math.round(wallMs * 10) / 10, stream })),
       /** Stream segment of the breakdown minus QEMU's total-time: the poll granularity, the reply to A, the migrate command, the commit write. */
       streamOverQemuTotalMs: breakdown && qemuTotals.length ? Math.round((breakdown.streamMs.median - median(qemuTotals)) * 10) / 10 : null,
     },
