@@ -85,7 +85,6 @@ interface VmletSample {
   qemuTotalTimeMs: number | undefined;
   dataTotalBytes: number;
   dataProcessedBytes: number;
-  messages: number;
   /** Phase and figures of every WatchMigration message, to tell afterwards what a run's stream said. */
   stream: { phase: string; totalTimeMs: number; downtimeMs: number; atMs: number }[];
   argvDiff: string | undefined;
@@ -177,7 +176,6 @@ async function vmletRun(s: Setup, id: string): Promise<VmletSample> {
       qemuTotalTimeMs: before && before.phase === 'MIGRATION_PHASE_RUNNING' ? Number(before.totalTimeMs) : undefined,
       dataTotalBytes: Number(final.dataTotalBytes),
       dataProcessedBytes: Number(final.dataProcessedBytes),
-      messages: messages.length,
       stream: messages.map((x) => ({ phase: x.m.phase, totalTimeMs: Number(x.m.totalTimeMs), downtimeMs: Number(x.m.downtimeMs), atMs: Math.round((x.at - t0) * 10) / 10 })),
     };
   } finally {

@@ -1,4 +1,4 @@
-import { closeSync, fsync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fsync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
@@ -76,6 +76,23 @@ export async function writeFilesAtomic(files: { path: string; data: string | Buf
   if (!durable) return;
   const dirs = new Set(ready.map((s) => dirname(s.path)));
   await Promise.all([...dirs].map(syncDir));
+}
+
+/**
+ * Replaces a file with synchronous calls and no fsync, making its directory when missing: a crash
+ * of the process leaves the old or the new file whole, a power loss may leave neither. For files
+ * on a tmpfs, which a power loss takes anyway.
+ */
+export function replaceFileSync(path: string, data: string, mode = 0o640): void {
+  const tmp = `${path}.tmp`;
+  try {
+    writeFileSync(tmp, data, { mode });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+    writeFileSync(tmp, data, { mode });
+  }
+  renameSync(tmp, path);
 }
 
 export const json = (value: unknown): string => JSON.stringify(value, null, 2) + '\n';

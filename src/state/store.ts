@@ -1,8 +1,8 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VmSpec, VmStatus } from '../vm/types.js';
-import { json, writeFilesAtomic, writeJsonAtomic } from './atomic-file.js';
+import { json, replaceFileSync, writeFilesAtomic, writeJsonAtomic } from './atomic-file.js';
 import { vmPaths } from './paths.js';
 
 /** Durable VM state: one directory per VM under <state-dir>/vms, every write atomic. */
@@ -52,16 +52,7 @@ export class StateStore {
    * in the durable copy; loadAll takes whichever copy is newer.
    */
   saveRuntimeStatus(id: string, status: VmStatus): void {
-    const p = this.paths(id);
-    const tmp = `${p.runtimeStatusFile}.tmp`;
-    try {
-      writeFileSync(tmp, json(status), { mode: 0o640 });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      mkdirSync(p.runDir, { recursive: true, mode: 0o750 });
-      writeFileSync(tmp, json(status), { mode: 0o640 });
-    }
-    renameSync(tmp, p.runtimeStatusFile);
+    replaceFileSync(this.paths(id).runtimeStatusFile, json(status));
   }
 
   /**
