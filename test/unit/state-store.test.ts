@@ -44,7 +44,7 @@ describe('StateStore', () => {
     expect((await store.loadAll()).vms[0]!.status).toEqual({ ...live, generation: 3 });
   });
 
-  it('a live copy alone, or an unreadable one, still gives the VM a status', async () => {
+  it('either copy alone gives the VM its status; with neither readable it has none', async () => {
     await store.create(spec('m'), status('Pending'));
     await writeFile(join(dir, 'state/vms/m/status.json'), '{"phase": ');
     store.saveRuntimeStatus('m', status('Running'));
