@@ -1,6 +1,5 @@
 import { Metadata, type ServerDuplexStream, type ServerWritableStream } from '@grpc/grpc-js';
 import { invalidArgument } from '../errors.js';
-import type { CallContext } from '../api/grpc/observe.js';
 import type { VmServiceHandlers } from '../api/grpc/generated/vmlet/v1/VmService.js';
 import type { ConsoleInput__Output } from '../api/grpc/generated/vmlet/v1/ConsoleInput.js';
 import type { ConsoleOutput } from '../api/grpc/generated/vmlet/v1/ConsoleOutput.js';
@@ -9,7 +8,7 @@ import type { VmManager } from '../vm/manager.js';
 import { validateVmId } from '../vm/validate.js';
 import type { ConsoleSink } from './client.js';
 import type { ConsoleHub } from './hub.js';
-import { finishStreamingCall } from './grpc-call.js';
+import { finishStreamingCall, type CallContext } from '../api/grpc/observe.js';
 import { consoleHubFor } from './registry.js';
 
 type ConsoleCall = ServerDuplexStream<ConsoleInput__Output, ConsoleOutput>;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, KERNEL } from '../support/guest.js';
-import { expectCode, rpc } from '../support/rpc.js';
+import { expectCode, rpc, streamToEnd } from '../support/rpc.js';
 import { isAlive } from '../../src/host/process.js';
 
 describe('errors: every request validated at the edge, right code, nothing left behind', () => {
@@ -77,6 +77,13 @@ describe('errors: every request validated at the edge, right code, nothing left 
   it('INVALID_ARGUMENT for a bad id or selector in other calls', async () => {
     expect(await expectCode(() => api.get('NOPE!'), status.INVALID_ARGUMENT)).toMatch(/^id: /);
     expect(await expectCode(() => api.list('a in (b)'), status.INVALID_ARGUMENT)).toMatch(/^label_selector: /);
+  });
+
+  it('INVALID_ARGUMENT, not UNKNOWN, for a bad id or selector in the streaming calls', async () => {
+    const vms = d.clients.vms;
+    expect(await expectCode(() => streamToEnd(vms.watchVms({ labelSelector: '=b' })), status.INVALID_ARGUMENT)).toMatch(/^label_selector: /);
+    expect(await expectCode(() => streamToEnd(vms.watchVms({ id: 'Bad_ID' })), status.INVALID_ARGUMENT)).toMatch(/^id: /);
+    expect(await expectCode(() => streamToEnd(vms.getConsoleLog({ id: 'Bad_ID' })), status.INVALID_ARGUMENT)).toMatch(/^id: /);
   });
 
   it('NOT_FOUND for unknown VMs on every call', async () => {

@@ -55,6 +55,16 @@ export function watchVms(c: VmletClients, request: { id?: string; labelSelector?
   };
 }
 
+/** Settles when a server stream ends: resolves with its messages, rejects with its error. */
+export function streamToEnd<T>(stream: NodeJS.ReadableStream): Promise<T[]> {
+  const messages: T[] = [];
+  return new Promise((resolve, reject) => {
+    stream.on('data', (m: T) => messages.push(m));
+    stream.on('error', reject);
+    stream.on('end', () => resolve(messages));
+  });
+}
+
 /** Runs `fn`, expects a gRPC error with `code`; returns its details. */
 export async function expectCode(fn: () => Promise<unknown>, code: status): Promise<string> {
   try {

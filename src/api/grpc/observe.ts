@@ -10,14 +10,23 @@ export interface CallContext {
   observe?: CallObserver;
 }
 
-function finish(ctx: CallContext, method: string, started: bigint, code: status, err?: unknown, fields: Record<string, unknown> = {}): void {
+function finish(ctx: CallContext, method: string, started: bigint, code: status, err?: unknown, vm?: string): void {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const name = codeName(code);
   ctx.observe?.(method, name, seconds);
-  const line = { method, code: name, durationMs: Math.round(seconds * 10000) / 10, ...fields };
+  const line = { method, code: name, durationMs: Math.round(seconds * 10000) / 10, ...(vm ? { vm } : {}) };
   if (code === status.INTERNAL || code === status.UNKNOWN) ctx.logger.error({ ...line, err }, 'gRPC call failed');
-  else if (code !== status.OK) ctx.logger.info({ ...line, error: err instanceof Error ? err.message : String(err) }, 'gRPC call');
+  else if (code !== status.OK && code !== status.CANCELLED) ctx.logger.info({ ...line, error: err instanceof Error ? err.message : String(err) }, 'gRPC call');
   else ctx.logger.info(line, 'gRPC call');
+}
+
+/** fn's promise; a handler that throws before it returns one rejects it the same way. */
+function settle<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn();
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 /** Wraps a unary handler: maps errors to status codes, logs method, code and duration. */
@@ -25,35 +34,56 @@ export function unaryHandler<Req, Res>(ctx: CallContext, method: string, fn: (re
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const started = process.hrtime.bigint();
     const vm = (call.request as { id?: string; spec?: { id?: string } }).id || (call.request as { spec?: { id?: string } }).spec?.id;
-    fn(call.request, call).then(
+    settle(() => fn(call.request, call)).then(
       // The reply goes out first; the log line and metrics follow.
       (res) => {
         callback(null, res);
-        finish(ctx, method, started, status.OK, undefined, vm ? { vm } : {});
+        finish(ctx, method, started, status.OK, undefined, vm);
       },
       (err: unknown) => {
         const e = toServiceError(err);
         callback(e);
-        finish(ctx, method, started, e.code, err, vm ? { vm } : {});
+        finish(ctx, method, started, e.code, err, vm);
       },
     );
   };
 }
 
+/** The parts of a server-streaming or bidi call that ending it needs. */
+export interface StreamingCall {
+  readonly cancelled: boolean;
+  end(): void;
+  emit(event: 'error', error: unknown): boolean;
+}
+
+/**
+ * Runs a streaming call to its end: `run` resolves when the stream is over (status OK, or
+ * CANCELLED when the client left) or rejects, or throws, with the error whose status ends it.
+ * The call is logged with method, code, duration and the VM `run` names, and measured.
+ */
+export function finishStreamingCall(ctx: CallContext, method: string, call: StreamingCall, run: (setVm: (id: string) => void) => Promise<void>): void {
+  const started = process.hrtime.bigint();
+  let vm: string | undefined;
+  settle(() => run((id) => (vm = id))).then(
+    () => {
+      finish(ctx, method, started, call.cancelled ? status.CANCELLED : status.OK, undefined, vm);
+      if (!call.cancelled) call.end();
+    },
+    (err: unknown) => {
+      const e = toServiceError(err);
+      finish(ctx, method, started, e.code, err, vm);
+      if (!call.cancelled) call.emit('error', e);
+    },
+  );
+}
+
 /** Wraps a server-streaming handler; the handler resolves when the stream is over. */
 export function streamHandler<Req, Res>(ctx: CallContext, method: string, fn: (call: ServerWritableStream<Req, Res>) => Promise<void>) {
   return (call: ServerWritableStream<Req, Res>): void => {
-    const started = process.hrtime.bigint();
-    fn(call).then(
-      () => {
-        finish(ctx, method, started, call.cancelled ? status.CANCELLED : status.OK);
-        if (!call.cancelled) call.end();
-      },
-      (err: unknown) => {
-        const e = toServiceError(err);
-        finish(ctx, method, started, e.code, err);
-        call.emit('error', e);
-      },
-    );
+    const id = (call.request as { id?: string }).id;
+    finishStreamingCall(ctx, method, call, (setVm) => {
+      if (id) setVm(id);
+      return fn(call);
+    });
   };
 }
