@@ -329,7 +329,8 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       if (!isDeepStrictEqual(existing.spec, spec)) {
         throw new VmletError('ALREADY_EXISTS', `VM ${spec.id} already exists with a different spec; delete it first or use another id`);
       }
-      return snapshot(existing);
+      // A retried create+start (the first one's start refused, say) converges on a running VM.
+      return start ? this.start(spec.id) : snapshot(existing);
     }
     const creation = this.createNew(spec, start);
     // A create is done when its state files are on disk, not when the VM is registered.

@@ -120,6 +120,17 @@ describe('VM lifecycle over gRPC with a real TCG guest', () => {
     await api.delete('idem');
   });
 
+  it('create with start of an existing VM that is not running starts it, and is a no-op once it runs', async () => {
+    const created = await api.create(guestSpec('idem-start'));
+    expect(created.status?.phase).toBe('PHASE_PENDING');
+    const started = await api.create(guestSpec('idem-start'), true);
+    expect(started.status?.phase).toBe('PHASE_RUNNING');
+    const again = await api.create(guestSpec('idem-start'), true);
+    expect(again.status?.pid).toBe(started.status?.pid);
+    expect(again.status?.createdAt).toEqual(created.status?.createdAt);
+    await api.delete('idem-start', true);
+  });
+
   it('stop with force kills at once; a guest that powers itself off ends Stopped', async () => {
     const id = 'force-1';
     await api.create(guestSpec(id), true);
