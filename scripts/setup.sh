@@ -16,9 +16,15 @@ declare -A want=(
   [mkfs.ext2]=e2fsprogs
   [openssl]=openssl
   [pkill]=procps
+  [protoc]=protobuf-compiler
+)
+# Files some packages bring: protoc's well-known types, which the reflection test compiles against.
+declare -A want_files=(
+  [/usr/include/google/protobuf/timestamp.proto]=libprotobuf-dev
 )
 missing=()
 for cmd in "${!want[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}"); done
+for file in "${!want_files[@]}"; do [[ -e $file ]] || missing+=("${want_files[$file]}"); done
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     log "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})"

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { rpc, watchVms } from '../support/rpc.js';
-import { healthCheck, reflectedServices } from '../support/grpc-extras.js';
+import { healthCheck, reflectedFiles, reflectedServices } from '../support/grpc-extras.js';
 import { isAlive } from '../../src/host/process.js';
 
 const count = (text: string, s: string) => text.split(s).length - 1;
@@ -28,6 +28,13 @@ describe('VM lifecycle over gRPC with a real TCG guest', () => {
     expect(await healthCheck(d.socket, 'vmlet.v1.VmService')).toBe('SERVING');
     const services = await reflectedServices(d.socket);
     expect(services).toEqual(expect.arrayContaining(['vmlet.v1.VmService', 'vmlet.v1.MigrationService', 'grpc.health.v1.Health']));
+    // What grpcurl needs to describe and call the API as the proto is written: real file names, imports, snake_case fields.
+    const files = await reflectedFiles(d.socket, 'vmlet.v1.VmService');
+    expect(files.map((f) => f.name)).toEqual(['vmlet/v1/vm.proto', 'google/protobuf/timestamp.proto']);
+    expect(files[0]!.dependency).toEqual(['google/protobuf/timestamp.proto']);
+    const vmSpec = files[0]!.messageType.find((m) => m.name === 'VmSpec')!;
+    expect(vmSpec.field.find((f) => f.name === 'memory_mib')?.jsonName).toBe('memoryMib');
+    expect((await reflectedFiles(d.socket, 'grpc.health.v1.Health')).map((f) => f.name)).toEqual(['grpc/health/v1/health.proto']);
     const info = await api.node();
     const qemuVersion = /version (\d+\.\d+\.\d+)/.exec(execFileSync('qemu-system-x86_64', ['--version']).toString())![1];
     expect(info.qemuVersion).toBe(qemuVersion);

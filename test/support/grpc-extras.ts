@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { join } from 'node:path';
+import descriptor from 'protobufjs/ext/descriptor/index.js';
 import { REPO } from './daemon.js';
 
 interface HealthClient extends grpc.Client {
@@ -42,5 +43,30 @@ export function reflectedServices(endpoint: string): Promise<string[]> {
     });
     stream.on('error', reject);
     stream.write({ listServices: '*' });
+  });
+}
+
+type FileStream = grpc.ClientDuplexStream<unknown, { fileDescriptorResponse?: { fileDescriptorProto: Buffer[] }; errorResponse?: { errorMessage: string } }>;
+interface ReflectionV1Client extends grpc.Client {
+  ServerReflectionInfo(): FileStream;
+}
+
+/** The files a reflection client (grpcurl describe) gets for a symbol, decoded: the symbol's file first, then what it imports. */
+export function reflectedFiles(endpoint: string, symbol: string): Promise<{ name: string; dependency: string[]; messageType: { name: string; field: { name: string; jsonName: string }[] }[] }[]> {
+  const def = protoLoader.loadSync(join(REPO, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto'), {});
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    grpc: { reflection: { v1: { ServerReflection: new (t: string, c: grpc.ChannelCredentials) => ReflectionV1Client } } };
+  };
+  const client = new pkg.grpc.reflection.v1.ServerReflection(endpoint, grpc.credentials.createInsecure());
+  return new Promise((resolve, reject) => {
+    const stream = client.ServerReflectionInfo();
+    stream.on('data', (msg) => {
+      stream.end();
+      client.close();
+      if (!msg.fileDescriptorResponse) return reject(new Error(`reflection: ${msg.errorResponse?.errorMessage ?? 'no files'}`));
+      resolve(msg.fileDescriptorResponse.fileDescriptorProto.map((b) => descriptor.FileDescriptorProto.toObject(descriptor.FileDescriptorProto.decode(b), { arrays: true }) as never));
+    });
+    stream.on('error', reject);
+    stream.write({ fileContainingSymbol: symbol });
   });
 }

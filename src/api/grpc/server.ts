@@ -1,12 +1,14 @@
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
-import { loadSync } from '@grpc/proto-loader';
+import type { PackageDefinition } from '@grpc/proto-loader';
 import type { TlsConfig } from '../../config.js';
-import { packageDefinition, vmletV1 } from './proto.js';
+import { vmletV1 } from './proto.js';
+import { PROTO_FILES, PROTO_ROOT } from './proto-options.js';
+import { fileDescriptorProtos } from './reflection.js';
 
 export interface GrpcServerOptions {
   listen: string[];
@@ -24,6 +26,20 @@ export interface RunningGrpcServer {
 
 export const SERVICE_NAMES = ['vmlet.v1.VmService', 'vmlet.v1.MigrationService', 'vmlet.v1.MigrationAgentService'];
 
+/**
+ * The services' files as protoc compiles them (see reflection.ts), the health service's too, so
+ * `grpcurl list` shows everything served and `grpcurl describe` shows the proto as written.
+ */
+function reflectionDefinition(): PackageDefinition {
+  const sources = [
+    ...PROTO_FILES.map((name) => ({ name, path: join(PROTO_ROOT, name) })),
+    { name: 'grpc/health/v1/health.proto', path: healthProtoPath },
+  ];
+  // ReflectionService reads nothing but each entry's fileDescriptorProtos.
+  const files = { format: 'Protocol Buffer 3 FileDescriptorProto', type: {}, fileDescriptorProtos: fileDescriptorProtos(sources) };
+  return { files } as unknown as PackageDefinition;
+}
+
 function credentialsFor(address: string, tls: TlsConfig | undefined): grpc.ServerCredentials {
   if (address.startsWith('unix://') || !tls) return grpc.ServerCredentials.createInsecure();
   // checkClientCertificate=true: a client without a certificate signed by the CA is refused.
@@ -40,8 +56,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   for (const s of options.services) server.addService(s.definition, s.handlers);
   const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((n) => [n, 'NOT_SERVING'])) });
   health.addToServer(server);
-  // Reflection describes the health service too, so `grpcurl list` shows everything served.
-  new ReflectionService({ ...packageDefinition, ...loadSync(healthProtoPath) }).addToServer(server);
+  new ReflectionService(reflectionDefinition()).addToServer(server);
 
   const addresses: string[] = [];
   for (const address of options.listen) {
