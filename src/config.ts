@@ -56,8 +56,8 @@ export const DEFAULTS = {
 
 export const defaultSocket = (runDir: string): string => `unix://${resolve(runDir, 'vmlet.sock')}`;
 
-export const DAEMON_USAGE = `vmlet daemon [options]
-  --state-dir DIR            durable state (default ${DEFAULTS.stateDir})
+/** The daemon's options, one per line (shared by `vmlet daemon` and `vmlet demo`). */
+export const DAEMON_OPTIONS = `  --state-dir DIR            durable state (default ${DEFAULTS.stateDir})
   --run-dir DIR              sockets, pidfiles, console logs (default ${DEFAULTS.runDir})
   --grpc-listen ADDR         unix:///path or HOST:PORT; repeatable (default unix://<run-dir>/vmlet.sock)
   --http-listen HOST:PORT    metrics and health (default ${DEFAULTS.httpListen}; "" disables)
@@ -79,6 +79,8 @@ export const DAEMON_USAGE = `vmlet daemon [options]
   --stop-grace-seconds N     default grace period of StopVm (default ${DEFAULTS.defaultStopGraceSeconds})
   --log-format json|pretty   (default json)
   --log-level LEVEL          (default info)`;
+
+export const DAEMON_USAGE = `Usage: vmlet daemon [options]\n${DAEMON_OPTIONS}`;
 
 export class ConfigError extends Error {}
 

@@ -1,19 +1,24 @@
-import { ConfigError, parseDaemonArgs, DAEMON_USAGE } from './config.js';
+import { ConfigError, parseDaemonArgs, DAEMON_USAGE, type DaemonConfig } from './config.js';
 import { createLogger } from './log.js';
 import { startDaemon } from './daemon.js';
 
-/** `vmlet daemon …`: runs until SIGTERM/SIGINT, then stops serving and leaves guests running. */
-export async function daemonMain(argv: string[]): Promise<number> {
-  let config;
+/** The daemon's configuration, or (a usage error, printed with the usage) exit status 2. */
+export function daemonConfigOrUsage(argv: string[], verb = 'daemon'): DaemonConfig | 2 {
   try {
-    config = parseDaemonArgs(argv);
+    return parseDaemonArgs(argv);
   } catch (err) {
     if (err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`vmlet daemon: ${(err as Error).message}\n\n${DAEMON_USAGE}\n`);
+      process.stderr.write(`vmlet ${verb}: ${(err as Error).message}\n\n${DAEMON_USAGE}\n`);
       return 2;
     }
     throw err;
   }
+}
+
+/** `vmlet daemon …`: runs until SIGTERM/SIGINT, then stops serving and leaves guests running. */
+export async function daemonMain(argv: string[]): Promise<number> {
+  const config = daemonConfigOrUsage(argv);
+  if (config === 2) return 2;
   const logger = createLogger({ format: config.logFormat, level: config.logLevel });
   let daemon;
   try {

@@ -28,7 +28,8 @@ export const GLOBAL_USAGE = `Global options (before or after the verb):
                            client certificate and key (with --tls-ca)
   -o, --output table|json  table (default) for people; json prints the API message
                            (camelCase fields, enum names, timestamps as RFC 3339 strings)
-  --timeout SECONDS        deadline of each call (default ${DEFAULT_TIMEOUT_SECONDS}; 0: none)
+  --timeout SECONDS        deadline of each call that returns one answer (default ${DEFAULT_TIMEOUT_SECONDS}; 0: none);
+                           watch, console and logs -f run until they end or Ctrl-C
   -h, --help               this help`;
 
 export type OutputFormat = 'table' | 'json';

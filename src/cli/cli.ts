@@ -17,6 +17,13 @@ export const CLIENT_VERBS: readonly Verb[] = [createVerb, getVerb, lsVerb, start
 
 const hasHelp = (argv: string[]): boolean => argv.some((a) => a === '-h' || a === '--help');
 
+const DEMO_USAGE = `Usage: vmlet demo [daemon options]
+
+Runs the daemon in the foreground (what \`npm start\` runs), creates and starts the VM "demo" from
+the repo's .guest/ and prints its serial console as it boots. Ctrl-C stops vmlet; the guest keeps
+running and the next start adopts it. It takes the daemon's options, with --image-root .guest and
+--log-format pretty added:`;
+
 /** Verbs that run vmlet itself rather than talk to it; loaded only when used. */
 const LOCAL_VERBS: readonly Verb[] = [
   {
@@ -37,7 +44,12 @@ const LOCAL_VERBS: readonly Verb[] = [
     name: 'demo',
     summary: 'run the daemon with a demo VM and show its serial console',
     usage: 'Usage: vmlet demo [daemon options]',
-    async run(argv) {
+    async run(argv, io) {
+      if (hasHelp(argv)) {
+        const { DAEMON_OPTIONS } = await import('../config.js');
+        io.stdout(`${DEMO_USAGE}\n${DAEMON_OPTIONS}\n`);
+        return 0;
+      }
       const { demoMain } = await import('./demo.js');
       return demoMain(argv);
     },

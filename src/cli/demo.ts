@@ -1,9 +1,9 @@
 import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { parseDaemonArgs } from '../config.js';
 import { createLogger } from '../log.js';
 import { startDaemon } from '../daemon.js';
+import { daemonConfigOrUsage } from '../main.js';
 import { PROTO_ROOT } from '../api/grpc/proto-options.js';
 import type { VmSpec } from '../vm/types.js';
 
@@ -26,9 +26,16 @@ export const DEMO_SPEC: VmSpec = {
  * keeps running and is adopted by the next start.
  */
 export async function demoMain(argv: string[]): Promise<number> {
-  const config = parseDaemonArgs(['--image-root', GUEST_DIR, '--log-format', 'pretty', ...argv]);
+  const config = daemonConfigOrUsage(['--image-root', GUEST_DIR, '--log-format', 'pretty', ...argv], 'demo');
+  if (config === 2) return 2;
   const logger = createLogger({ format: config.logFormat, level: config.logLevel });
-  const daemon = await startDaemon(config, logger);
+  let daemon;
+  try {
+    daemon = await startDaemon(config, logger);
+  } catch (err) {
+    logger.fatal({ err }, `vmlet could not start: ${(err as Error).message}`);
+    return 1;
+  }
   const { manager } = daemon;
   const vm = await manager.create(DEMO_SPEC, false);
   if (vm.status.phase !== 'Running' && vm.status.phase !== 'Paused') await manager.start(DEMO_SPEC.id);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ENDPOINT, parseCount, resolveGlobals, splitVerb, UsageError } from '../../src/cli/args.js';
-import { runCli } from '../../src/cli/cli.js';
+import { CLIENT_VERBS, runCli } from '../../src/cli/cli.js';
 import type { CliIo } from '../../src/cli/io.js';
 import { parseVerbArgs, positionals } from '../../src/cli/verb.js';
 
@@ -105,5 +105,18 @@ describe('usage errors and help (no daemon needed)', () => {
     const unknown = capture();
     expect(await runCli(['frobnicate'], unknown.io)).toBe(2);
     expect(unknown.err()).toMatch(/^vmlet: unknown verb "frobnicate"/);
+  });
+
+  it.each([...CLIENT_VERBS.map((v) => v.name), 'daemon', 'demo'])('vmlet %s: --help, -h and help VERB print its usage with exit 0', async (name) => {
+    for (const argv of [[name, '--help'], [name, '-h'], ['help', name]]) {
+      const c = capture();
+      expect(await runCli(argv, c.io)).toBe(0);
+      expect(c.out()).toContain(`Usage: vmlet ${name}`);
+    }
+  });
+
+  it('a usage error of vmlet demo exits 2 before anything starts', async () => {
+    const c = capture();
+    expect(await runCli(['demo', '--bogus'], c.io)).toBe(2);
   });
 });
