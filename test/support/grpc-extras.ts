@@ -46,7 +46,11 @@ export function reflectedServices(endpoint: string): Promise<string[]> {
   });
 }
 
-type FileStream = grpc.ClientDuplexStream<unknown, { fileDescriptorResponse?: { fileDescriptorProto: Buffer[] }; errorResponse?: { errorMessage: string } }>;
+interface FileResponse {
+  fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
+  errorResponse?: { errorMessage: string };
+}
+type FileStream = grpc.ClientDuplexStream<unknown, FileResponse>;
 interface ReflectionV1Client extends grpc.Client {
   ServerReflectionInfo(): FileStream;
 }
@@ -60,11 +64,11 @@ export function reflectedFiles(endpoint: string, symbol: string): Promise<{ name
   const client = new pkg.grpc.reflection.v1.ServerReflection(endpoint, grpc.credentials.createInsecure());
   return new Promise((resolve, reject) => {
     const stream = client.ServerReflectionInfo();
-    stream.on('data', (msg) => {
+    stream.on('data', (msg: FileResponse) => {
       stream.end();
       client.close();
       if (!msg.fileDescriptorResponse) return reject(new Error(`reflection: ${msg.errorResponse?.errorMessage ?? 'no files'}`));
-      resolve(msg.fileDescriptorResponse.fileDescriptorProto.map((b) => descriptor.FileDescriptorProto.toObject(descriptor.FileDescriptorProto.decode(b), { arrays: true }) as never));
+      resolve(msg.fileDescriptorResponse.fileDescriptorProto.map((b: Buffer) => descriptor.FileDescriptorProto.toObject(descriptor.FileDescriptorProto.decode(b), { arrays: true }) as never));
     });
     stream.on('error', reject);
     stream.write({ fileContainingSymbol: symbol });
