@@ -13,7 +13,7 @@ interface SpawnRequest {
   id: number;
   cmd: string;
   args: string[];
-  /** stdout and stderr of the child are appended to this file. */
+  /** stdout and stderr of the child go to this file, emptied first: it holds this child's output only. */
   log: string;
 }
 
@@ -24,7 +24,7 @@ function answer(message: Record<string, unknown>): void {
 function start(req: SpawnRequest): void {
   let log: number | undefined;
   try {
-    log = openSync(req.log, 'a', 0o640);
+    log = openSync(req.log, 'w', 0o640);
     const child = spawn(req.cmd, req.args, { detached: true, stdio: ['ignore', log, log] });
     child.once('error', (err) => answer({ id: req.id, error: err.message }));
     child.once('exit', (code, signal) => answer({ id: req.id, exit: { code, signal } }));

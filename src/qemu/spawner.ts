@@ -62,7 +62,7 @@ export class Spawner {
     return this;
   }
 
-  /** Starts `cmd` detached (own session), stdout and stderr appended to `logFile`. Resolves with its pid. */
+  /** Starts `cmd` detached (own session), stdout and stderr to `logFile` (emptied first). Resolves with its pid. */
   async spawn(cmd: string, args: readonly string[], logFile: string): Promise<SpawnedChild> {
     const helper = this.ensureHelper();
     const id = this.nextId++;

@@ -24,13 +24,20 @@ afterEach(async () => {
 });
 
 describe('Spawner', () => {
-  it('starts a process through the helper, appends its output to the log and reports its exit', async () => {
+  it('starts a process through the helper, writes its output to the log and reports its exit', async () => {
     const log = path.join(dir, 'child.log');
     const child = await spawner.spawn('/bin/sh', ['-c', 'echo out; echo err >&2; exit 3'], log);
     expect(child.pid).toBeGreaterThan(0);
     expect(child.pid).not.toBe(spawner.helperPid);
     await expect(child.exited).resolves.toEqual({ code: 3, signal: null });
     expect((await readFile(log, 'utf8')).split('\n').sort()).toEqual(['', 'err', 'out']);
+  });
+
+  it('starts the log afresh for each child: it holds the latest output only', async () => {
+    const log = path.join(dir, 'child.log');
+    await (await spawner.spawn('/bin/sh', ['-c', 'echo first start failed'], log)).exited;
+    await (await spawner.spawn('/bin/sh', ['-c', 'echo second'], log)).exited;
+    expect(await readFile(log, 'utf8')).toBe('second\n');
   });
 
   it('runs the child in its own session, with exactly the arguments given (no shell)', async () => {
