@@ -100,6 +100,8 @@ export class VmManager extends EventEmitter<ManagerEvents> {
 
   constructor(readonly options: ManagerOptions) {
     super();
+    // Every WatchVms stream and console session listens: many listeners are the normal case, not a leak.
+    this.setMaxListeners(0);
     this.lifecycle = new Lifecycle(this);
   }
 
