@@ -21,8 +21,12 @@ export interface NodeFacts {
   vmletVersion: string;
 }
 
-/** A watcher that falls this far behind is cut off rather than buffering without bound. */
-const WATCH_MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/**
+ * A watcher this many events behind is cut off rather than buffered without bound. grpc-js's
+ * server stream is in object mode, so its writableLength counts messages, not bytes: at a few KiB
+ * per event this is some tens of MiB, far beyond what a healthy client lets pile up.
+ */
+export const WATCH_MAX_QUEUED_EVENTS = 4096;
 
 export function vmServiceHandlers(manager: VmManager, node: NodeFacts, ctx: CallContext): VmServiceHandlers {
   const out = (vm: Parameters<typeof vmToProto>[0]) => vmToProto(vm, node.hostname);
@@ -90,9 +94,9 @@ function watch(
   return new Promise((resolve, reject) => {
     const onChange = (change: VmChange) => {
       if (!wanted(change.vm)) return;
-      if (call.writableLength > WATCH_MAX_BUFFERED_BYTES) {
+      if (call.writableLength >= WATCH_MAX_QUEUED_EVENTS) {
         done();
-        reject(new VmletError('RESOURCE_EXHAUSTED', 'watch client is too slow: it fell more than 8 MiB behind; watch again'));
+        reject(new VmletError('RESOURCE_EXHAUSTED', `watch client is too slow: it fell ${WATCH_MAX_QUEUED_EVENTS} events behind; watch again`));
         return;
       }
       call.write({ type: `VM_EVENT_TYPE_${change.type}`, vm: out(change.vm) });
