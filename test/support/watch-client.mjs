@@ -1,6 +1,7 @@
 // A WatchVms client as a process of its own, so a test can stop it (SIGSTOP) the way a hung
 // controller stops reading: its socket fills and the daemon's writes queue. Prints one JSON line
 // per milestone: {"ready":true} on the first event, then {"events":N,"code":C,"details":D} at the end.
+/* global process, console */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
