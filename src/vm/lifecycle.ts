@@ -225,7 +225,8 @@ export class Lifecycle {
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline) {
       try {
-        await instance.qmp.execute('system_powerdown');
+        // A QEMU that does not answer (stopped, hung) must not stretch the grace period.
+        await instance.qmp.execute('system_powerdown', undefined, { timeoutMs: Math.max(1, Math.min(POWERDOWN_INTERVAL_MS, deadline - Date.now())) });
       } catch (err) {
         if (instance.qmp.closed) break;
         record.log.warn({ err }, 'system_powerdown failed');
@@ -236,9 +237,11 @@ export class Lifecycle {
     return 'grace period expired';
   }
 
+  /** QMP `quit`, and at most QUIT_TIMEOUT_MS in all for QEMU to be gone, answer or not. */
   private async quit(instance: QemuInstance): Promise<string> {
-    if (!instance.qmp.closed) await instance.qmp.execute('quit').catch(() => undefined);
-    return (await instance.waitExit(QUIT_TIMEOUT_MS)) ? 'quit' : 'quit timed out';
+    const deadline = Date.now() + QUIT_TIMEOUT_MS;
+    if (!instance.qmp.closed) await instance.qmp.execute('quit', undefined, { timeoutMs: QUIT_TIMEOUT_MS }).catch(() => undefined);
+    return (await instance.waitExit(Math.max(0, deadline - Date.now()))) ? 'quit' : 'quit timed out';
   }
 
   /** Removes what a running VM had on the host: TAPs and sockets. The console log stays (history). */

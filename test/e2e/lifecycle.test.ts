@@ -138,6 +138,21 @@ describe('VM lifecycle over gRPC with a real TCG guest', () => {
     await api.delete('idem-start', true);
   });
 
+  it('a stop of a QEMU that does not answer QMP keeps to the grace period, then the bound of quit, then SIGKILL', async () => {
+    const running = await api.create(guestSpec('hung-1'), true);
+    const pid = running.status!.pid;
+    process.kill(pid, 'SIGSTOP');
+    const t0 = Date.now();
+    const stopped = await api.stop('hung-1', 2);
+    const seconds = (Date.now() - t0) / 1000;
+    expect(stopped.status?.phase).toBe('PHASE_STOPPED');
+    expect(stopped.status?.reason).toBe('stopped by request (killed)');
+    // 2 s of grace, at most 5 s for quit, then the kill: not 10 s of QMP timeout per command on top.
+    expect(seconds).toBeLessThan(2 + 5 + 3);
+    expect(await isAlive(pid)).toBe(false);
+    await api.delete('hung-1');
+  });
+
   it('stop with force kills at once; a guest that powers itself off ends Stopped', async () => {
     const id = 'force-1';
     await api.create(guestSpec(id), true);
