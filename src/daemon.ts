@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import type { DaemonConfig } from './config.js';
 import { checkRunDirFits } from './state/paths.js';
@@ -25,6 +26,7 @@ import { startHttpServer } from './api/http/server.js';
 import { consoleHubFor } from './console/registry.js';
 import { registerConsoleWebsocket } from './console/websocket.js';
 import { VMLET_VERSION } from './version.js';
+import { lockStateDir, freeUnixSocketPath } from './host/single-instance.js';
 
 export interface RunningDaemon {
   manager: VmManager;
@@ -39,6 +41,17 @@ export interface RunningDaemon {
 export async function startDaemon(config: DaemonConfig, logger: Logger): Promise<RunningDaemon> {
   const tooLong = checkRunDirFits(config.runDir);
   if (tooLong) throw new Error(tooLong);
+  // Before any state is read: a second vmlet on the same dirs or socket would damage the first's.
+  await mkdir(config.stateDir, { recursive: true, mode: 0o750 });
+  const releaseLock = await lockStateDir(config.stateDir);
+  try {
+    for (const address of config.grpcListen) {
+      if (address.startsWith('unix://')) await freeUnixSocketPath(address.slice('unix://'.length));
+    }
+  } catch (err) {
+    releaseLock();
+    throw err;
+  }
   const version = await qemuVersion(config.qemuBinary);
   const accel = await chooseAccelerator(config.accelerator, config.qemuBinary, config.netns);
   logger.info({ accelerator: accel.accelerator, reason: accel.reason, qemuVersion: version }, `accelerator: ${accel.accelerator}`);
@@ -137,6 +150,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       await grpc.shutdown();
       await manager.close();
       spawner.close();
+      releaseLock();
       logger.info('vmlet stopped; guests keep running');
     },
   };

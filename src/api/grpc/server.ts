@@ -1,4 +1,5 @@
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
+import { freeUnixSocketPath } from '../../host/single-instance.js';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -63,7 +64,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     if (address.startsWith('unix://')) {
       const path = address.slice('unix://'.length);
       await mkdir(dirname(path), { recursive: true, mode: 0o750 });
-      await rm(path, { force: true });
+      await freeUnixSocketPath(path);
       await bind(server, address, credentialsFor(address, options.tls));
       await chmod(path, 0o660);
       addresses.push(address);
