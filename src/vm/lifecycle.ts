@@ -308,6 +308,10 @@ export class Lifecycle {
         record.instance?.detach();
         record.instance = undefined;
         if (status.phase === 'Starting') return this.failInterruptedStart(record, pid);
+        if (status.phase === 'Deleting') {
+          record.log.warn({ err, pid }, 'the QEMU of a VM being deleted does not answer QMP; killing it');
+          return this.finishDelete(record);
+        }
         record.log.error({ err, pid }, 'QEMU is alive but QMP does not answer');
         this.m.setPhase(record, 'Failed', `QEMU pid ${pid} is alive but QMP does not answer: ${errorMessage(err)}; stop or delete the VM to kill it`);
         return;
@@ -339,10 +343,12 @@ export class Lifecycle {
         this.m.update(record, { pid: 0, nics: [] });
       }
     }
-    if (record.status.phase === 'Deleting') {
-      record.log.info('finishing a delete interrupted by a vmlet restart');
-      await this.ensureStopped(record, { graceSeconds: 0, force: true });
-      await this.m.removeEverything(record);
-    }
+    if (record.status.phase === 'Deleting') await this.finishDelete(record);
+  }
+
+  private async finishDelete(record: VmRecord): Promise<void> {
+    record.log.info('finishing a delete interrupted by a vmlet restart');
+    await this.ensureStopped(record, { graceSeconds: 0, force: true });
+    await this.m.removeEverything(record);
   }
 }

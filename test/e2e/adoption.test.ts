@@ -3,7 +3,8 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
-import { rpc } from '../support/rpc.js';
+import { expectCode, rpc } from '../support/rpc.js';
+import { status } from '@grpc/grpc-js';
 import { isAlive, signal, waitForExit } from '../../src/host/process.js';
 import { until } from '../support/poll.js';
 
@@ -83,6 +84,21 @@ describe('guests outlive the daemon; a restarted daemon adopts them', () => {
     // And it can be started again.
     expect((await api.start(id)).status?.phase).toBe('PHASE_RUNNING');
     await api.delete(id, true);
+  });
+
+  it('a delete cut short by kill -9 is finished by the next daemon, even when that QEMU does not answer QMP', async () => {
+    let api = rpc(d.clients);
+    const id = 'hung-delete';
+    const pid = (await api.create(guestSpec(id), true)).status!.pid;
+    signal(pid, 'SIGSTOP');
+    const deleting = api.delete(id).catch(() => undefined);
+    await until('phase Deleting', async () => ((await api.get(id)).status?.phase === 'PHASE_DELETING' ? true : undefined), 20_000);
+    await d.kill9();
+    await deleting;
+    await d.restart();
+    api = rpc(d.clients);
+    expect(await expectCode(() => api.get(id), status.NOT_FOUND)).toContain(id);
+    expect(await waitForExit(pid, 10_000)).toBe(true);
   });
 
   it('kill -9 of the daemon while a start waits for QMP: the restarted daemon kills that QEMU and fails the start', async () => {
