@@ -36,4 +36,14 @@ describe('10 VMs created, started and deleted concurrently', () => {
     expect(await qemuPidsOf(ids)).toEqual([]);
     expect((await api.node()).allocated).toEqual({ cpus: 0, memoryMib: 0 });
   });
+
+  it('the same create with start sent three times at once: one VM, one QEMU, every answer Running', async () => {
+    const api = rpc(d.clients);
+    const spec = guestSpec('triplet');
+    const answers = await Promise.all([1, 2, 3].map(() => api.create(spec, true)));
+    expect(answers.map((v) => v.status?.phase)).toEqual(['PHASE_RUNNING', 'PHASE_RUNNING', 'PHASE_RUNNING']);
+    expect(new Set(answers.map((v) => v.status?.pid)).size).toBe(1);
+    expect(await qemuPidsOf(['triplet'])).toEqual([answers[0]!.status!.pid]);
+    await api.delete('triplet', true);
+  });
 });
