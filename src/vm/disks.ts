@@ -1,8 +1,8 @@
 import { join } from 'node:path';
-import { errorMessage, invalidArgument } from '../errors.js';
+import { errorMessage, failedPrecondition, invalidArgument } from '../errors.js';
 import { mkdir } from 'node:fs/promises';
 import { resolveUnderRoots } from '../storage/image-roots.js';
-import { createOverlay, detectFormat } from '../storage/qemu-img.js';
+import { createOverlay, inspectImage } from '../storage/qemu-img.js';
 import type { DiskStatus, VmPaths, VmSpec } from './types.js';
 
 interface StorageOptions {
@@ -23,16 +23,21 @@ export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: Storag
   const disks: DiskStatus[] = [];
   for (const [i, disk] of spec.disks.entries()) {
     const image = resolved[i] as string;
-    const format = await detectFormat(options.qemuImgBinary, image).catch((err: unknown) => {
-      throw invalidArgument(`spec.disks[${i}].image_path`, `${disk.imagePath} is not a readable disk image (${errorMessage(err)})`);
+    const field = `spec.disks[${i}].image_path`;
+    const { format, backingFiles } = await inspectImage(options.qemuImgBinary, image).catch((err: unknown) => {
+      throw invalidArgument(field, `${disk.imagePath} is not a readable disk image with all its backing files (${errorMessage(err)})`);
     });
+    // QEMU opens the backing files too: they are held to the image roots like the image itself.
+    for (const backing of backingFiles) await resolveUnderRoots(backing, options.imageRoots, `${field} (backing file ${backing})`);
     if (!disk.overlay) {
       disks.push({ name: disk.name, path: image, format });
       continue;
     }
     await mkdir(paths.disksDir, { recursive: true, mode: 0o750 });
     const overlay = join(paths.disksDir, `${disk.name}.qcow2`);
-    await createOverlay(options.qemuImgBinary, overlay, image, format);
+    await createOverlay(options.qemuImgBinary, overlay, image, format).catch((err: unknown) => {
+      throw failedPrecondition(`spec.disks[${i}]: could not create its overlay on ${disk.imagePath} (${errorMessage(err)})`);
+    });
     disks.push({ name: disk.name, path: overlay, format: 'qcow2' });
   }
   return disks;

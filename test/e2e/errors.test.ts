@@ -8,6 +8,7 @@ import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, KERNEL } from '../support/guest.js';
 import { expectCode, rpc, streamToEnd } from '../support/rpc.js';
 import { isAlive } from '../../src/host/process.js';
+import { execFileSync } from 'node:child_process';
 
 describe('errors: every request validated at the edge, right code, nothing left behind', () => {
   let d: TestDaemon;
@@ -51,6 +52,23 @@ describe('errors: every request validated at the edge, right code, nothing left 
     expect(details).toMatch(/^spec\.disks\[0\]\.image_path: .*not a regular file/);
     details = await expectCode(() => api.create(guestSpec('p4', { disks: [{ name: 'root', imagePath: join(d.root, 'images', 'missing.qcow2'), overlay: false, readonly: false }] })), status.INVALID_ARGUMENT);
     expect(details).toContain('does not exist');
+    expect(await vmDirs()).toEqual([]);
+  });
+
+  it('INVALID_ARGUMENT for a qcow2 whose backing file is missing or outside the image roots, overlay or not', async () => {
+    const images = join(d.root, 'images');
+    const qemuImg = (...args: string[]) => execFileSync('qemu-img', args, { timeout: 30_000 });
+    qemuImg('create', '-q', '-f', 'raw', join(images, 'gone.raw'), '1M');
+    qemuImg('create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', join(images, 'gone.raw'), join(images, 'orphan.qcow2'));
+    await rm(join(images, 'gone.raw'));
+    qemuImg('create', '-q', '-f', 'raw', join(d.root, 'outside.raw'), '1M');
+    qemuImg('create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', join(d.root, 'outside.raw'), join(images, 'escape.qcow2'));
+    for (const overlay of [false, true]) {
+      const orphan = guestSpec(`orphan-${String(overlay)}`, { disks: [{ name: 'root', imagePath: join(images, 'orphan.qcow2'), overlay, readonly: false }] });
+      expect(await expectCode(() => api.create(orphan), status.INVALID_ARGUMENT)).toMatch(/^spec\.disks\[0\]\.image_path: .*backing files/);
+      const escape = guestSpec(`escape-${String(overlay)}`, { disks: [{ name: 'root', imagePath: join(images, 'escape.qcow2'), overlay, readonly: false }] });
+      expect(await expectCode(() => api.create(escape), status.INVALID_ARGUMENT)).toMatch(/^spec\.disks\[0\]\.image_path \(backing file .*outside\.raw\): .*outside the image roots/);
+    }
     expect(await vmDirs()).toEqual([]);
   });
 
