@@ -117,10 +117,11 @@ export class VmManager extends EventEmitter<ManagerEvents> {
       this.log.warn({ vm: id }, 'removing leftovers of a create or delete that never finished');
       await this.options.store.remove(id);
     }
-    for (const { spec, status } of vms) {
-      const record = this.addRecord(spec, status ?? this.newStatus('Stopped', 'status file was lost; VM marked stopped'));
-      await record.queue.run(() => this.lifecycle.reconcile(record));
-    }
+    const records = vms.map(({ spec, status }) => this.addRecord(spec, status ?? this.newStatus('Stopped', 'status file was lost; VM marked stopped')));
+    // All at once: a QEMU that does not answer QMP holds up only its own VM, for its connect timeout.
+    const results = await Promise.allSettled(records.map((record) => record.queue.run(() => this.lifecycle.reconcile(record))));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
     await this.killOrphanQemus();
     await this.removeOrphanTaps();
   }

@@ -101,6 +101,23 @@ describe('guests outlive the daemon; a restarted daemon adopts them', () => {
     expect(await waitForExit(pid, 10_000)).toBe(true);
   });
 
+  it('QEMUs that do not answer QMP are reconciled side by side at restart, not one connect timeout after another', async () => {
+    let api = rpc(d.clients);
+    const ids = ['mute-1', 'mute-2', 'mute-3'];
+    const pids = await Promise.all(ids.map(async (id) => (await api.create(guestSpec(id), true)).status!.pid));
+    for (const pid of pids) signal(pid, 'SIGSTOP');
+    await d.kill9();
+    const t0 = Date.now();
+    await d.restart();
+    const seconds = (Date.now() - t0) / 1000;
+    api = rpc(d.clients);
+    for (const id of ids) expect((await api.get(id)).status?.reason).toContain('QMP does not answer');
+    // One QMP connect timeout (5 s) for all three, plus the daemon's own start; in turn it was 15 s.
+    expect(seconds).toBeLessThan(12);
+    for (const id of ids) await api.delete(id, true);
+    for (const pid of pids) expect(await waitForExit(pid, 10_000)).toBe(true);
+  });
+
   it('kill -9 of the daemon while a start waits for QMP: the restarted daemon kills that QEMU and fails the start', async () => {
     // A "QEMU" that listens on its QMP socket and never greets: the start waits in its handshake,
     // with the pid already recorded. Its command line is the real argv (-name guest=…).
