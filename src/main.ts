@@ -1,6 +1,6 @@
 import { ConfigError, parseDaemonArgs, DAEMON_USAGE, type DaemonConfig } from './config.js';
-import { createLogger } from './log.js';
-import { startDaemon } from './daemon.js';
+import { createLogger, type Logger } from './log.js';
+import { startDaemon, type RunningDaemon } from './daemon.js';
 
 /** The daemon's configuration, or (a usage error, printed with the usage) exit status 2. */
 export function daemonConfigOrUsage(argv: string[], verb = 'daemon'): DaemonConfig | 2 {
@@ -15,18 +15,24 @@ export function daemonConfigOrUsage(argv: string[], verb = 'daemon'): DaemonConf
   }
 }
 
-/** `vmlet daemon …`: runs until SIGTERM/SIGINT, then stops serving and leaves guests running. */
-export async function daemonMain(argv: string[]): Promise<number> {
-  const config = daemonConfigOrUsage(argv);
+/** Parses the daemon's options and starts it; or the exit status: 2 a usage error, 1 it could not start. */
+export async function startFromArgs(argv: string[], verb = 'daemon'): Promise<{ daemon: RunningDaemon; logger: Logger } | number> {
+  const config = daemonConfigOrUsage(argv, verb);
   if (config === 2) return 2;
   const logger = createLogger({ format: config.logFormat, level: config.logLevel });
-  let daemon;
   try {
-    daemon = await startDaemon(config, logger);
+    return { daemon: await startDaemon(config, logger), logger };
   } catch (err) {
     logger.fatal({ err }, `vmlet could not start: ${(err as Error).message}`);
     return 1;
   }
+}
+
+/** `vmlet daemon …`: runs until SIGTERM/SIGINT, then stops serving and leaves guests running. */
+export async function daemonMain(argv: string[]): Promise<number> {
+  const started = await startFromArgs(argv);
+  if (typeof started === 'number') return started;
+  const { daemon, logger } = started;
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {
       logger.info({ signal: sig }, 'shutting down');

@@ -1,9 +1,7 @@
 import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { createLogger } from '../log.js';
-import { startDaemon } from '../daemon.js';
-import { daemonConfigOrUsage } from '../main.js';
+import { startFromArgs } from '../main.js';
 import { PROTO_ROOT } from '../api/grpc/proto-options.js';
 import type { VmSpec } from '../vm/types.js';
 
@@ -26,20 +24,13 @@ export const DEMO_SPEC: VmSpec = {
  * keeps running and is adopted by the next start.
  */
 export async function demoMain(argv: string[]): Promise<number> {
-  const config = daemonConfigOrUsage(['--image-root', GUEST_DIR, '--log-format', 'pretty', ...argv], 'demo');
-  if (config === 2) return 2;
-  const logger = createLogger({ format: config.logFormat, level: config.logLevel });
-  let daemon;
-  try {
-    daemon = await startDaemon(config, logger);
-  } catch (err) {
-    logger.fatal({ err }, `vmlet could not start: ${(err as Error).message}`);
-    return 1;
-  }
+  const started = await startFromArgs(['--image-root', GUEST_DIR, '--log-format', 'pretty', ...argv], 'demo');
+  if (typeof started === 'number') return started;
+  const { daemon, logger } = started;
   const { manager } = daemon;
   const vm = await manager.create(DEMO_SPEC, false);
   if (vm.status.phase !== 'Running' && vm.status.phase !== 'Paused') await manager.start(DEMO_SPEC.id);
-  const socket = config.grpcListen[0];
+  const socket = daemon.grpc.addresses[0];
   logger.info(`demo VM "demo" is running. In another terminal: npx vmlet --endpoint ${socket} ls | get demo | stop demo | rm demo`);
 
   const stop = new AbortController();
