@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
+import { once } from 'node:events';
 import { freeUnixSocketPath, lockStateDir } from '../../src/host/single-instance.js';
 import { waitForExit } from '../../src/host/process.js';
 import { until } from '../support/poll.js';
@@ -71,8 +72,9 @@ describe('the unix socket path', () => {
     const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(join(dir, 'stale.sock'))})`]);
     children.push(child);
     await until('the stale socket', async () => existsSync(join(dir, 'stale.sock')) || undefined, 10_000);
+    const exited = once(child, 'exit');
     child.kill('SIGKILL');
-    await waitForExit(child.pid!, 5000);
+    await exited;
     await freeUnixSocketPath(join(dir, 'stale.sock'));
     expect(existsSync(join(dir, 'stale.sock'))).toBe(false);
     await new Promise((r) => server.close(r));
