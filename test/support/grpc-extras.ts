@@ -22,55 +22,43 @@ export function healthCheck(endpoint: string, service = ''): Promise<string> {
   );
 }
 
-type ReflectionStream = grpc.ClientDuplexStream<unknown, { listServicesResponse?: { service: { name: string }[] } }>;
-interface ReflectionClient extends grpc.Client {
-  ServerReflectionInfo(): ReflectionStream;
-}
-
-/** The services a reflection client (grpcurl) sees. */
-export function reflectedServices(endpoint: string): Promise<string[]> {
-  const def = protoLoader.loadSync(join(REPO, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1alpha/reflection.proto'), {});
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    grpc: { reflection: { v1alpha: { ServerReflection: new (t: string, c: grpc.ChannelCredentials) => ReflectionClient } } };
-  };
-  const client = new pkg.grpc.reflection.v1alpha.ServerReflection(endpoint, grpc.credentials.createInsecure());
-  return new Promise((resolve, reject) => {
-    const stream = client.ServerReflectionInfo();
-    stream.on('data', (msg: { listServicesResponse?: { service: { name: string }[] } }) => {
-      stream.end();
-      client.close();
-      resolve((msg.listServicesResponse?.service ?? []).map((s) => s.name).sort());
-    });
-    stream.on('error', reject);
-    stream.write({ listServices: '*' });
-  });
-}
-
-interface FileResponse {
+interface ReflectionResponse {
+  listServicesResponse?: { service: { name: string }[] };
   fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
   errorResponse?: { errorMessage: string };
 }
-type FileStream = grpc.ClientDuplexStream<unknown, FileResponse>;
-interface ReflectionV1Client extends grpc.Client {
-  ServerReflectionInfo(): FileStream;
+interface ReflectionClient extends grpc.Client {
+  ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, ReflectionResponse>;
+}
+
+/** One request on the server reflection stream (protocol `v1` or `v1alpha`), as grpcurl sends it; its response. */
+function reflect(endpoint: string, version: 'v1' | 'v1alpha', request: Record<string, string>): Promise<ReflectionResponse> {
+  const def = protoLoader.loadSync(join(REPO, `node_modules/@grpc/reflection/build/proto/grpc/reflection/${version}/reflection.proto`), {});
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    grpc: { reflection: Record<string, { ServerReflection: new (t: string, c: grpc.ChannelCredentials) => ReflectionClient }> };
+  };
+  const client = new pkg.grpc.reflection[version]!.ServerReflection(endpoint, grpc.credentials.createInsecure());
+  return new Promise((resolve, reject) => {
+    const stream = client.ServerReflectionInfo();
+    stream.on('data', (msg: ReflectionResponse) => {
+      stream.end();
+      client.close();
+      resolve(msg);
+    });
+    stream.on('error', reject);
+    stream.write(request);
+  });
+}
+
+/** The services a reflection client (grpcurl list) sees, over the older v1alpha protocol. */
+export async function reflectedServices(endpoint: string): Promise<string[]> {
+  const msg = await reflect(endpoint, 'v1alpha', { listServices: '*' });
+  return (msg.listServicesResponse?.service ?? []).map((s) => s.name).sort();
 }
 
 /** The files a reflection client (grpcurl describe) gets for a symbol, decoded: the symbol's file first, then what it imports. */
-export function reflectedFiles(endpoint: string, symbol: string): Promise<{ name: string; dependency: string[]; messageType: { name: string; field: { name: string; jsonName: string }[] }[] }[]> {
-  const def = protoLoader.loadSync(join(REPO, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto'), {});
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    grpc: { reflection: { v1: { ServerReflection: new (t: string, c: grpc.ChannelCredentials) => ReflectionV1Client } } };
-  };
-  const client = new pkg.grpc.reflection.v1.ServerReflection(endpoint, grpc.credentials.createInsecure());
-  return new Promise((resolve, reject) => {
-    const stream = client.ServerReflectionInfo();
-    stream.on('data', (msg: FileResponse) => {
-      stream.end();
-      client.close();
-      if (!msg.fileDescriptorResponse) return reject(new Error(`reflection: ${msg.errorResponse?.errorMessage ?? 'no files'}`));
-      resolve(msg.fileDescriptorResponse.fileDescriptorProto.map((b: Buffer) => descriptor.FileDescriptorProto.toObject(descriptor.FileDescriptorProto.decode(b), { arrays: true }) as never));
-    });
-    stream.on('error', reject);
-    stream.write({ fileContainingSymbol: symbol });
-  });
+export async function reflectedFiles(endpoint: string, symbol: string): Promise<{ name: string; dependency: string[]; messageType: { name: string; field: { name: string; jsonName: string }[] }[] }[]> {
+  const msg = await reflect(endpoint, 'v1', { fileContainingSymbol: symbol });
+  if (!msg.fileDescriptorResponse) throw new Error(`reflection: ${msg.errorResponse?.errorMessage ?? 'no files'}`);
+  return msg.fileDescriptorResponse.fileDescriptorProto.map((b) => descriptor.FileDescriptorProto.toObject(descriptor.FileDescriptorProto.decode(b), { arrays: true }) as never);
 }
