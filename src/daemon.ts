@@ -26,7 +26,7 @@ import { startHttpServer } from './api/http/server.js';
 import { consoleHubFor } from './console/registry.js';
 import { registerConsoleWebsocket } from './console/websocket.js';
 import { VMLET_VERSION } from './version.js';
-import { lockStateDir, freeUnixSocketPath } from './host/single-instance.js';
+import { lockDir } from './host/single-instance.js';
 
 export interface RunningDaemon {
   manager: VmManager;
@@ -41,17 +41,19 @@ export interface RunningDaemon {
 export async function startDaemon(config: DaemonConfig, logger: Logger): Promise<RunningDaemon> {
   const tooLong = checkRunDirFits(config.runDir);
   if (tooLong) throw new Error(tooLong);
-  // Before any state is read: a second vmlet on the same dirs or socket would damage the first's.
+  // Before any state is read or any QEMU looked at (see single-instance.ts); a live socket at a
+  // listen address is refused by startGrpcServer.
   await mkdir(config.stateDir, { recursive: true, mode: 0o750 });
-  const releaseLock = await lockStateDir(config.stateDir);
-  try {
-    for (const address of config.grpcListen) {
-      if (address.startsWith('unix://')) await freeUnixSocketPath(address.slice('unix://'.length));
-    }
-  } catch (err) {
-    releaseLock();
+  await mkdir(config.runDir, { recursive: true, mode: 0o750 });
+  const releaseState = await lockDir(config.stateDir, 'state');
+  const releaseRun = await lockDir(config.runDir, 'run').catch((err: unknown) => {
+    releaseState();
     throw err;
-  }
+  });
+  const releaseLock = (): void => {
+    releaseRun();
+    releaseState();
+  };
   const version = await qemuVersion(config.qemuBinary);
   const accel = await chooseAccelerator(config.accelerator, config.qemuBinary, config.netns);
   logger.info({ accelerator: accel.accelerator, reason: accel.reason, qemuVersion: version }, `accelerator: ${accel.accelerator}`);

@@ -1,7 +1,8 @@
 /**
- * One vmlet per state dir, and no listening socket stolen: a second daemon on the same dirs would
- * find every VM's QMP taken by the first, mark the running guests Failed in their state files and
- * delete the first one's socket. Checked before any state is read.
+ * One vmlet per state dir and per run dir, and no listening socket stolen: a second daemon on the
+ * same state dir would find every VM's QMP taken by the first and mark its running guests Failed;
+ * one on the same run dir would kill the first one's QEMUs as orphans; one on the same socket path
+ * would delete the first one's socket. The dirs are locked before any state is read.
  */
 import { closeSync, lstatSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import net from 'node:net';
@@ -25,14 +26,15 @@ async function holder(lockPath: string): Promise<number | undefined> {
 }
 
 /**
- * Claims `<stateDir>/vmlet.lock` for this process: FAILED_PRECONDITION if a live vmlet holds it.
- * A lock left by a vmlet that died (kill -9) is taken over. Returns the release function.
+ * Claims `<dir>/vmlet.lock` for this process: FAILED_PRECONDITION if a live vmlet holds it. A lock
+ * left by a vmlet that died (kill -9) is taken over. `what` names the dir's flag ('state', 'run').
+ * Returns the release function.
  */
-export async function lockStateDir(stateDir: string): Promise<() => void> {
-  const lockPath = join(stateDir, LOCK_FILE);
+export async function lockDir(dir: string, what: string): Promise<() => void> {
+  const lockPath = join(dir, LOCK_FILE);
   const other = await holder(lockPath);
   if (other !== undefined) {
-    throw new VmletError('FAILED_PRECONDITION', `another vmlet (pid ${other}) is using the state dir ${stateDir}; stop it first or use another --state-dir`);
+    throw new VmletError('FAILED_PRECONDITION', `another vmlet (pid ${other}) is using the ${what} dir ${dir}; stop it first or use another --${what}-dir`);
   }
   const fd = openSync(lockPath, 'w', 0o640);
   try {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { once } from 'node:events';
-import { freeUnixSocketPath, lockStateDir } from '../../src/host/single-instance.js';
+import { freeUnixSocketPath, lockDir } from '../../src/host/single-instance.js';
 import { waitForExit } from '../../src/host/process.js';
 import { until } from '../support/poll.js';
 
@@ -34,10 +34,10 @@ describe('one vmlet per state dir', () => {
   it('refuses a state dir a live vmlet holds, takes over a dead one, and releases its own', async () => {
     const other = fakeVmlet();
     writeFileSync(join(dir, 'vmlet.lock'), `${other.pid}\n`);
-    await expect(lockStateDir(dir)).rejects.toThrow(`another vmlet (pid ${other.pid}) is using the state dir`);
+    await expect(lockDir(dir, 'state')).rejects.toThrow(`another vmlet (pid ${other.pid}) is using the state dir`);
     other.kill('SIGKILL');
     await waitForExit(other.pid!, 5000);
-    const release = await lockStateDir(dir);
+    const release = await lockDir(dir, 'state');
     expect(readFileSync(join(dir, 'vmlet.lock'), 'utf8').trim()).toBe(String(process.pid));
     release();
     expect(existsSync(join(dir, 'vmlet.lock'))).toBe(false);
@@ -47,7 +47,7 @@ describe('one vmlet per state dir', () => {
     const unrelated = spawn('/bin/sleep', ['30']);
     children.push(unrelated);
     writeFileSync(join(dir, 'vmlet.lock'), `${unrelated.pid}\n`);
-    (await lockStateDir(dir))();
+    (await lockDir(dir, 'state'))();
   });
 });
 
