@@ -24,6 +24,7 @@ import { isVmletTapName } from '../net/names.js';
 import { qemusUnder } from '../qemu/orphans.js';
 import { killHard, prepareRunDir } from '../qemu/launcher.js';
 import type { Spawner } from '../qemu/spawner.js';
+import { afterReply } from '../host/after-reply.js';
 
 export interface ManagerOptions {
   store: StateStore;
@@ -276,14 +277,13 @@ export class VmManager extends EventEmitter<ManagerEvents> {
   }
 
   /**
-   * Rewrites the status's live copy in the run dir (see StateStore.saveRuntimeStatus) at the end
-   * of the current loop turn, once the reply or the spawn request that goes with the change is
-   * written; later changes in the same turn share the write.
+   * Rewrites the status's live copy in the run dir (see StateStore.saveRuntimeStatus) once the
+   * reply or the spawn request that goes with the change is written; later changes share the write.
    */
   private saveLiveCopy(record: VmRecord): void {
     if (record.liveQueued) return;
     record.liveQueued = true;
-    setImmediate(() => {
+    void afterReply().then(() => {
       record.liveQueued = false;
       if (this.vms.get(record.spec.id) !== record) return;
       try {
@@ -302,14 +302,14 @@ export class VmManager extends EventEmitter<ManagerEvents> {
 
   /**
    * Queues a write of the status's durable copy; a write that is queued but not started yet
-   * already covers later changes. It starts once the current turn of the event loop is over, so
-   * the reply to the call that changed the status goes out before the write's file system calls.
+   * already covers later changes. It starts once the reply to the call that changed the status
+   * is out, so the write's file system calls do not hold it up.
    */
   private persist(record: VmRecord): void {
     if (record.saveQueued) return;
     record.saveQueued = true;
     record.saving = record.saving
-      .then(() => nextLoopTurn())
+      .then(afterReply)
       .then(() => {
         record.saveQueued = false;
         if (this.vms.get(record.spec.id) !== record) return undefined;

@@ -1,5 +1,6 @@
 import { status, type ServerUnaryCall, type sendUnaryData, type ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from '../../log.js';
+import { afterReply } from '../../host/after-reply.js';
 import { codeName, toServiceError } from './status.js';
 
 /** Told about every finished call: metrics hook. */
@@ -10,8 +11,8 @@ export interface CallContext {
   observe?: CallObserver;
 }
 
-function finish(ctx: CallContext, method: string, started: bigint, code: status, err?: unknown, vm?: string): void {
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+function finish(ctx: CallContext, method: string, started: bigint, code: status, err?: unknown, vm?: string, ended = process.hrtime.bigint()): void {
+  const seconds = Number(ended - started) / 1e9;
   const name = codeName(code);
   ctx.observe?.(method, name, seconds);
   const line = { method, code: name, durationMs: Math.round(seconds * 10000) / 10, ...(vm ? { vm } : {}) };
@@ -35,15 +36,17 @@ export function unaryHandler<Req, Res>(ctx: CallContext, method: string, fn: (re
     const started = process.hrtime.bigint();
     const vm = (call.request as { id?: string; spec?: { id?: string } }).id || (call.request as { spec?: { id?: string } }).spec?.id;
     settle(() => fn(call.request, call)).then(
-      // The reply goes out first; the log line and metrics follow.
+      // The reply goes out first, trailers included; the log line and metrics follow.
       (res) => {
         callback(null, res);
-        finish(ctx, method, started, status.OK, undefined, vm);
+        const ended = process.hrtime.bigint();
+        void afterReply().then(() => finish(ctx, method, started, status.OK, undefined, vm, ended));
       },
       (err: unknown) => {
         const e = toServiceError(err);
         callback(e);
-        finish(ctx, method, started, e.code, err, vm);
+        const ended = process.hrtime.bigint();
+        void afterReply().then(() => finish(ctx, method, started, e.code, err, vm, ended));
       },
     );
   };
