@@ -61,7 +61,7 @@ export class ConsoleSession {
     this.link.on('connected', () => {
       // Synchronously, before the first byte of this connection is read.
       this.boundary ??= logSize(paths.consoleLog);
-      this.pumpTape();
+      if (this.tape.clientCount > 0) this.pumpTape();
     });
     this.batcher = new Batcher(limits.batchMs, limits.batchBytes, (data) => this.deliver(data));
     this.link.on('data', (chunk) => this.batcher.push(chunk));
@@ -69,7 +69,7 @@ export class ConsoleSession {
     this.pollTimer = setInterval(() => {
       if (this.tape.clientCount > 0) this.pumpTape();
     }, limits.pollMs).unref();
-    void this.tape.start().catch((err: unknown) => logger.warn({ err }, 'could not read console.log'));
+    // console.log is opened when a client needs it, not here: this runs while QEMU initialises.
     this.link.connect();
   }
 

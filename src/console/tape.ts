@@ -13,7 +13,10 @@ import type { LogFile } from './log-file.js';
  * slow poll) reads what the log gained and fans it out.
  */
 export class ConsoleTape {
-  /** Next byte to fan out. Everything before it was sent to the clients attached at the time. */
+  /**
+   * Next byte to fan out. Everything before it was sent to the clients attached at the time; with
+   * none attached, catchUp skips it to the end of the log, so it needs no start value.
+   */
   private offset = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private pumping?: Promise<void>;
@@ -33,13 +36,6 @@ export class ConsoleTape {
 
   get isFinished(): boolean {
     return this.finished;
-  }
-
-  /** What is in the log now is history; live output starts at its end. */
-  start(): Promise<void> {
-    return this.exclusive(async () => {
-      this.offset = await this.log.size();
-    });
   }
 
   /** Reads what the log gained and fans it out. Calls made while one is queued share it. */
