@@ -6,7 +6,7 @@ import { setImmediate as nextLoopTurn } from 'node:timers/promises';
  * (the status, which the client waits for) only in the next turn's, once the message's write has
  * completed. Native immediates run before JavaScript ones in a check phase, so the second
  * JavaScript immediate comes after the trailers. Work that the caller does not wait for (status
- * files, log lines) goes here, so that it does not hold up the reply's last frame.
+ * files) goes here, so that it does not hold up the reply's last frame.
  */
 export async function afterReply(): Promise<void> {
   await nextLoopTurn();

@@ -1,6 +1,5 @@
 import { status, type ServerUnaryCall, type sendUnaryData, type ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from '../../log.js';
-import { afterReply } from '../../host/after-reply.js';
 import { codeName, toServiceError } from './status.js';
 
 /** Told about every finished call: metrics hook. */
@@ -11,8 +10,8 @@ export interface CallContext {
   observe?: CallObserver;
 }
 
-function finish(ctx: CallContext, method: string, started: bigint, code: status, err?: unknown, vm?: string, ended = process.hrtime.bigint()): void {
-  const seconds = Number(ended - started) / 1e9;
+function finish(ctx: CallContext, method: string, started: bigint, code: status, err?: unknown, vm?: string): void {
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const name = codeName(code);
   ctx.observe?.(method, name, seconds);
   const line = { method, code: name, durationMs: Math.round(seconds * 10000) / 10, ...(vm ? { vm } : {}) };
@@ -36,17 +35,16 @@ export function unaryHandler<Req, Res>(ctx: CallContext, method: string, fn: (re
     const started = process.hrtime.bigint();
     const vm = (call.request as { id?: string; spec?: { id?: string } }).id || (call.request as { spec?: { id?: string } }).spec?.id;
     settle(() => fn(call.request, call)).then(
-      // The reply goes out first, trailers included; the log line and metrics follow.
+      // The reply is handed over first; the log line and metrics follow. (The line is written
+      // before grpc-js writes the reply, at the end of this turn, so its time stamp is the reply's.)
       (res) => {
         callback(null, res);
-        const ended = process.hrtime.bigint();
-        void afterReply().then(() => finish(ctx, method, started, status.OK, undefined, vm, ended));
+        finish(ctx, method, started, status.OK, undefined, vm);
       },
       (err: unknown) => {
         const e = toServiceError(err);
         callback(e);
-        const ended = process.hrtime.bigint();
-        void afterReply().then(() => finish(ctx, method, started, e.code, err, vm, ended));
+        finish(ctx, method, started, e.code, err, vm);
       },
     );
   };
