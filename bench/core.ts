@@ -184,7 +184,7 @@ export const coreBenchmark: Benchmark = {
   name: 'core',
   description: 'create→RUNNING through vmlet vs raw QEMU (same argv, same QMP handshake); create+delete cycle',
   // The medians of QEMU's own start time move by a few percent between runs of 15 on a busy host;
-  // at 120 the 95 % interval of the ratio is about ±0.025 here.
-  defaultRuns: 120,
+  // the 95 % interval of the ratio is about ±0.025 at 120 runs here, ±0.02 at 200.
+  defaultRuns: 200,
   run,
 };
