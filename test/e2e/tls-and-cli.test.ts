@@ -126,8 +126,13 @@ describe('the vmlet CLI against a real daemon', () => {
   });
 
   it('create from flags; usage errors exit 2; a daemon that is not there is named', async () => {
-    let r = await cli([...ep(), 'create', '--id', 'cli-2', '--memory', '64', '--kernel', KERNEL, '--initrd', INITRD, '--cmdline', 'console=ttyS0']);
+    const create = [...ep(), 'create', '--id', 'cli-2', '--memory', '64', '--kernel', KERNEL, '--initrd', INITRD, '--cmdline', 'console=ttyS0'];
+    let r = await cli(create);
     expect(r.code).toBe(0);
+    expect(r.stdout).toBe('cli-2 created: Pending (created)\n');
+    r = await cli(create);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('cli-2 already exists with this spec: Pending (created)\n');
     expect((await cli([...ep(), 'rm', 'cli-2'])).code).toBe(0);
     r = await cli([...ep(), 'stop']);
     expect(r.code).toBe(2);

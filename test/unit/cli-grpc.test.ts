@@ -52,7 +52,10 @@ const handlers: Partial<VmServiceHandlers> = {
   },
   CreateVm: (call, cb) => {
     seen.create = call.request;
-    cb(null, { spec: call.request.spec, status: { phase: call.request.start ? 'PHASE_RUNNING' : 'PHASE_STOPPED', pid: call.request.start ? 7 : 0 } });
+    // Like the daemon: the same spec again answers with the VM that exists.
+    const existing = VMS.get(call.request.spec?.id ?? '');
+    if (existing) return cb(null, existing);
+    cb(null, { spec: call.request.spec, status: { phase: call.request.start ? 'PHASE_RUNNING' : 'PHASE_STOPPED', pid: call.request.start ? 7 : 0, createdAt: { seconds: CREATED + 300, nanos: 0 } } });
   },
   StopVm: (call, cb) => {
     seen.stop = call.request;
@@ -178,6 +181,15 @@ describe('vmlet client verbs over a real gRPC channel', () => {
       disks: [{ name: 'root', imagePath: '/img/root.qcow2', overlay: true, readonly: false }],
     });
     expect(c.out()).toBe('web-2 created and started: Running (pid 7)\n');
+  });
+
+  it('create of an id that exists says so: the same spec is no new VM', async () => {
+    const c = capture();
+    const code = await runCli(['create', '--id', 'web-1', '--vcpus', '2', '--memory', '512'], c.io);
+    expect(c.err()).toBe('');
+    expect(code).toBe(0);
+    expect(seen.create?.spec?.id).toBe('web-1');
+    expect(c.out()).toBe('web-1 already exists with this spec: Running (pid 4242)\n');
   });
 
   it('stop passes --grace and --force', async () => {

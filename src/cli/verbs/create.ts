@@ -1,4 +1,6 @@
 import type { Vm__Output } from '../../api/grpc/generated/vmlet/v1/Vm.js';
+import type { GetVmRequest } from '../../api/grpc/generated/vmlet/v1/GetVmRequest.js';
+import type { Timestamp__Output } from '../../api/grpc/generated/google/protobuf/Timestamp.js';
 import { UsageError } from '../args.js';
 import type { CliIo } from '../io.js';
 import { actionLine, toJson } from '../format.js';
@@ -12,6 +14,9 @@ async function readSpecFile(io: CliIo, path: string): Promise<string> {
     throw new Error(`cannot read ${path === '-' ? 'standard input' : path}: ${(err as Error).message}`, { cause: err });
   }
 }
+
+const sameInstant = (a?: Timestamp__Output | null, b?: Timestamp__Output | null): boolean =>
+  !!a && !!b && String(a.seconds) === String(b.seconds) && a.nanos === b.nanos;
 
 const OPTIONS = {
   file: { type: 'string', short: 'f' },
@@ -31,7 +36,8 @@ export const createVerb: Verb = {
   name: 'create',
   summary: 'create a VM from a spec file and/or flags',
   usage: `Usage: vmlet create [-f FILE] [flags] [--start]
-Creates a VM. Idempotent: the same id with the same spec returns the existing VM.
+Creates a VM. Idempotent: the same id with the same spec returns the existing VM (and says so;
+with --start, starts it if it is not running).
   -f, --file FILE          VmSpec as YAML or JSON ("-": standard input); keys in snake_case
                            (memory_mib) or camelCase (memoryMib); \`vmlet get -o json\` output works too
   --id ID                  VM id (lowercase DNS-1123 label)
@@ -55,8 +61,14 @@ Flags override the file: scalars replace, labels merge, disks and NICs replace b
         const file = values.file ? { name: values.file, text: await readSpecFile(io, values.file) } : undefined;
         const spec = buildSpec({ file, flags });
         const start = values.start ?? false;
+        // CreateVm answers a repeat of the same spec like a create; only a look first tells them
+        // apart (as kubectl apply says "unchanged"): the same VM if its creation time is the same.
+        // Any error of that look is left to CreateVm to report.
+        const before = spec.id ? await session.call<GetVmRequest, Vm__Output>((c) => c.getVm.bind(c), { id: spec.id }).catch(() => undefined) : undefined;
         const vm: Vm__Output = await session.call((c) => c.createVm.bind(c), { spec, start });
-        io.stdout(globals.output === 'json' ? toJson(vm) : actionLine(vm.spec?.id ?? spec.id ?? '', start ? 'created and started' : 'created', vm));
+        const existed = before !== undefined && sameInstant(before.status?.createdAt, vm.status?.createdAt);
+        const done = existed ? 'already exists with this spec' : start ? 'created and started' : 'created';
+        io.stdout(globals.output === 'json' ? toJson(vm) : actionLine(vm.spec?.id ?? spec.id ?? '', done, vm));
         return 0;
       };
     }),
