@@ -277,13 +277,16 @@ export class VmManager extends EventEmitter<ManagerEvents> {
   }
 
   /**
-   * Rewrites the status's live copy in the run dir (see StateStore.saveRuntimeStatus) once the
-   * reply or the spawn request that goes with the change is written; later changes share the write.
+   * Rewrites the status's live copy in the run dir (see StateStore.saveRuntimeStatus) in a
+   * microtask: after the step that made the change (its other changes share the write), before
+   * the reply that announces it is handed to grpc-js, so a client that has the answer can kill
+   * vmlet and the next one still knows what it announced. Written any later, between the reply's
+   * message and its trailers, it would cost the client a second wake-up (0.5-0.7 ms measured).
    */
   private saveLiveCopy(record: VmRecord): void {
     if (record.liveQueued) return;
     record.liveQueued = true;
-    void afterReply().then(() => {
+    queueMicrotask(() => {
       record.liveQueued = false;
       if (this.vms.get(record.spec.id) !== record) return;
       try {
