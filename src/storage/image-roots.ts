@@ -8,17 +8,23 @@ import { invalidArgument } from '../errors.js';
  */
 const realRoots = new Map<string, string>();
 
-async function resolveRoots(roots: readonly string[], fresh: boolean): Promise<(string | undefined)[]> {
-  return Promise.all(
+/** The roots' real paths, and whether any came from the cache (and so may be stale). */
+async function resolveRoots(roots: readonly string[], fresh: boolean): Promise<{ reals: (string | undefined)[]; cached: boolean }> {
+  let cached = false;
+  const reals = await Promise.all(
     roots.map(async (root) => {
-      const cached = fresh ? undefined : realRoots.get(root);
-      if (cached !== undefined) return cached;
+      const known = fresh ? undefined : realRoots.get(root);
+      if (known !== undefined) {
+        cached = true;
+        return known;
+      }
       const real = await realpath(root).catch(() => undefined);
       if (real === undefined) realRoots.delete(root);
       else realRoots.set(root, real);
       return real;
     }),
   );
+  return { reals, cached };
 }
 
 const isInside = (real: string, roots: (string | undefined)[]): boolean =>
@@ -30,13 +36,14 @@ const isInside = (real: string, roots: (string | undefined)[]): boolean =>
  */
 export async function resolveUnderRoots(path: string, roots: readonly string[], field: string): Promise<string> {
   // One round of file system calls: stat follows symlinks just as realpath does.
-  const [real, info, cachedRoots] = await Promise.all([
+  const [real, info, first] = await Promise.all([
     realpath(path).catch(() => undefined),
     stat(path).catch(() => undefined),
     resolveRoots(roots, false),
   ]);
   if (real === undefined || info === undefined) throw invalidArgument(field, `${path} does not exist`);
-  if (!isInside(real, cachedRoots) && !isInside(real, await resolveRoots(roots, true))) {
+  const inside = isInside(real, first.reals) || (first.cached && isInside(real, (await resolveRoots(roots, true)).reals));
+  if (!inside) {
     throw invalidArgument(field, `${path} is outside the image roots (${roots.join(', ')}); place images there or start vmlet with --image-root`);
   }
   if (!info.isFile()) throw invalidArgument(field, `${path} is not a regular file`);

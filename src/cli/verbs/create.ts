@@ -1,9 +1,8 @@
 import type { Vm__Output } from '../../api/grpc/generated/vmlet/v1/Vm.js';
 import type { GetVmRequest } from '../../api/grpc/generated/vmlet/v1/GetVmRequest.js';
-import type { Timestamp__Output } from '../../api/grpc/generated/google/protobuf/Timestamp.js';
 import { UsageError } from '../args.js';
 import type { CliIo } from '../io.js';
-import { actionLine, toJson } from '../format.js';
+import { actionLine, timestampToDate, toJson } from '../format.js';
 import { buildSpec, type SpecFlags } from '../spec-input.js';
 import { positionals, runClientVerb, type Verb } from '../verb.js';
 
@@ -14,9 +13,6 @@ async function readSpecFile(io: CliIo, path: string): Promise<string> {
     throw new Error(`cannot read ${path === '-' ? 'standard input' : path}: ${(err as Error).message}`, { cause: err });
   }
 }
-
-const sameInstant = (a?: Timestamp__Output | null, b?: Timestamp__Output | null): boolean =>
-  !!a && !!b && String(a.seconds) === String(b.seconds) && a.nanos === b.nanos;
 
 const OPTIONS = {
   file: { type: 'string', short: 'f' },
@@ -66,7 +62,8 @@ Flags override the file: scalars replace, labels merge, disks and NICs replace b
         // Any error of that look is left to CreateVm to report.
         const before = spec.id ? await session.call<GetVmRequest, Vm__Output>((c) => c.getVm.bind(c), { id: spec.id }).catch(() => undefined) : undefined;
         const vm: Vm__Output = await session.call((c) => c.createVm.bind(c), { spec, start });
-        const existed = before !== undefined && sameInstant(before.status?.createdAt, vm.status?.createdAt);
+        const createdBefore = timestampToDate(before?.status?.createdAt)?.getTime();
+        const existed = createdBefore !== undefined && createdBefore === timestampToDate(vm.status?.createdAt)?.getTime();
         const done = existed ? 'already exists with this spec' : start ? 'created and started' : 'created';
         io.stdout(globals.output === 'json' ? toJson(vm) : actionLine(vm.spec?.id ?? spec.id ?? '', done, vm));
         return 0;
