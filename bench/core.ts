@@ -10,7 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { processCmdline } from '../src/host/process.js';
 import { buildQemuArgv } from '../src/qemu/argv.js';
 import { vmPaths } from '../src/state/paths.js';
-import type { VmSpec } from '../src/vm/types.js';
+import type { VmSpec } from '../src/model/vm.js';
 import type { BenchContext, BenchOutcome, Benchmark } from './benchmark.js';
 import { argvDifference, normaliseArgv } from './argv-check.js';
 import { BenchDaemon } from './daemon.js';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { VmSpec } from '../src/vm/types.js';
+import type { VmSpec } from '../src/model/vm.js';
 
 /** The demo guest booted from kernel + initramfs: what every benchmark VM runs unless it needs more. */
 export function demoGuestSpec(repo: string, id: string): VmSpec {

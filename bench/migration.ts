@@ -25,7 +25,7 @@ import { freePort } from '../src/migration/free-port.js';
 import { buildQemuArgv } from '../src/qemu/argv.js';
 import type { QmpEvent } from '../src/qemu/qmp.js';
 import { vmPaths } from '../src/state/paths.js';
-import type { VmSpec } from '../src/vm/types.js';
+import type { VmSpec } from '../src/model/vm.js';
 import { argvDifference } from './argv-check.js';
 import type { BenchContext, BenchOutcome, Benchmark } from './benchmark.js';
 import { BenchDaemon } from './daemon.js';

@@ -24,7 +24,7 @@ import { createTap, deleteTap, getBridge, linkExists, listTaps, type BridgeInfo 
 import { tapName } from '../src/net/names.js';
 import { unwireNics, wireNic } from '../src/net/wiring.js';
 import { vmPaths } from '../src/state/paths.js';
-import type { NicStatus } from '../src/vm/types.js';
+import type { NicStatus } from '../src/model/vm.js';
 import type { BenchContext, BenchOutcome, Benchmark } from './benchmark.js';
 import { BenchDaemon } from './daemon.js';
 import { demoGuestSpec } from './guest.js';

@@ -8,9 +8,9 @@ import { performance } from 'node:perf_hooks';
 import { QmpClient } from '../src/qemu/qmp.js';
 import { connectWhenListening } from '../src/qemu/launcher.js';
 import { Spawner, type ChildExit } from '../src/qemu/spawner.js';
-import { silentLogger } from '../src/log.js';
+import { silentLogger } from '../src/host/log.js';
 import { signal, waitForExit } from '../src/host/process.js';
-import type { VmPaths } from '../src/vm/types.js';
+import type { VmPaths } from '../src/model/vm.js';
 import { settlesWithin } from './util.js';
 import type { Cleanup } from './cleanup.js';
 

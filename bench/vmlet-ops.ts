@@ -5,7 +5,7 @@ import type { CreateVmRequest } from '../src/api/grpc/generated/vmlet/v1/CreateV
 import type { GetNodeInfoRequest } from '../src/api/grpc/generated/vmlet/v1/GetNodeInfoRequest.js';
 import type { NodeInfo__Output } from '../src/api/grpc/generated/vmlet/v1/NodeInfo.js';
 import type { Vm__Output } from '../src/api/grpc/generated/vmlet/v1/Vm.js';
-import type { VmSpec } from '../src/vm/types.js';
+import type { VmSpec } from '../src/model/vm.js';
 
 const CALL_TIMEOUT_MS = 60_000;
 

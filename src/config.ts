@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { AcceleratorMode } from './qemu/accel.js';
-import type { LogFormat } from './log.js';
+import type { LogFormat } from './host/log.js';
 
 export interface TlsConfig {
   cert: string;

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import type { DaemonConfig } from './config.js';
 import { checkRunDirFits } from './state/paths.js';
-import type { Logger } from './log.js';
+import type { Logger } from './host/log.js';
 import { StateStore } from './state/store.js';
 import { chooseAccelerator } from './qemu/accel.js';
 import { qemuVersion } from './qemu/version.js';

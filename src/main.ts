@@ -1,5 +1,5 @@
 import { ConfigError, parseDaemonArgs, DAEMON_USAGE, type DaemonConfig } from './config.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, type Logger } from './host/log.js';
 import { startDaemon, type RunningDaemon } from './daemon.js';
 
 /** The daemon's configuration, or (a usage error, printed with the usage) exit status 2. */

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startFromArgs } from '../main.js';
 import { PROTO_ROOT } from '../api/grpc/proto-options.js';
-import type { VmSpec } from '../vm/types.js';
+import type { VmSpec } from '../model/vm.js';
 
 /** The repo's .guest/, built by scripts/build-guest.sh during setup. */
 const GUEST_DIR = join(dirname(PROTO_ROOT), '.guest');

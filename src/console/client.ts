@@ -1,4 +1,4 @@
-import { VmletError } from '../errors.js';
+import { VmletError } from '../model/errors.js';
 import { formatBytes } from './limits.js';
 
 /** A transport's side of one attached console client (a gRPC stream, a websocket). */

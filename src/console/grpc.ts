@@ -1,5 +1,5 @@
 import { Metadata, type ServerDuplexStream, type ServerWritableStream } from '@grpc/grpc-js';
-import { invalidArgument } from '../errors.js';
+import { invalidArgument } from '../model/errors.js';
 import type { VmServiceHandlers } from '../api/grpc/generated/vmlet/v1/VmService.js';
 import type { ConsoleInput__Output } from '../api/grpc/generated/vmlet/v1/ConsoleInput.js';
 import type { ConsoleOutput } from '../api/grpc/generated/vmlet/v1/ConsoleOutput.js';

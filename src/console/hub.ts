@@ -1,7 +1,7 @@
-import { failedPrecondition, VmletError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { VmChange } from '../vm/events.js';
-import type { Phase, Vm } from '../vm/types.js';
+import { failedPrecondition, VmletError } from '../model/errors.js';
+import type { Logger } from '../host/log.js';
+import type { VmChange } from '../model/events.js';
+import type { Phase, Vm } from '../model/vm.js';
 import { ConsoleClient, type ConsoleSink } from './client.js';
 import { DEFAULT_CONSOLE_LIMITS, type ConsoleLimits } from './limits.js';
 import { LogFile } from './log-file.js';

@@ -1,8 +1,8 @@
 import { EventEmitter, once } from 'node:events';
 import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import { unavailable } from '../errors.js';
-import type { Logger } from '../log.js';
+import { unavailable } from '../model/errors.js';
+import type { Logger } from '../host/log.js';
 import type { ConsoleLimits } from './limits.js';
 
 export interface SerialLinkEvents {

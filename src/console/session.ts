@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
-import type { VmletError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { VmletError } from '../model/errors.js';
+import type { Logger } from '../host/log.js';
 import type { ConsoleClient } from './client.js';
 import { Batcher } from './batcher.js';
 import { joinHistory } from './history.js';

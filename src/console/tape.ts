@@ -1,5 +1,5 @@
-import type { VmletError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { VmletError } from '../model/errors.js';
+import type { Logger } from '../host/log.js';
 import type { ConsoleClient } from './client.js';
 import type { ConsoleLimits } from './limits.js';
 import type { LogFile } from './log-file.js';

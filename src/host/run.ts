@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { VmletError } from '../errors.js';
+import { VmletError } from '../model/errors.js';
 
 export interface RunOptions {
   /** Kill the command after this long; default 30 s. */

@@ -7,7 +7,7 @@
 import { closeSync, lstatSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { VmletError } from '../errors.js';
+import { VmletError } from '../model/errors.js';
 import { isAlive, processCmdline } from './process.js';
 
 const LOCK_FILE = 'vmlet.lock';

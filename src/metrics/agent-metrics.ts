@@ -1,8 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { errorMessage } from '../errors.js';
-import { PHASES } from '../vm/types.js';
+import { errorMessage } from '../model/errors.js';
+import { PHASES } from '../model/vm.js';
 import type { VmManager } from '../vm/manager.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../host/log.js';
 import type { IpLinkStats } from './netdev.js';
 import { VmiCollector, type MigrationFiguresSource, type VmiCollectorOptions } from './vmi-collector.js';
 import { scrapeTargets } from './vm-targets.js';

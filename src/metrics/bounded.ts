@@ -1,5 +1,5 @@
 /** Bounded concurrency and deadlines for scrapes. */
-import { VmletError } from '../errors.js';
+import { VmletError } from '../model/errors.js';
 
 /** Runs fn over items with at most `limit` in flight; results in input order. fn must not throw. */
 export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {

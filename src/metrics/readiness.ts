@@ -7,7 +7,7 @@ import { access, constants } from 'node:fs/promises';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
-import { errorMessage } from '../errors.js';
+import { errorMessage } from '../model/errors.js';
 
 /** `qemu-system-x86_64` → the file PATH finds; a path with a slash → that path. Undefined when none is executable. */
 export async function resolveBinary(binary: string, path = process.env.PATH ?? ''): Promise<string | undefined> {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { failedPrecondition } from '../errors.js';
+import { failedPrecondition } from '../model/errors.js';
 import { isLoopbackAddress, type TlsConfig } from '../config.js';
 import { vmletV1 } from '../api/grpc/proto.js';
 import type { MigrationAgentServiceClient } from '../api/grpc/generated/vmlet/v1/MigrationAgentService.js';

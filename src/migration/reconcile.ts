@@ -1,5 +1,5 @@
 import type { MigrationHooks, VmRecord } from '../vm/manager.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage } from '../model/errors.js';
 import { killHard } from '../qemu/launcher.js';
 import { isAlive } from '../host/process.js';
 import type { IncomingMigrations } from './target.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
-import { VmletError, errorMessage, failedPrecondition } from '../errors.js';
+import { VmletError, errorMessage, failedPrecondition } from '../model/errors.js';
 import type { TlsConfig } from '../config.js';
 import type { VmManager, VmRecord } from '../vm/manager.js';
 import type { QmpClient, QmpEvent } from '../qemu/qmp.js';

@@ -1,4 +1,4 @@
-import { VmletError, failedPrecondition } from '../errors.js';
+import { VmletError, failedPrecondition } from '../model/errors.js';
 import type { VmManager, VmRecord } from '../vm/manager.js';
 import { validateSpec } from '../vm/validate.js';
 import { prepareDisks } from '../vm/disks.js';
@@ -6,7 +6,7 @@ import { wireNic, unwireNics } from '../net/wiring.js';
 import { buildQemuArgv, diskNodeName } from '../qemu/argv.js';
 import { killHard, launchQemu } from '../qemu/launcher.js';
 import { isAlive } from '../host/process.js';
-import type { NicStatus, VmSpec } from '../vm/types.js';
+import type { NicStatus, VmSpec } from '../model/vm.js';
 import { freePort } from './free-port.js';
 
 export interface PrepareRequest {

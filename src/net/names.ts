@@ -3,7 +3,7 @@
  * syntax checks for MACs and Linux interface names. Pure.
  */
 import { createHash } from 'node:crypto';
-import { invalidArgument } from '../errors.js';
+import { invalidArgument } from '../model/errors.js';
 
 /** Every TAP vmlet creates is named `vml` + 12 lowercase hex digits (15 bytes, the Linux limit). */
 export const TAP_PREFIX = 'vml';

@@ -1,4 +1,4 @@
-import { failedPrecondition } from '../errors.js';
+import { failedPrecondition } from '../model/errors.js';
 import { type IpTool, isNoSuchDevice } from './ip.js';
 
 interface IpLink {

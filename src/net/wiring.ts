@@ -1,8 +1,8 @@
 import type { IpTool } from './ip.js';
 import { createTap, deleteTap, getBridge, linkExists } from './tap.js';
 import { stableMac, tapName } from './names.js';
-import { VmletError } from '../errors.js';
-import type { NicSpec, NicStatus } from '../vm/types.js';
+import { VmletError } from '../model/errors.js';
+import type { NicSpec, NicStatus } from '../model/vm.js';
 
 /** The MAC a NIC gets: the caller's, or the stable one derived from VM id and NIC name. */
 export const effectiveMac = (vmId: string, nic: NicSpec): string => nic.mac || stableMac(vmId, nic.name);

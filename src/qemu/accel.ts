@@ -1,6 +1,6 @@
 import { access, constants } from 'node:fs/promises';
 import { run } from '../host/run.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage } from '../model/errors.js';
 
 export type AcceleratorMode = 'auto' | 'kvm' | 'tcg';
 export type Accelerator = 'kvm' | 'tcg';

@@ -9,7 +9,7 @@
  * migration target recreates the layout of a source whose NICs were hot-plugged. Last on pcie.0,
  * the virtio balloon `balloon0` (vmlet never inflates it; `query-balloon` feeds the metrics).
  */
-import type { DiskStatus, NicStatus, VmPaths, VmSpec } from '../vm/types.js';
+import type { DiskStatus, NicStatus, VmPaths, VmSpec } from '../model/vm.js';
 
 export interface QemuLaunchPlan {
   spec: VmSpec;

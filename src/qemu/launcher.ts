@@ -1,9 +1,9 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
-import { errorMessage, VmletError } from '../errors.js';
+import { errorMessage, VmletError } from '../model/errors.js';
 import { isAlive, processCmdline, signal, waitForExit } from '../host/process.js';
 import { NameWatch } from '../host/name-watch.js';
-import type { VmPaths } from '../vm/types.js';
+import type { VmPaths } from '../model/vm.js';
 import { QmpClient, QmpError, type QmpConnectOptions } from './qmp.js';
 import type { ChildExit, Spawner } from './spawner.js';
 

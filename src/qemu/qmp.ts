@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { VmletError, type ErrorCode } from '../errors.js';
+import { VmletError, type ErrorCode } from '../model/errors.js';
 
 export interface QmpEvent {
   event: string;

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { VmletError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { VmletError } from '../model/errors.js';
+import type { Logger } from '../host/log.js';
 
 /** How a child started through the helper ended (as reported by the helper, its parent). */
 export interface ChildExit {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import type { VmPaths } from '../vm/types.js';
+import type { VmPaths } from '../model/vm.js';
 
 /** sun_path is 108 bytes including the terminating NUL. */
 export const MAX_UNIX_SOCKET_PATH = 107;

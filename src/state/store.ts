@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { VmSpec, VmStatus } from '../vm/types.js';
+import type { VmSpec, VmStatus } from '../model/vm.js';
 import { json, replaceFileSync, writeFilesAtomic, writeJsonAtomic } from './atomic-file.js';
 import { vmPaths } from './paths.js';
 

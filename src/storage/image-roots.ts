@@ -1,6 +1,6 @@
 import { realpath, stat } from 'node:fs/promises';
 import { sep } from 'node:path';
-import { invalidArgument } from '../errors.js';
+import { invalidArgument } from '../model/errors.js';
 
 /**
  * Where each image root resolves to, after symlinks. Only a path found outside every cached root

@@ -1,4 +1,4 @@
-import { VmletError } from '../errors.js';
+import { VmletError } from '../model/errors.js';
 
 export interface Resources {
   cpus: number;

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { errorMessage, failedPrecondition, invalidArgument } from '../errors.js';
+import { errorMessage, failedPrecondition, invalidArgument } from '../model/errors.js';
 import { mkdir } from 'node:fs/promises';
 import { resolveUnderRoots } from '../storage/image-roots.js';
 import { createOverlay, inspectImage } from '../storage/qemu-img.js';
-import type { DiskStatus, VmPaths, VmSpec } from './types.js';
+import type { DiskStatus, VmPaths, VmSpec } from '../model/vm.js';
 
 interface StorageOptions {
   imageRoots: string[];

@@ -1,7 +1,7 @@
 /**
  * Kubernetes label syntax and equality-based label selectors (`a=b,c!=d,e,!f`). Pure.
  */
-import { invalidArgument } from '../errors.js';
+import { invalidArgument } from '../model/errors.js';
 
 const NAME_RE = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

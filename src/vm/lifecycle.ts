@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises';
-import { errorMessage, failedPrecondition } from '../errors.js';
+import { errorMessage, failedPrecondition } from '../model/errors.js';
 import { buildQemuArgv, DEFAULT_HOTPLUG_PORTS } from '../qemu/argv.js';
 import { explainFailedHandshake, isQemuOf, killHard, launchQemu, prepareRunDir, qemuLogTail, type LaunchedQemu } from '../qemu/launcher.js';
 import type { QmpClient, QmpConnectOptions, QmpEvent } from '../qemu/qmp.js';
@@ -8,7 +8,7 @@ import { unwireNics, wireNics } from '../net/wiring.js';
 import { QemuInstance } from './qemu-instance.js';
 import { checkBootFiles } from './disks.js';
 import type { VmManager, VmRecord } from './manager.js';
-import type { Phase } from './types.js';
+import type { Phase } from '../model/vm.js';
 
 /** How often StopVm re-sends the ACPI power button: a guest still booting misses the first press. */
 const POWERDOWN_INTERVAL_MS = 3000;

@@ -1,10 +1,10 @@
-import { VmletError, failedPrecondition, notFound } from '../errors.js';
+import { VmletError, failedPrecondition, notFound } from '../model/errors.js';
 import { hotplugPortId, netdevId, nicDeviceId, nicDeviceProps, tapNetdevProps } from '../qemu/argv.js';
 import { deleteTap } from '../net/tap.js';
 import { wireNic } from '../net/wiring.js';
 import { validateSpec } from './validate.js';
 import type { VmManager, VmRecord } from './manager.js';
-import type { NicSpec, NicStatus, VmSpec } from './types.js';
+import type { NicSpec, NicStatus, VmSpec } from '../model/vm.js';
 
 /** How long a guest gets to release an unplugged NIC (PCIe hotplug waits ~5 s for the attention button). */
 const DEVICE_DELETED_TIMEOUT_MS = 30_000;

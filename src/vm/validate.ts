@@ -7,10 +7,10 @@
  * A KernelBoot whose fields are all empty counts as absent (boot from the first disk).
  */
 import { isAbsolute } from 'node:path';
-import { invalidArgument } from '../errors.js';
+import { invalidArgument } from '../model/errors.js';
 import { ifNameProblem, validateMac } from '../net/names.js';
 import { labelKeyProblem, labelValueProblem } from './label-selector.js';
-import type { DiskSpec, KernelBoot, NicSpec, VmSpec } from './types.js';
+import type { DiskSpec, KernelBoot, NicSpec, VmSpec } from '../model/vm.js';
 
 export const DEFAULT_VCPUS = 1;
 export const DEFAULT_MEMORY_MIB = 256;

@@ -1,11 +1,11 @@
 /** Fakes for console unit tests: a VM source for ConsoleHub and sinks that record what a client got. */
 import { EventEmitter } from 'node:events';
-import { notFound, type VmletError } from '../../src/errors.js';
+import { notFound, type VmletError } from '../../src/model/errors.js';
 import type { ConsoleSink } from '../../src/console/client.js';
 import type { ConsoleVmSource } from '../../src/console/hub.js';
 import type { ConsolePaths } from '../../src/console/session.js';
-import type { VmChange } from '../../src/vm/events.js';
-import type { Phase, Vm } from '../../src/vm/types.js';
+import type { VmChange } from '../../src/model/events.js';
+import type { Phase, Vm } from '../../src/model/vm.js';
 
 /** VMs whose phase the test sets; emits 'change' like VmManager. */
 export class FakeVms extends EventEmitter<{ change: [VmChange] }> implements ConsoleVmSource {

@@ -11,7 +11,7 @@ import {
   toQemuOpts,
   type QemuLaunchPlan,
 } from '../../src/qemu/argv.js';
-import type { VmPaths, VmSpec } from '../../src/vm/types.js';
+import type { VmPaths, VmSpec } from '../../src/model/vm.js';
 
 const paths: VmPaths = {
   stateDir: '/var/lib/vmlet/vms/web-1',

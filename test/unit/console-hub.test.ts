@@ -2,8 +2,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConsoleHub } from '../../src/console/hub.js';
 import { DEFAULT_CONSOLE_LIMITS, type ConsoleLimits } from '../../src/console/limits.js';
-import { VmletError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
+import { VmletError } from '../../src/model/errors.js';
+import { silentLogger } from '../../src/host/log.js';
 import { FakeSerial } from '../support/fake-serial.js';
 import { FakeVms, isRun, line, lineNumbers, RecordingSink } from '../support/console-fakes.js';
 

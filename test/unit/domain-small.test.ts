@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { OpQueue } from '../../src/vm/op-queue.js';
 import { allocatable, checkFits, type CapacityPolicy } from '../../src/vm/capacity.js';
-import { VmletError } from '../../src/errors.js';
+import { VmletError } from '../../src/model/errors.js';
 import { parseQemuVersion } from '../../src/qemu/version.js';
 
 describe('OpQueue', () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { resolveUnderRoots } from '../../src/storage/image-roots.js';
-import { VmletError } from '../../src/errors.js';
+import { VmletError } from '../../src/model/errors.js';
 
 describe('resolveUnderRoots', () => {
   let dir: string;

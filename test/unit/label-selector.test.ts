@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { VmletError } from '../../src/errors.js';
+import { VmletError } from '../../src/model/errors.js';
 import { labelKeyProblem, labelValueProblem, matchesSelector, parseLabelSelector, type Requirement } from '../../src/vm/label-selector.js';
 
 describe('parseLabelSelector', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { VmletError } from '../../src/errors.js';
+import { VmletError } from '../../src/model/errors.js';
 import { ifNameProblem, isVmletTapName, stableMac, tapName, validateMac } from '../../src/net/names.js';
 
 describe('tapName', () => {

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { VmletError } from '../../src/errors.js';
+import { VmletError } from '../../src/model/errors.js';
 import { QmpClient, QmpError, type QmpConnectOptions, type QmpEvent } from '../../src/qemu/qmp.js';
 import { FakeQmpServer, replyMessage } from '../support/fake-qmp-server.js';
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { StateStore } from '../../src/state/store.js';
 import { writeFilesAtomic } from '../../src/state/atomic-file.js';
 import { vmPaths, MAX_UNIX_SOCKET_PATH, checkRunDirFits } from '../../src/state/paths.js';
-import type { VmSpec, VmStatus } from '../../src/vm/types.js';
+import type { VmSpec, VmStatus } from '../../src/model/vm.js';
 
 const spec = (id: string): VmSpec => ({ id, labels: {}, vcpus: 1, memoryMib: 64, disks: [], nics: [] });
 const status = (phase: VmStatus['phase']): VmStatus => ({ phase, reason: '', pid: 0, nics: [], disks: [], accelerator: '', createdAt: 't', lastTransitionAt: 't', generation: 1 });

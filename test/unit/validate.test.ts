@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { VmletError } from '../../src/errors.js';
+import { VmletError } from '../../src/model/errors.js';
 import { validateSpec, validateVmId, type SpecLimits } from '../../src/vm/validate.js';
-import type { VmSpec } from '../../src/vm/types.js';
+import type { VmSpec } from '../../src/model/vm.js';
 
 const good: VmSpec = {
   id: 'web-1',

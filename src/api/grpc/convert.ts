@@ -2,9 +2,9 @@ import type { Timestamp } from './generated/google/protobuf/Timestamp.js';
 import type { Phase as ProtoPhase } from './generated/vmlet/v1/Phase.js';
 import type { Vm as ProtoVm } from './generated/vmlet/v1/Vm.js';
 import type { VmSpec as ProtoVmSpec, VmSpec__Output } from './generated/vmlet/v1/VmSpec.js';
-import type { VmSpec, Vm, Phase } from '../../vm/types.js';
+import type { VmSpec, Vm, Phase } from '../../model/vm.js';
 import type { Nic__Output } from './generated/vmlet/v1/Nic.js';
-import type { NicSpec } from '../../vm/types.js';
+import type { NicSpec } from '../../model/vm.js';
 
 const PHASE_TO_PROTO: Record<Phase, ProtoPhase> = {
   Pending: 'PHASE_PENDING',

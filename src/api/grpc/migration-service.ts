@@ -1,4 +1,4 @@
-import { VmletError, notFound } from '../../errors.js';
+import { VmletError, notFound } from '../../model/errors.js';
 import type { MigrationServiceHandlers } from './generated/vmlet/v1/MigrationService.js';
 import type { MigrationAgentServiceHandlers } from './generated/vmlet/v1/MigrationAgentService.js';
 import type { Migration } from './generated/vmlet/v1/Migration.js';

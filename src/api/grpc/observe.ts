@@ -1,5 +1,5 @@
 import { status, type ServerUnaryCall, type sendUnaryData, type ServerWritableStream } from '@grpc/grpc-js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../host/log.js';
 import { codeName, toServiceError } from './status.js';
 
 /** Told about every finished call: metrics hook. */

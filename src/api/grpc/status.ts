@@ -1,5 +1,5 @@
 import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
-import { asVmletError, type ErrorCode } from '../../errors.js';
+import { asVmletError, type ErrorCode } from '../../model/errors.js';
 
 const CODE: Record<ErrorCode, status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,

@@ -1,10 +1,10 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import { VmletError } from '../../errors.js';
+import { VmletError } from '../../model/errors.js';
 import type { VmManager } from '../../vm/manager.js';
 import { validateVmId } from '../../vm/validate.js';
 import { matchesSelector, parseLabelSelector } from '../../vm/label-selector.js';
 import { allocatable } from '../../vm/capacity.js';
-import type { VmChange } from '../../vm/events.js';
+import type { VmChange } from '../../model/events.js';
 import type { VmServiceHandlers } from './generated/vmlet/v1/VmService.js';
 import type { WatchVmsRequest__Output } from './generated/vmlet/v1/WatchVmsRequest.js';
 import type { VmEvent } from './generated/vmlet/v1/VmEvent.js';

@@ -1,4 +1,4 @@
-import type { Phase, Vm } from './types.js';
+import type { Phase, Vm } from './vm.js';
 
 export type VmEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
