@@ -1,5 +1,5 @@
 /** `query-blockstats` → per-drive counters, named by the VM's disk name. Pure. */
-import { diskNodeName } from '../qemu/argv.js';
+import { diskNodeName } from '../model/qemu-ids.js';
 
 export interface DriveCounters {
   readOps: number;
@@ -22,7 +22,7 @@ interface BlockStatsEntry {
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 
 /**
- * Which disk of the spec an entry is: its root node is `drive-<disk>` (argv.ts), or its device
+ * Which disk of the spec an entry is: its root node is `drive-<disk>` (model/qemu-ids.ts), or its device
  * is `/machine/peripheral/disk-<disk>/…`; undefined for anything else.
  */
 export function driveOf(entry: BlockStatsEntry, disks: readonly string[]): string | undefined {

@@ -10,6 +10,19 @@
  * the virtio balloon `balloon0` (vmlet never inflates it; `query-balloon` feeds the metrics).
  */
 import type { DiskStatus, NicStatus, VmPaths, VmSpec } from '../model/vm.js';
+import {
+  BALLOON_DEVICE_ID,
+  diskDeviceId,
+  diskFileNodeName,
+  diskNodeName,
+  hotplugPortId,
+  nameArg,
+  netdevId,
+  nicDeviceId,
+  QMP_CHARDEV_ID,
+  SERIAL_CHARDEV_ID,
+} from '../model/qemu-ids.js';
+
 
 export interface QemuLaunchPlan {
   spec: VmSpec;
@@ -38,39 +51,48 @@ export interface QemuLaunchPlan {
   nicPorts?: Readonly<Record<string, number>>;
 }
 
-export const DEFAULT_HOTPLUG_PORTS = 4;
+const DEFAULT_HOTPLUG_PORTS = 4;
 /** pcie.0 slots 1..30 are free on q35 with -nodefaults (0 is the host bridge, 31 the ICH9 functions). */
 const PCIE0_FREE_SLOTS = 30;
-
-export const QMP_CHARDEV_ID = 'qmp';
-export const SERIAL_CHARDEV_ID = 'serial0';
-
-// QEMU ids and node names: a letter first, then letters, digits, '-', '.', '_' (node names ≤ 31).
-// Disk names are ≤ 20 and NIC names ≤ 15 characters (vm/validate.ts), so these all fit.
-export const diskFileNodeName = (disk: string): string => `file-${disk}`;
-export const diskNodeName = (disk: string): string => `drive-${disk}`;
-export const diskDeviceId = (disk: string): string => `disk-${disk}`;
-export const netdevId = (nic: string): string => `net-${nic}`;
-export const nicDeviceId = (nic: string): string => `nic-${nic}`;
-export const hotplugPortId = (index: number): string => `hotplug-${index}`;
-/** The virtio balloon: `query-balloon` reports the guest's memory (kubevirt_vmi_memory_actual_balloon_bytes). */
-export const BALLOON_DEVICE_ID = 'balloon0';
 
 /** Escapes a value for QEMU's `key=value,...` option syntax, where a literal comma is written `,,`. */
 export function escapeOptValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
-export type QemuProps = Record<string, string | number | boolean>;
+/** Properties of a -netdev, -device or -chardev; undefined ones are left out. */
+export type QemuProps = Readonly<Record<string, string | number | boolean | undefined>>;
 
 /** Renders `driver,key=value,...` with booleans as on/off and values comma-escaped. */
 export function toQemuOpts(first: string, props: QemuProps): string {
-  const parts = Object.entries(props).map(([k, v]) => `${k}=${typeof v === 'boolean' ? (v ? 'on' : 'off') : escapeOptValue(String(v))}`);
+  const parts = Object.entries(props)
+    .filter((entry): entry is [string, string | number | boolean] => entry[1] !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === 'boolean' ? (v ? 'on' : 'off') : escapeOptValue(String(v))}`);
   return [escapeOptValue(first), ...parts].join(',');
 }
 
+/** A tap netdev's properties: its -netdev options, and with `type: 'tap'` the arguments of QMP `netdev_add`. */
+export type TapNetdevProps = {
+  id: string;
+  ifname: string;
+  script: 'no';
+  downscript: 'no';
+  vhost: boolean;
+  queues?: number;
+};
+
+/** A virtio-net-pci device's properties without `driver`: its -device JSON, and the arguments of QMP `device_add`. */
+export type NicDeviceProps = {
+  netdev: string;
+  id: string;
+  mac: string;
+  mq?: boolean;
+  vectors?: number;
+  bus?: string;
+};
+
 /** The tap netdev of a NIC; also the arguments of QMP `netdev_add` (with `type: 'tap'`). */
-export function tapNetdevProps(nic: NicStatus, vcpus: number, vhostNet: boolean): QemuProps {
+export function tapNetdevProps(nic: NicStatus, vcpus: number, vhostNet: boolean): TapNetdevProps {
   return {
     id: netdevId(nic.name),
     ifname: nic.tap,
@@ -85,7 +107,7 @@ export function tapNetdevProps(nic: NicStatus, vcpus: number, vhostNet: boolean)
  * The virtio-net-pci device of a NIC (without `driver`); also the arguments of QMP `device_add`.
  * More than one vCPU gets one queue pair per vCPU (the TAP must then be created multi_queue).
  */
-export function nicDeviceProps(nic: NicStatus, vcpus: number, bus?: string): QemuProps {
+export function nicDeviceProps(nic: NicStatus, vcpus: number, bus?: string): NicDeviceProps {
   return {
     netdev: netdevId(nic.name),
     id: nicDeviceId(nic.name),
@@ -131,7 +153,7 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
   const ports = plan.hotplugPorts ?? DEFAULT_HOTPLUG_PORTS;
   checkPlan(plan, ports);
   const argv: string[] = [
-    '-name', `guest=${spec.id},debug-threads=on`,
+    '-name', nameArg(spec.id),
     '-machine', 'q35',
     '-accel', plan.accelerator,
     '-cpu', plan.cpu ?? (plan.accelerator === 'kvm' ? 'host' : 'max'),

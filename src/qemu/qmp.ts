@@ -29,15 +29,55 @@ export interface QmpConnectOptions {
   onProtocolWarning?: (message: string) => void;
 }
 
-/** Error reply: FAILED_PRECONDITION (with qmpClass); connection problems: UNAVAILABLE; timeouts: DEADLINE_EXCEEDED. */
+/**
+ * A failed QMP exchange. An error reply carries QEMU's class and desc; the raw client gives it
+ * FAILED_PRECONDITION, and QemuMonitor the code of its class (qmpErrorCode). Connection
+ * problems: UNAVAILABLE; timeouts: DEADLINE_EXCEEDED.
+ */
 export class QmpError extends VmletError {
+  /** QEMU's error class (`GenericError`, `DeviceNotFound`, …), for error replies only. */
   readonly qmpClass?: string;
+  /** QEMU's own description of the error, for error replies only. */
+  readonly desc?: string;
 
-  constructor(code: ErrorCode, message: string, options: { qmpClass?: string; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, options: { qmpClass?: string; desc?: string; cause?: unknown } = {}) {
     super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'QmpError';
     if (options.qmpClass !== undefined) this.qmpClass = options.qmpClass;
+    if (options.desc !== undefined) this.desc = options.desc;
   }
+}
+
+/** vmlet's code for a QMP error class. */
+export function qmpErrorCode(qmpClass: string): ErrorCode {
+  switch (qmpClass) {
+    case 'CommandNotFound':
+      return 'UNIMPLEMENTED';
+    case 'DeviceNotFound':
+      return 'NOT_FOUND';
+    default:
+      // GenericError, DeviceNotActive, KVMMissingCap: QEMU cannot do it in its present state.
+      return 'FAILED_PRECONDITION';
+  }
+}
+
+/** The error with the code of its QMP class (qmpErrorCode); anything else (no reply, not a QmpError) as it is. */
+export function classifyQmpError(err: unknown): unknown {
+  if (!(err instanceof QmpError) || err.qmpClass === undefined) return err;
+  const code = qmpErrorCode(err.qmpClass);
+  if (code === err.code) return err;
+  const classified = new QmpError(code, err.message, { qmpClass: err.qmpClass, desc: err.desc, cause: err.cause });
+  classified.stack = err.stack;
+  return classified;
+}
+
+/** How to wait for an event: QmpClient.waitForEvent. */
+export interface WaitForEventOptions {
+  /** Default: the client's commandTimeoutMs. */
+  timeoutMs?: number;
+  predicate?: (e: QmpEvent) => boolean;
+  /** Stops waiting: the wait rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export type QmpClientEvents = { event: [event: QmpEvent]; close: [reason?: Error] };
@@ -51,11 +91,13 @@ interface Pending {
 }
 
 interface EventWaiter {
-  name: string;
+  names: readonly string[];
   predicate: ((e: QmpEvent) => boolean) | undefined;
   timer: NodeJS.Timeout;
   resolve: (event: QmpEvent) => void;
-  reject: (error: Error) => void;
+  reject: (error: unknown) => void;
+  /** Stops listening to the abort signal. */
+  unlisten: () => void;
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -162,21 +204,34 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     return this.send(command, args, options.timeoutMs ?? this.commandTimeoutMs) as Promise<T>;
   }
 
-  /** Resolves with the first event of that name matching the predicate; subscribe before triggering it. */
-  waitForEvent(name: string, options: { timeoutMs?: number; predicate?: (e: QmpEvent) => boolean } = {}): Promise<QmpEvent> {
-    if (this.isClosed) return Promise.reject(this.closedError(`wait for event ${name}`));
+  /**
+   * Resolves with the first event of that name (or of one of those names) matching the predicate;
+   * subscribe before triggering it.
+   */
+  waitForEvent(name: string | readonly string[], options: WaitForEventOptions = {}): Promise<QmpEvent> {
+    const names = typeof name === 'string' ? [name] : name;
+    const label = names.join(' or ');
+    if (this.isClosed) return Promise.reject(this.closedError(`wait for event ${label}`));
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const timeoutMs = options.timeoutMs ?? this.commandTimeoutMs;
     return new Promise<QmpEvent>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.dropWaiter(waiter);
+        reject(signal?.reason);
+      };
       const waiter: EventWaiter = {
-        name,
+        names,
         predicate: options.predicate,
         resolve,
         reject,
         timer: setTimeout(() => {
-          this.waiters.delete(waiter);
-          reject(new QmpError('DEADLINE_EXCEEDED', `QMP event ${name} did not arrive within ${timeoutMs}ms on ${this.socketPath}`));
+          this.dropWaiter(waiter);
+          reject(new QmpError('DEADLINE_EXCEEDED', `QMP event ${label} did not arrive within ${timeoutMs}ms on ${this.socketPath}`));
         }, timeoutMs),
+        unlisten: () => signal?.removeEventListener('abort', onAbort),
       };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
     });
   }
@@ -264,7 +319,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     const err = isRecord(msg.error) ? msg.error : {};
     const qmpClass = typeof err.class === 'string' ? err.class : 'GenericError';
     const desc = typeof err.desc === 'string' ? err.desc : JSON.stringify(msg.error);
-    const error = new QmpError('FAILED_PRECONDITION', `QMP ${entry.command} failed: ${qmpClass}: ${desc}`, { qmpClass });
+    const error = new QmpError('FAILED_PRECONDITION', `QMP ${entry.command} failed: ${qmpClass}: ${desc}`, { qmpClass, desc });
     this.finish(entry, { ok: false, error });
   }
 
@@ -275,7 +330,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
       event.timestamp = { seconds: ts.seconds, microseconds: ts.microseconds };
     }
     for (const waiter of [...this.waiters]) {
-      if (waiter.name !== name) continue;
+      if (!waiter.names.includes(name)) continue;
       let match: boolean;
       try {
         match = waiter.predicate?.(event) ?? true;
@@ -305,6 +360,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
 
   private dropWaiter(waiter: EventWaiter): void {
     clearTimeout(waiter.timer);
+    waiter.unlisten();
     this.waiters.delete(waiter);
   }
 
@@ -341,7 +397,8 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     this.waiters.clear();
     for (const waiter of waiters) {
       clearTimeout(waiter.timer);
-      waiter.reject(closedWhile(`event ${waiter.name}`));
+      waiter.unlisten();
+      waiter.reject(closedWhile(`event ${waiter.names.join(' or ')}`));
     }
     this.emit('close', reason);
   }

@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  buildQemuArgv,
-  diskDeviceId,
-  diskFileNodeName,
-  diskNodeName,
-  escapeOptValue,
-  hotplugPortId,
-  netdevId,
-  nicDeviceId,
-  toQemuOpts,
-  type QemuLaunchPlan,
-} from '../../src/qemu/argv.js';
+import { buildQemuArgv, escapeOptValue, toQemuOpts, type QemuLaunchPlan } from '../../src/qemu/argv.js';
+import { diskDeviceId, diskFileNodeName, diskNodeName, hotplugPortId, netdevId, nicDeviceId } from '../../src/model/qemu-ids.js';
 import type { VmPaths, VmSpec } from '../../src/model/vm.js';
 
 const paths: VmPaths = {

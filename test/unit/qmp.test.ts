@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { VmletError } from '../../src/model/errors.js';
-import { QmpClient, QmpError, type QmpConnectOptions, type QmpEvent } from '../../src/qemu/qmp.js';
+import { classifyQmpError, QmpClient, QmpError, qmpErrorCode, type QmpConnectOptions, type QmpEvent } from '../../src/qemu/qmp.js';
 import { FakeQmpServer, replyMessage } from '../support/fake-qmp-server.js';
 
 // A broken client should fail fast here, not hang until the 120 s suite default.
@@ -382,5 +382,69 @@ describe('waitForEvent', () => {
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toContain('SHUTDOWN');
     expect((await rejection(client.waitForEvent('SHUTDOWN'))).code).toBe('UNAVAILABLE');
+  });
+});
+
+describe('waitForEvent: several names, abort', () => {
+  it('resolves with the first event of any of the names', async () => {
+    const client = await connect();
+    const conn = await server.waitForConnection();
+    const ended = client.waitForEvent(['BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED'], { predicate: (e) => e.data.device === 'job1' });
+    await conn.event('BLOCK_JOB_READY', { device: 'job1' });
+    await conn.event('BLOCK_JOB_CANCELLED', { device: 'job1' });
+    await expect(ended).resolves.toMatchObject({ event: 'BLOCK_JOB_CANCELLED' });
+  });
+
+  it('names every awaited event when it times out', async () => {
+    const client = await connect();
+    const err = await rejection(client.waitForEvent(['BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED'], { timeoutMs: 20 }));
+    expect(err.code).toBe('DEADLINE_EXCEEDED');
+    expect(err.message).toContain('BLOCK_JOB_COMPLETED or BLOCK_JOB_CANCELLED');
+  });
+
+  it('rejects with the signal reason when aborted, and at once when already aborted', async () => {
+    const client = await connect();
+    const conn = await server.waitForConnection();
+    const abort = new AbortController();
+    const waiting = client.waitForEvent('SHUTDOWN', { signal: abort.signal });
+    const reason = new Error('no longer needed');
+    abort.abort(reason);
+    await expect(waiting).rejects.toBe(reason);
+    await expect(client.waitForEvent('SHUTDOWN', { signal: abort.signal })).rejects.toBe(reason);
+    // The dropped waiter is gone: a later event reaches only the waiters still there.
+    const other = client.waitForEvent('SHUTDOWN');
+    await conn.event('SHUTDOWN', { guest: true });
+    await expect(other).resolves.toMatchObject({ event: 'SHUTDOWN' });
+  });
+});
+
+describe('error classes', () => {
+  it('keeps QEMU desc on an error reply', async () => {
+    const client = await connect();
+    server.handle('blockdev-del', { error: { class: 'GenericError', desc: "Failed to find node with node-name='mig-a'" } });
+    const err = await rejection(client.execute('blockdev-del', { 'node-name': 'mig-a' }));
+    expect(err.desc).toBe("Failed to find node with node-name='mig-a'");
+  });
+
+  it.each([
+    ['CommandNotFound', 'UNIMPLEMENTED'],
+    ['DeviceNotFound', 'NOT_FOUND'],
+    ['DeviceNotActive', 'FAILED_PRECONDITION'],
+    ['GenericError', 'FAILED_PRECONDITION'],
+    ['KVMMissingCap', 'FAILED_PRECONDITION'],
+    ['constructor', 'FAILED_PRECONDITION'],
+  ])('qmpErrorCode(%s) is %s', (cls, code) => {
+    expect(qmpErrorCode(cls)).toBe(code);
+  });
+
+  it('classifyQmpError recodes error replies only, keeping class, desc and message', () => {
+    const reply = new QmpError('FAILED_PRECONDITION', 'QMP device_del failed: DeviceNotFound: gone', { qmpClass: 'DeviceNotFound', desc: 'gone' });
+    const classified = classifyQmpError(reply) as QmpError;
+    expect(classified).toBeInstanceOf(QmpError);
+    expect(classified).toMatchObject({ code: 'NOT_FOUND', qmpClass: 'DeviceNotFound', desc: 'gone', message: reply.message });
+    const closed = new QmpError('UNAVAILABLE', 'closed');
+    expect(classifyQmpError(closed)).toBe(closed);
+    const other = new Error('not QMP');
+    expect(classifyQmpError(other)).toBe(other);
   });
 });

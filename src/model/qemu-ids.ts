@@ -1,0 +1,41 @@
+/**
+ * Every id vmlet gives QEMU: node names, device and netdev ids, block-job ids, NBD export ids,
+ * chardev ids and the `-name` marker. Made here only, so the command line, QMP commands, event
+ * filters and metrics agree. These strings outlive a vmlet process (a restarted vmlet adopts the
+ * QEMU, its devices and its jobs), so changing one breaks adoption of running VMs.
+ *
+ * QEMU ids and node names: a letter first, then letters, digits, '-', '.', '_' (node names ≤ 31).
+ * Disk names are ≤ 20 and NIC names ≤ 15 characters (vm/validate.ts), so these all fit.
+ */
+
+/** The chardev of vmlet's QMP monitor socket. */
+export const QMP_CHARDEV_ID = 'qmp';
+/** The chardev of the guest's serial console socket. */
+export const SERIAL_CHARDEV_ID = 'serial0';
+/** The virtio balloon: `query-balloon` reports the guest's memory (kubevirt_vmi_memory_actual_balloon_bytes). */
+export const BALLOON_DEVICE_ID = 'balloon0';
+
+/** The `file` protocol node of a disk. */
+export const diskFileNodeName = (disk: string): string => `file-${disk}`;
+/** The format node of a disk: what the guest device reads, what mirrors and exports start from. */
+export const diskNodeName = (disk: string): string => `drive-${disk}`;
+/** The virtio-blk-pci device of a disk. */
+export const diskDeviceId = (disk: string): string => `disk-${disk}`;
+/** The tap netdev of a NIC. */
+export const netdevId = (nic: string): string => `net-${nic}`;
+/** The virtio-net-pci device of a NIC. */
+export const nicDeviceId = (nic: string): string => `nic-${nic}`;
+/** The index-th spare pcie-root-port that NICs are hot-plugged into. */
+export const hotplugPortId = (index: number): string => `hotplug-${index}`;
+
+/** The migration source's mirror job of a disk (BLOCK_JOB_* events name it as `device`). */
+export const mirrorJobId = (disk: string): string => `mig-${disk}`;
+/** The migration source's NBD client node that a disk is mirrored into. */
+export const mirrorTargetNode = (disk: string): string => `mig-${disk}`;
+/** The migration target's NBD block export of a disk. */
+export const nbdExportId = (disk: string): string => `mig-${disk}`;
+/** The name under which the migration target's NBD server exports a disk (what the source connects to). */
+export const nbdExportName = (disk: string): string => disk;
+
+/** The `-name guest=<id>,…` value that identifies a VM's QEMU in /proc/<pid>/cmdline. */
+export const nameArg = (id: string): string => `guest=${id},debug-threads=on`;
