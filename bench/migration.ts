@@ -21,7 +21,7 @@ import type { Migration__Output } from '../src/api/grpc/generated/vmlet/v1/Migra
 import type { Vm__Output } from '../src/api/grpc/generated/vmlet/v1/Vm.js';
 import type { VmEvent__Output } from '../src/api/grpc/generated/vmlet/v1/VmEvent.js';
 import { processCmdline } from '../src/host/process.js';
-import { freePort } from '../src/migration/free-port.js';
+import { freePort } from '../src/host/free-port.js';
 import { buildQemuArgv } from '../src/qemu/argv.js';
 import type { QmpEvent } from '../src/qemu/qmp.js';
 import { vmPaths } from '../src/state/paths.js';

@@ -31,7 +31,11 @@ export const LAYERS = {
     note: 'the domain declares its ports in src/vm/ports.ts and daemon.ts passes the drivers that implement them',
   },
   'src/migration/': { level: 4, mayImport: ['src/vm/', 'src/model/', 'src/host/'] },
-  'src/api/': { level: 5, mayImport: ['src/vm/', 'src/migration/', 'src/model/', 'src/host/'], note: 'an adapter calls the domain, never a driver' },
+  'src/api/': {
+    level: 5,
+    mayImport: ['src/vm/', 'src/migration/', 'src/model/', 'src/host/', 'src/console/'],
+    note: 'an adapter calls the domain, and streams consoles through the console hub; never another driver',
+  },
   'src/metrics/': { level: 5, mayImport: ['src/vm/', 'src/migration/', 'src/model/', 'src/host/'], note: 'an adapter calls the domain, never a driver' },
   'src/cli/': {
     level: 6,

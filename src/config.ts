@@ -3,12 +3,9 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { AcceleratorMode } from './qemu/accel.js';
 import type { LogFormat } from './host/log.js';
+import { hostOf, isLoopbackAddress, type TlsConfig } from './host/addresses.js';
 
-export interface TlsConfig {
-  cert: string;
-  key: string;
-  ca: string;
-}
+export type { TlsConfig } from './host/addresses.js';
 
 export interface DaemonConfig {
   stateDir: string;
@@ -41,7 +38,7 @@ export interface DaemonConfig {
   logLevel: string;
 }
 
-export const DEFAULTS = {
+const DEFAULTS = {
   stateDir: '/var/lib/vmlet',
   runDir: '/run/vmlet',
   httpListen: '127.0.0.1:9474',
@@ -54,7 +51,7 @@ export const DEFAULTS = {
   defaultStopGraceSeconds: 30,
 } as const;
 
-export const defaultSocket = (runDir: string): string => `unix://${resolve(runDir, 'vmlet.sock')}`;
+const defaultSocket = (runDir: string): string => `unix://${resolve(runDir, 'vmlet.sock')}`;
 
 /** The daemon's options, one per line (shared by `vmlet daemon` and `vmlet demo`). */
 export const DAEMON_OPTIONS = `  --state-dir DIR            durable state (default ${DEFAULTS.stateDir})
@@ -97,18 +94,11 @@ function oneOf<T extends string>(name: string, raw: string | undefined, allowed:
   return raw as T;
 }
 
-const isLoopbackHost = (host: string): boolean =>
-  host === 'localhost' || host === '[::1]' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
-
 /** host:port → host, for IPv4, names and [v6]. */
-export function listenHost(address: string): string {
-  const i = address.lastIndexOf(':');
-  if (i <= 0) throw new ConfigError(`listen address "${address}" must be HOST:PORT or unix:///path`);
-  return address.slice(0, i);
-}
-
-export function isLoopbackAddress(address: string): boolean {
-  return isLoopbackHost(listenHost(address));
+function listenHost(address: string): string {
+  const host = hostOf(address);
+  if (host === undefined) throw new ConfigError(`listen address "${address}" must be HOST:PORT or unix:///path`);
+  return host;
 }
 
 export function parseDaemonArgs(argv: string[]): DaemonConfig {
@@ -152,6 +142,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   const grpcListen = values['grpc-listen']?.length ? values['grpc-listen'] : [defaultSocket(runDir)];
   for (const address of grpcListen) {
     if (address.startsWith('unix://')) continue;
+    listenHost(address);
     if (!tls && !isLoopbackAddress(address)) {
       throw new ConfigError(`--grpc-listen ${address}: a TCP listener beyond loopback needs --tls-cert, --tls-key and --tls-ca (client certificates are required)`);
     }

@@ -10,8 +10,14 @@ import { IpTool } from './net/ip.js';
 import { ensureBridge } from './net/tap.js';
 import { vhostNetWorks } from './net/vhost.js';
 import { Spawner } from './qemu/spawner.js';
+import { QemuHypervisor } from './qemu/hypervisor.js';
+import { TapNetwork } from './net/network.js';
+import { ImageStorage } from './storage/disks.js';
+import { ImageRoots } from './storage/image-roots.js';
+import { systemClock } from './vm/ports.js';
 import { VmManager } from './vm/manager.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
+import type { IpLinkStats } from './metrics/netdev.js';
 import { Readiness, selfCheckTarget } from './metrics/readiness.js';
 import { migrationFiguresFrom } from './metrics/migration-figures.js';
 import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, migrationAgentServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
@@ -23,8 +29,9 @@ import { IncomingMigrations } from './migration/target.js';
 import { migrationHooks } from './migration/reconcile.js';
 import { migrationAddress } from './config.js';
 import { startHttpServer } from './api/http/server.js';
-import { consoleHubFor } from './console/registry.js';
-import { registerConsoleWebsocket } from './console/websocket.js';
+import { ConsoleHub } from './console/hub.js';
+import { registerConsoleWebsocket } from './api/http/console-websocket.js';
+import { connectPeer } from './api/grpc/migration-peer.js';
 import { VMLET_VERSION } from './version.js';
 import { lockDir } from './host/single-instance.js';
 
@@ -69,35 +76,42 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   metrics.buildInfo.set({ version: VMLET_VERSION, qemu_version: version, accelerator: accel.accelerator }, 1);
   const store = new StateStore(config.stateDir, config.runDir);
   const spawner = new Spawner(logger).start();
-  const manager = new VmManager({
-    store,
-    logger,
-    ip,
-    vhostNet,
-    allowedBridges: config.allowedBridges,
+  const hypervisor = new QemuHypervisor({
+    binary: config.qemuBinary,
     accelerator: accel.accelerator,
-    nodeName: config.nodeName,
-    imageRoots: config.imageRoots,
-    qemuBinary: config.qemuBinary,
-    qemuImgBinary: config.qemuImgBinary,
     spawner,
+    runDir: config.runDir,
+    vhostNet,
     netns: config.netns,
-    capacity: {
-      capacity: { cpus: cpus().length, memoryMib: Math.floor(totalmem() / 1024 / 1024) },
-      reserved: { cpus: config.reservedCpus, memoryMib: config.reservedMemoryMib },
-      cpuOvercommit: config.cpuOvercommit,
-      memoryOvercommit: config.memoryOvercommit,
-    },
-    defaultStopGraceSeconds: config.defaultStopGraceSeconds,
     onQmpCommand: metrics.observeQmp,
   });
-  metrics.watchManager(manager);
+  const manager = new VmManager(
+    {
+      store,
+      network: new TapNetwork(ip),
+      storage: new ImageStorage({ imageRoots: new ImageRoots(config.imageRoots), qemuImgBinary: config.qemuImgBinary }),
+      hypervisor,
+      clock: systemClock,
+    },
+    {
+      capacity: {
+        capacity: { cpus: cpus().length, memoryMib: Math.floor(totalmem() / 1024 / 1024) },
+        reserved: { cpus: config.reservedCpus, memoryMib: config.reservedMemoryMib },
+        cpuOvercommit: config.cpuOvercommit,
+        memoryOvercommit: config.memoryOvercommit,
+      },
+      defaultStopGraceSeconds: config.defaultStopGraceSeconds,
+      allowedBridges: config.allowedBridges,
+    },
+    logger,
+  );
+  metrics.watchManager(manager, { node: config.nodeName, readLinks: () => ip.json<IpLinkStats[]>(['-s', 'link', 'show']) });
   const migration = setUpMigration(manager, config);
   metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
   await manager.init();
   logger.info({ vms: manager.list().length }, 'state loaded');
   // Consoles of running (adopted) VMs connect now, not at the first client.
-  const consoles = consoleHubFor(manager);
+  const consoles = new ConsoleHub(manager, logger.child({ component: 'console' })).start();
 
   const node: NodeFacts = {
     hostname: config.nodeName,
@@ -111,7 +125,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     listen: config.grpcListen,
     tls: config.tls,
     services: [
-      { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, node, ctx) },
+      { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, consoles, node, ctx) },
       { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(migration, ctx) },
       { definition: migrationAgentServiceDefinition(), handlers: migrationAgentHandlers(migration, ctx) },
     ],
@@ -161,7 +175,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
 /** Source and target sides of live migration, plugged into the manager before it reconciles. */
 function setUpMigration(manager: VmManager, config: DaemonConfig): MigrationDeps {
   const registry = new MigrationRegistry();
-  const source = { manager, registry, tls: config.tls, nodeName: config.nodeName };
+  const source = { manager, registry, connect: (target: string) => connectPeer(target, config.tls), nodeName: config.nodeName };
   const outgoing = new OutgoingMigrations(source);
   const incoming = new IncomingMigrations(manager, () => migrationAddress(config));
   manager.migrationHooks = migrationHooks(source, incoming, outgoing);

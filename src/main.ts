@@ -3,7 +3,7 @@ import { createLogger, type Logger } from './host/log.js';
 import { startDaemon, type RunningDaemon } from './daemon.js';
 
 /** The daemon's configuration, or (a usage error, printed with the usage) exit status 2. */
-export function daemonConfigOrUsage(argv: string[], verb = 'daemon'): DaemonConfig | 2 {
+function daemonConfigOrUsage(argv: string[], verb = 'daemon'): DaemonConfig | 2 {
   try {
     return parseDaemonArgs(argv);
   } catch (err) {

@@ -2,7 +2,7 @@ import type { ParseArgsOptionsConfig } from 'node:util';
 import { normaliseEndpoint } from '../api/grpc/client.js';
 
 export const DEFAULT_ENDPOINT = 'unix:///run/vmlet/vmlet.sock';
-export const DEFAULT_TIMEOUT_SECONDS = 120;
+const DEFAULT_TIMEOUT_SECONDS = 120;
 
 /** A wrong invocation: exit code 2, printed with the verb's usage. */
 export class UsageError extends Error {

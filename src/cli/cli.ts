@@ -56,7 +56,7 @@ const LOCAL_VERBS: readonly Verb[] = [
   },
 ];
 
-export function overallUsage(): string {
+function overallUsage(): string {
   const line = (v: Verb): string => `  ${v.name.padEnd(8)} ${v.summary}`;
   return `vmlet: a node-local VM agent (QEMU) and its command-line client
 

@@ -8,7 +8,7 @@ import type { VmSpec } from '../model/vm.js';
 /** The repo's .guest/, built by scripts/build-guest.sh during setup. */
 const GUEST_DIR = join(dirname(PROTO_ROOT), '.guest');
 
-export const DEMO_SPEC: VmSpec = {
+const DEMO_SPEC: VmSpec = {
   id: 'demo',
   labels: { app: 'vmlet-demo' },
   vcpus: 1,

@@ -15,14 +15,14 @@ export const codeName = (code: grpc.status): string => grpc.status[code] ?? `COD
 const CONNECT_DETAILS = /No connection established/;
 
 /** An UNAVAILABLE (or a deadline) before the daemon was ever reached: the endpoint is wrong or vmlet is down. */
-export function isConnectFailure(err: grpc.ServiceError, connected: boolean): boolean {
+function isConnectFailure(err: grpc.ServiceError, connected: boolean): boolean {
   if (err.code === grpc.status.UNAVAILABLE) return !connected || CONNECT_DETAILS.test(err.details);
   if (err.code === grpc.status.DEADLINE_EXCEEDED) return !connected;
   return false;
 }
 
 /** grpc-js's "No connection established. Last error: Error: connect ENOENT /x. Resolution note: " → "connect ENOENT /x". */
-export function connectReason(err: grpc.ServiceError): string {
+function connectReason(err: grpc.ServiceError): string {
   const m = /Last error: (?:Error: )?(.*?)(?:\.? Resolution note:.*)?$/s.exec(err.details);
   return (m?.[1] || err.details || codeName(err.code)).trim();
 }

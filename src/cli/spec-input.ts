@@ -179,7 +179,7 @@ function nicFrom(value: unknown, path: string): SpecNic {
  * A parsed document → SpecInput. The document is a VmSpec, or a Vm (`{spec, status}`, as printed
  * by `vmlet get -o json`), whose status is ignored.
  */
-export function specFromDocument(doc: unknown): SpecInput {
+function specFromDocument(doc: unknown): SpecInput {
   if (doc === null || doc === undefined) throw fileError('spec', 'the file is empty');
   if (isPlainObject(doc) && 'spec' in doc && !('id' in doc)) {
     fields(doc, '(top level)', ['spec', 'status']);

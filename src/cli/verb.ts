@@ -25,7 +25,7 @@ export interface ClientVerbContext {
 }
 
 /** The verb's full help: its usage, then the global options. */
-export const fullUsage = (usage: string): string => `${usage}\n\n${GLOBAL_USAGE}`;
+const fullUsage = (usage: string): string => `${usage}\n\n${GLOBAL_USAGE}`;
 
 /** Exactly `count` positionals (named in `names` for the message). */
 export function positionals(got: string[], names: readonly string[], optional = 0): string[] {

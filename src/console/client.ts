@@ -11,7 +11,7 @@ export interface ConsoleSink {
   fail(error: VmletError): void;
 }
 
-export function tooSlowError(maxPendingBytes: number): VmletError {
+function tooSlowError(maxPendingBytes: number): VmletError {
   return new VmletError(
     'RESOURCE_EXHAUSTED',
     `console client too slow: more than ${formatBytes(maxPendingBytes)} of output not taken; dropped, attach again`,

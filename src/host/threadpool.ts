@@ -5,6 +5,6 @@
  * reads for metrics) behind them. libuv reads the size once, when the pool first starts, so this
  * module is imported before anything else. An operator's UV_THREADPOOL_SIZE wins.
  */
-export const THREADPOOL_SIZE = 16;
+const THREADPOOL_SIZE = 16;
 
 process.env.UV_THREADPOOL_SIZE ??= String(THREADPOOL_SIZE);

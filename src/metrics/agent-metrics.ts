@@ -3,7 +3,6 @@ import { errorMessage } from '../model/errors.js';
 import { PHASES } from '../model/vm.js';
 import type { VmManager } from '../vm/manager.js';
 import type { Logger } from '../host/log.js';
-import type { IpLinkStats } from './netdev.js';
 import { VmiCollector, type MigrationFiguresSource, type VmiCollectorOptions } from './vmi-collector.js';
 import { scrapeTargets } from './vm-targets.js';
 
@@ -17,7 +16,7 @@ const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_req
 /** A VM that keeps failing is logged once a minute, not on every scrape. */
 const SCRAPE_ERROR_LOG_INTERVAL_MS = 60_000;
 
-export type ScrapeOptions = Pick<VmiCollectorOptions, 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs'>;
+export type ScrapeOptions = Pick<VmiCollectorOptions, 'node' | 'readLinks'> & Partial<Pick<VmiCollectorOptions, 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs'>>;
 
 /** vmlet's own series (gRPC calls, QMP commands, operations, VMs by phase, build info) and, once a manager is watched, the per-VM series. */
 export class AgentMetrics {
@@ -67,7 +66,7 @@ export class AgentMetrics {
     return this.registry.contentType;
   }
 
-  watchManager(manager: VmManager, scrape: ScrapeOptions = {}): void {
+  watchManager(manager: VmManager, scrape: ScrapeOptions): void {
     const registry = this.registry;
     new Gauge({
       name: 'vmlet_vms',
@@ -84,9 +83,7 @@ export class AgentMetrics {
     this.collectVms(
       {
         ...scrape,
-        node: manager.options.nodeName,
         targets: () => scrapeTargets(manager),
-        readLinks: () => manager.options.ip.json<IpLinkStats[]>(['-s', 'link', 'show']),
       },
       manager.log,
     );

@@ -1,7 +1,7 @@
 /** Label sets of per-VM series, as KubeVirt's virt-handler makes them. Pure. */
 import type { Labels } from './exposition.js';
 
-export const VMI_LABEL_PREFIX = 'kubernetes_vmi_label_';
+const VMI_LABEL_PREFIX = 'kubernetes_vmi_label_';
 
 /**
  * A VM label key → the suffix of a Prometheus label name: every character outside

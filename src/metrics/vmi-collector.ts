@@ -89,7 +89,7 @@ export interface VmiCollectorOptions {
 const NO_BALLOON = 'DeviceNotActive';
 
 /** Reads one VM's QEMU and /proc figures. Throws on anything missing. */
-export async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number): Promise<VmFigures> {
+async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number): Promise<VmFigures> {
   const qemu = target.qemu;
   if (!qemu) throw new Error(`VM ${target.id} has no QEMU`);
   const { pid, qmp } = qemu;
@@ -130,7 +130,7 @@ interface VmResult {
 type FamilyKey = keyof typeof FAMILIES;
 
 /** Every per-VM family with KubeVirt's name and help, in output order. */
-export const FAMILIES = {
+const FAMILIES = {
   info: { name: 'kubevirt_vmi_info', type: 'gauge', help: 'Information about the VM; always 1. `phase` is the vmlet phase, lower-cased.' },
   cpuUsage: { name: 'kubevirt_vmi_cpu_usage_seconds_total', type: 'counter', help: 'CPU time of the VM\'s QEMU process (vCPUs and emulator threads), user plus system.' },
   cpuUser: { name: 'kubevirt_vmi_cpu_user_usage_seconds_total', type: 'counter', help: 'User CPU time of the VM\'s QEMU process.' },

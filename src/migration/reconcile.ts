@@ -1,10 +1,10 @@
-import type { MigrationHooks, VmRecord } from '../vm/manager.js';
+import type { RunState } from '../model/machine.js';
 import { errorMessage } from '../model/errors.js';
-import { killHard } from '../qemu/launcher.js';
-import { isAlive } from '../host/process.js';
+import type { VmRecord } from '../vm/manager.js';
+import type { MigrationHooks } from '../vm/ops/reconcile.js';
+import { releaseHost } from '../vm/ops/release.js';
 import type { IncomingMigrations } from './target.js';
 import type { OutgoingMigrations, SourceContext } from './source.js';
-import { connectAgent } from './agent-client.js';
 
 /**
  * After a restart in the middle of a migration, each side ends in one consistent outcome:
@@ -15,54 +15,53 @@ import { connectAgent } from './agent-client.js';
 export function migrationHooks(ctx: SourceContext, incoming: IncomingMigrations, outgoing: OutgoingMigrations): MigrationHooks {
   const { manager, registry } = ctx;
   return {
-    async reconcile(record: VmRecord, runState: string | undefined): Promise<void> {
+    async reconcile(record: VmRecord, runState: RunState | undefined): Promise<void> {
       const marker = record.status.migration!;
-      const id = record.spec.id;
+      const id = record.id;
       try {
         if (marker.role === 'target') {
           if (!runState) return await incoming.discard(record, 'incoming QEMU exited while vmlet was down');
           if (runState === 'running') {
-            manager.setPhase(record, 'Running', `migrated from ${marker.peer}`, { migration: undefined });
+            manager.transition(record, 'Running', `migrated from ${marker.peer}`, { migration: undefined });
             return;
           }
-          if (record.status.phase !== 'Incoming') manager.setPhase(record, 'Incoming', `adopted; waiting for ${marker.peer} to finish the migration`);
+          if (record.status.phase !== 'Incoming') manager.transition(record, 'Incoming', `adopted; waiting for ${marker.peer} to finish the migration`);
           record.log.info({ runState }, 'adopted incoming VM; waiting for the source');
           return;
         }
         registry.begin({ id, uid: marker.uid, source: ctx.nodeName, target: marker.peer });
-        const agent = connectAgent(marker.peer, ctx.tls);
+        const peer = ctx.connect(marker.peer);
         if (marker.committed) {
           record.log.info('migration was committed before the restart: finishing it on the target');
           void record.queue.run(async () => {
             try {
-              await outgoing.finishOnTarget(record, agent, marker.uid, marker.wasRunning ?? true);
+              await outgoing.finishOnTarget(record, peer, marker.uid, marker.wasRunning ?? true);
               await outgoing.retireSource(record, `migrated to ${marker.peer}`);
             } finally {
-              agent.close();
+              peer.close();
             }
           });
           return;
         }
         record.log.warn({ runState }, 'migration was interrupted by a vmlet restart before it committed: rolling back');
-        const qmp = record.instance?.qmp;
-        if (qmp) {
-          await qmp.execute('migrate_cancel').catch(() => undefined);
-          for (const d of record.spec.disks) {
-            await qmp.execute('block-job-cancel', { device: `mig-${d.name}`, force: true }).catch(() => undefined);
-            await qmp.execute('blockdev-del', { 'node-name': `mig-${d.name}` }).catch(() => undefined);
-          }
+        const machine = record.machine;
+        if (machine) {
+          await machine.cancelMigration();
+          await machine.abandonMirrors(record.spec.disks.map((d) => d.name));
         }
         // Not committed: the target never ran the guest, so resuming here is safe whether or not
         // the target hears about it now; telling it must not hold up the daemon's start.
-        void outgoing.abortOnTarget(agent, marker.uid, id, 'source vmlet restarted before the migration committed').finally(() => agent.close());
-        if (qmp && marker.wasRunning) await qmp.execute('cont').catch(() => undefined);
+        void outgoing.abortOnTarget(peer, marker.uid, id, 'source vmlet restarted before the migration committed').finally(() => peer.close());
         const reason = 'migration interrupted by a vmlet restart; rolled back';
-        if (qmp) manager.setPhase(record, marker.wasRunning ? 'Running' : 'Paused', reason, { migration: undefined });
-        else {
+        if (machine) {
+          if (marker.wasRunning) await machine.run().catch(() => undefined);
+          manager.transition(record, marker.wasRunning ? 'Running' : 'Paused', reason, { migration: undefined });
+        } else {
+          const { hypervisor } = manager.env;
           const pid = record.status.pid;
-          if (pid && (await isAlive(pid))) await killHard(pid).catch(() => undefined);
-          await manager.lifecycle.cleanupHost(record, record.status.nics);
-          manager.setPhase(record, 'Failed', `QEMU exited during a migration while vmlet was down`, { migration: undefined, pid: 0, nics: [] });
+          if (pid && (await hypervisor.isAlive(pid))) await hypervisor.kill(pid).catch(() => undefined);
+          await releaseHost(manager.env, record, record.status.nics);
+          manager.transition(record, 'Failed', 'QEMU exited during a migration while vmlet was down', { migration: undefined, pid: 0, nics: [] });
         }
         registry.update(id, { phase: 'Failed', reason });
       } catch (err) {

@@ -109,7 +109,7 @@ export interface VmPaths {
   stateDir: string;
   specFile: string;
   statusFile: string;
-  /** The live copy of the status, next to QEMU's sockets (see StateStore.saveRuntimeStatus). */
+  /** The live copy of the status, next to QEMU's sockets (see StateStore.saveLiveStatus). */
   runtimeStatusFile: string;
   disksDir: string;
   runDir: string;

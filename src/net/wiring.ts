@@ -33,21 +33,6 @@ export async function wireNic(ip: IpTool, nic: NicSpec, port: number, o: WireOpt
   return { name: nic.name, tap, bridge: nic.bridge, mac: effectiveMac(o.vmId, nic), port };
 }
 
-/**
- * Creates one TAP per NIC before QEMU starts; NIC i sits on root port i. All or nothing: a
- * failure removes the TAPs this call made and rethrows.
- */
-export async function wireNics(ip: IpTool, nics: readonly NicSpec[], o: WireOptions): Promise<NicStatus[]> {
-  const made: NicStatus[] = [];
-  try {
-    for (const [i, nic] of nics.entries()) made.push(await wireNic(ip, nic, i, o));
-    return made;
-  } catch (err) {
-    await unwireNics(ip, made).catch(() => undefined);
-    throw err;
-  }
-}
-
 export async function unwireNics(ip: IpTool, nics: readonly NicStatus[]): Promise<void> {
   for (const nic of nics) await deleteTap(ip, nic.tap);
 }

@@ -25,7 +25,7 @@ const PROBE_COMMANDS = [
  * create a VM and then fail on the first vCPU register write), so a throw-away QEMU with a real
  * machine and vCPU answers QMP and reports KVM enabled.
  */
-export async function probeKvm(qemuBinary: string, netns?: string): Promise<{ ok: boolean; reason: string }> {
+async function probeKvm(qemuBinary: string, netns?: string): Promise<{ ok: boolean; reason: string }> {
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK);
   } catch (err) {

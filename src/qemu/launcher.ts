@@ -5,6 +5,7 @@ import { isAlive, processCmdline, signal, waitForExit } from '../host/process.js
 import { NameWatch } from '../host/name-watch.js';
 import type { VmPaths } from '../model/vm.js';
 import { QmpClient, QmpError, type QmpConnectOptions } from './qmp.js';
+import { nameArg } from '../model/qemu-ids.js';
 import type { ChildExit, Spawner } from './spawner.js';
 
 export interface LaunchOptions {
@@ -17,15 +18,8 @@ export interface LaunchOptions {
   /** For vmlet's QMP connection (timeouts, metrics hook). */
   qmp?: QmpConnectOptions;
   spawner: Spawner;
-  /**
-   * The run dir, prepared by the caller with prepareRunDir (started early, so it overlaps the
-   * caller's own checks); launchQemu prepares it itself when this is not given.
-   */
-  runDir?: Promise<void>;
 }
 
-/** The `-name guest=<id>,…` marker that identifies a VM's QEMU in /proc/<pid>/cmdline. */
-export const nameArg = (id: string): string => `guest=${id},debug-threads=on`;
 
 /** The last lines QEMU wrote to stderr: what a failed start reports. */
 export async function qemuLogTail(paths: VmPaths, maxBytes = 2000): Promise<string> {
@@ -63,7 +57,7 @@ export async function prepareRunDir(paths: VmPaths): Promise<void> {
  */
 export async function launchQemu(options: LaunchOptions): Promise<LaunchedQemu> {
   const { paths } = options;
-  await (options.runDir ?? prepareRunDir(paths));
+  await prepareRunDir(paths);
   const [cmd, args] = options.netns
     ? ['ip', ['netns', 'exec', options.netns, options.binary, ...options.argv]]
     : [options.binary, options.argv];
@@ -137,7 +131,7 @@ export async function connectWhenListening(path: string, o: ConnectWhenListening
 }
 
 /** QEMU refused the configuration (a missing disk, a bad option): its own words are the reason. */
-export async function exitedDuringStart(paths: VmPaths, why: string): Promise<VmletError> {
+async function exitedDuringStart(paths: VmPaths, why: string): Promise<VmletError> {
   return new VmletError('FAILED_PRECONDITION', `QEMU exited during start (${why}): ${(await qemuLogTail(paths)) || 'no output'}`);
 }
 
@@ -156,15 +150,6 @@ export async function isQemuOf(pid: number, id: string): Promise<boolean> {
   if (!cmdline) return false;
   const i = cmdline.indexOf('-name');
   return i >= 0 && cmdline[i + 1] === nameArg(id);
-}
-
-export async function readPidFile(paths: VmPaths): Promise<number | undefined> {
-  try {
-    const pid = Number((await readFile(paths.pidFile, 'utf8')).trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** SIGKILL and wait until the process is gone. */

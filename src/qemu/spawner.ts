@@ -35,8 +35,8 @@ function helperEntry(): string {
  * Starts QEMU through a small, long-lived helper process (spawner-main.ts) instead of forking
  * the daemon. fork() copies the caller's page tables, and until the child has exec'd, then on
  * every page it writes, the parent pays copy-on-write faults: forking the daemon costs more the
- * more memory it holds (measured: 1 ms at 50 MB RSS, 9 ms at 260 MB) and keeps it busy while the
- * QEMU it just started initialises next to it. The helper stays small and idle.
+ * more memory it holds, and keeps it busy while the QEMU it just started initialises next to it.
+ * The helper stays small and idle (docs/spawn-helper.md).
  *
  * The helper is started with the daemon and again on the next spawn if it died. It exits when
  * the daemon does (its stdin closes); QEMUs it started are in their own sessions and run on.

@@ -6,10 +6,9 @@ import { promisify } from 'node:util';
 
 /*
  * fsync and rename go to libuv's thread pool; open, write and close of a small file are
- * page-cache work of a few µs, less than the two cross-thread wake-ups of a thread-pool request
- * on a small node. A rename over an existing file is not: ext4 starts the new file's writeback
- * there (auto_da_alloc), 0.2-0.3 ms (up to 3.5 ms) for a status file on this project's machine,
- * which would stall the event loop.
+ * page-cache work, cheaper than a thread-pool round trip. A rename over an existing file is not:
+ * ext4 starts the new file's writeback there (auto_da_alloc), which would stall the event loop
+ * (docs/atomic-writes.md).
  */
 const fsyncAsync = promisify(fsync);
 

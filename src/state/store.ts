@@ -51,7 +51,7 @@ export class StateStore {
    * as long as the QEMU it describes can: a node reboot takes both. What must outlive a reboot is
    * in the durable copy; loadAll takes whichever copy is newer.
    */
-  saveRuntimeStatus(id: string, status: VmStatus): void {
+  saveLiveStatus(id: string, status: VmStatus): void {
     replaceFileSync(this.paths(id).runtimeStatusFile, json(status));
   }
 

@@ -8,20 +8,20 @@
  */
 import { isAbsolute } from 'node:path';
 import { invalidArgument } from '../model/errors.js';
-import { ifNameProblem, validateMac } from '../net/names.js';
+import { ifNameProblem, validateMac } from '../model/names.js';
 import { labelKeyProblem, labelValueProblem } from './label-selector.js';
 import type { DiskSpec, KernelBoot, NicSpec, VmSpec } from '../model/vm.js';
 
-export const DEFAULT_VCPUS = 1;
-export const DEFAULT_MEMORY_MIB = 256;
-export const MIN_MEMORY_MIB = 16;
-export const MAX_DISKS = 16;
-export const MAX_NICS = 8;
+const DEFAULT_VCPUS = 1;
+const DEFAULT_MEMORY_MIB = 256;
+const MIN_MEMORY_MIB = 16;
+const MAX_DISKS = 16;
+const MAX_NICS = 8;
 /** virtio-blk serials hold 20 bytes; the disk name is used as the serial. */
-export const MAX_DISK_NAME = 20;
+const MAX_DISK_NAME = 20;
 /** NIC names end up in QEMU ids and in the guest-visible status; keep them interface-sized. */
-export const MAX_NIC_NAME = 15;
-export const MAX_CMDLINE_BYTES = 4096;
+const MAX_NIC_NAME = 15;
+const MAX_CMDLINE_BYTES = 4096;
 const MAX_PATH_BYTES = 4095;
 
 export interface SpecLimits {

@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConsoleHub } from '../../src/console/hub.js';
 import { DEFAULT_CONSOLE_LIMITS } from '../../src/console/limits.js';
-import { registerConsoleWebsocket } from '../../src/console/websocket.js';
+import { registerConsoleWebsocket } from '../../src/api/http/console-websocket.js';
 import { silentLogger } from '../../src/host/log.js';
 import { FakeSerial } from '../support/fake-serial.js';
 import { FakeVms } from '../support/console-fakes.js';

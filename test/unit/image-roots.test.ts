@@ -2,11 +2,12 @@ import { mkdir, mkdtemp, rm, symlink, unlink, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { resolveUnderRoots } from '../../src/storage/image-roots.js';
+import { ImageRoots } from '../../src/storage/image-roots.js';
 import { VmletError } from '../../src/model/errors.js';
 
-describe('resolveUnderRoots', () => {
+describe('ImageRoots', () => {
   let dir: string;
+  let roots: ImageRoots;
   let a: string;
   let b: string;
   let root: string;
@@ -22,7 +23,10 @@ describe('resolveUnderRoots', () => {
     await writeFile(join(b, 'disk.img'), 'b');
     await writeFile(join(dir, 'outside.img'), 'x');
     await symlink(a, root);
+    roots = new ImageRoots([root]);
   });
+  // One ImageRoots per test, as a daemon has one: its cache lives across the checks of a test.
+  const resolveUnderRoots = (path: string, _roots: string[], field: string) => roots.resolve(path, field);
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
   const refusal = (p: Promise<unknown>) =>

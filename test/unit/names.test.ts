@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { VmletError } from '../../src/model/errors.js';
-import { ifNameProblem, isVmletTapName, stableMac, tapName, validateMac } from '../../src/net/names.js';
+import { isVmletTapName, stableMac, tapName } from '../../src/net/names.js';
+import { ifNameProblem, validateMac } from '../../src/model/names.js';
 
 describe('tapName', () => {
   it.each([

@@ -32,7 +32,7 @@ describe('StateStore', () => {
   it('keeps a live copy of the status in the run dir, making that dir when needed; loadAll takes the newer copy', async () => {
     await store.create(spec('l'), status('Pending'));
     const live = { ...status('Starting'), pid: 42, generation: 2 };
-    store.saveRuntimeStatus('l', live);
+    store.saveLiveStatus('l', live);
     expect(JSON.parse(await readFile(join(dir, 'run/vms/l/status.json'), 'utf8'))).toEqual(live);
     expect((await readdir(join(dir, 'run/vms/l'))).sort()).toEqual(['status.json']);
     expect((await store.loadAll()).vms[0]!.status).toEqual(live);
@@ -40,14 +40,14 @@ describe('StateStore', () => {
     const durable = { ...status('Failed'), generation: 3 };
     await store.saveStatus('l', durable);
     expect((await store.loadAll()).vms[0]!.status).toEqual(durable);
-    store.saveRuntimeStatus('l', { ...live, generation: 3 });
+    store.saveLiveStatus('l', { ...live, generation: 3 });
     expect((await store.loadAll()).vms[0]!.status).toEqual({ ...live, generation: 3 });
   });
 
   it('either copy alone gives the VM its status; with neither readable it has none', async () => {
     await store.create(spec('m'), status('Pending'));
     await writeFile(join(dir, 'state/vms/m/status.json'), '{"phase": ');
-    store.saveRuntimeStatus('m', status('Running'));
+    store.saveLiveStatus('m', status('Running'));
     expect((await store.loadAll()).vms[0]!.status).toEqual(status('Running'));
     await writeFile(join(dir, 'run/vms/m/status.json'), '');
     expect((await store.loadAll()).vms[0]!.status).toBeUndefined();

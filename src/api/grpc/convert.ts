@@ -19,7 +19,7 @@ const PHASE_TO_PROTO: Record<Phase, ProtoPhase> = {
   Deleting: 'PHASE_DELETING',
 };
 
-export const phaseToProto = (p: Phase): ProtoPhase => PHASE_TO_PROTO[p];
+const phaseToProto = (p: Phase): ProtoPhase => PHASE_TO_PROTO[p];
 
 export function timestamp(iso: string | undefined): Timestamp | null {
   if (!iso) return null;

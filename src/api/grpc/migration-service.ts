@@ -19,7 +19,7 @@ const PHASE: Record<MigrationInfo['phase'], MigrationPhase> = {
   Cancelled: 'MIGRATION_PHASE_CANCELLED',
 };
 
-export function migrationToProto(m: MigrationInfo): Migration {
+function migrationToProto(m: MigrationInfo): Migration {
   return {
     id: m.id,
     uid: m.uid,

@@ -4,7 +4,7 @@ import type { ProtoGrpcType as VmProto } from './generated/vm.js';
 import type { ProtoGrpcType as MigrationProto } from './generated/migration.js';
 import { PROTO_FILES, PROTO_LOADER_OPTIONS, PROTO_ROOT } from './proto-options.js';
 
-export const packageDefinition = protoLoader.loadSync(PROTO_FILES, { ...PROTO_LOADER_OPTIONS, includeDirs: [PROTO_ROOT] });
+const packageDefinition = protoLoader.loadSync(PROTO_FILES, { ...PROTO_LOADER_OPTIONS, includeDirs: [PROTO_ROOT] });
 
 type Loaded = VmProto & MigrationProto;
 export const proto = grpc.loadPackageDefinition(packageDefinition) as unknown as Loaded;

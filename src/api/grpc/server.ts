@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { PackageDefinition } from '@grpc/proto-loader';
-import type { TlsConfig } from '../../config.js';
+import type { TlsConfig } from '../../host/addresses.js';
 import { vmletV1 } from './proto.js';
 import { PROTO_FILES, PROTO_ROOT } from './proto-options.js';
 import { fileDescriptorProtos } from './reflection.js';

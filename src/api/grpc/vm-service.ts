@@ -11,7 +11,8 @@ import type { VmEvent } from './generated/vmlet/v1/VmEvent.js';
 import type { NodeInfo } from './generated/vmlet/v1/NodeInfo.js';
 import { nicFromProto, specFromProto, vmToProto } from './convert.js';
 import { type CallContext, streamHandler, unaryHandler } from './observe.js';
-import { consoleHandlers } from '../../console/grpc.js';
+import { consoleHandlers } from './console-service.js';
+import type { ConsoleHub } from '../../console/hub.js';
 
 export interface NodeFacts {
   hostname: string;
@@ -28,7 +29,7 @@ export interface NodeFacts {
  */
 export const WATCH_MAX_QUEUED_EVENTS = 4096;
 
-export function vmServiceHandlers(manager: VmManager, node: NodeFacts, ctx: CallContext): VmServiceHandlers {
+export function vmServiceHandlers(manager: VmManager, consoles: ConsoleHub, node: NodeFacts, ctx: CallContext): VmServiceHandlers {
   const out = (vm: Parameters<typeof vmToProto>[0]) => vmToProto(vm, node.hostname);
   const id = (req: { id: string }) => validateVmId(req.id, 'id');
 
@@ -50,7 +51,7 @@ export function vmServiceHandlers(manager: VmManager, node: NodeFacts, ctx: Call
     }),
     GetNodeInfo: unaryHandler(ctx, 'GetNodeInfo', async () => nodeInfo(manager, node)),
     WatchVms: streamHandler(ctx, 'WatchVms', (call) => watch(manager, call, out)),
-    ...consoleHandlers(manager, ctx),
+    ...consoleHandlers(consoles, ctx),
     AttachNic: unaryHandler(ctx, 'AttachNic', async (req) => {
       if (!req.nic) throw new VmletError('INVALID_ARGUMENT', 'nic: required');
       return out(await manager.attachNic(id(req), nicFromProto(req.nic)));
@@ -63,7 +64,7 @@ export function vmServiceHandlers(manager: VmManager, node: NodeFacts, ctx: Call
 }
 
 function nodeInfo(manager: VmManager, node: NodeFacts): NodeInfo {
-  const policy = manager.options.capacity;
+  const policy = manager.env.settings.capacity;
   const free = allocatable(policy);
   const used = manager.allocated();
   return {

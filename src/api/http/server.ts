@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import { listenHost } from '../../config.js';
+import { hostOf } from '../../host/addresses.js';
 
 export interface HttpOptions {
   /** HOST:PORT. */
@@ -27,7 +27,7 @@ export async function startHttpServer(options: HttpOptions): Promise<{ app: Fast
     return reply.header('content-type', options.metricsContentType).send(body);
   });
   await options.register?.(app);
-  const host = listenHost(options.listen).replace(/^\[(.*)\]$/, '$1');
+  const host = (hostOf(options.listen) ?? options.listen).replace(/^\[(.*)\]$/, '$1');
   const port = Number(options.listen.slice(options.listen.lastIndexOf(':') + 1));
   const address = await app.listen({ host, port });
   return { app, address };

@@ -8,7 +8,7 @@ import { positionals, runClientVerb, type ClientVerbContext, type Verb } from '.
 const MiB = 1024 * 1024;
 
 /** `web-1  RUNNING  42.0/256.0 MiB  1200 ms  reason` */
-export function migrationLine(m: Migration__Output): string {
+function migrationLine(m: Migration__Output): string {
   const phase = m.phase.replace(/^MIGRATION_PHASE_/, '');
   const data = m.dataTotalBytes ? `${(m.dataProcessedBytes / MiB).toFixed(1)}/${(m.dataTotalBytes / MiB).toFixed(1)} MiB` : '-';
   const extra = [m.downtimeMs ? `downtime ${m.downtimeMs} ms` : '', m.postCopy ? 'post-copy' : '', m.reason ? oneLine(m.reason) : ''].filter(Boolean).join(', ');

@@ -1,25 +1,19 @@
 import { Metadata, type ServerDuplexStream, type ServerWritableStream } from '@grpc/grpc-js';
-import { invalidArgument } from '../model/errors.js';
-import type { VmServiceHandlers } from '../api/grpc/generated/vmlet/v1/VmService.js';
-import type { ConsoleInput__Output } from '../api/grpc/generated/vmlet/v1/ConsoleInput.js';
-import type { ConsoleOutput } from '../api/grpc/generated/vmlet/v1/ConsoleOutput.js';
-import type { GetConsoleLogRequest__Output } from '../api/grpc/generated/vmlet/v1/GetConsoleLogRequest.js';
-import type { VmManager } from '../vm/manager.js';
-import { validateVmId } from '../vm/validate.js';
-import type { ConsoleSink } from './client.js';
-import type { ConsoleHub } from './hub.js';
-import { finishStreamingCall, type CallContext } from '../api/grpc/observe.js';
-import { consoleHubFor } from './registry.js';
+import { invalidArgument } from '../../model/errors.js';
+import type { VmServiceHandlers } from './generated/vmlet/v1/VmService.js';
+import type { ConsoleInput__Output } from './generated/vmlet/v1/ConsoleInput.js';
+import type { ConsoleOutput } from './generated/vmlet/v1/ConsoleOutput.js';
+import type { GetConsoleLogRequest__Output } from './generated/vmlet/v1/GetConsoleLogRequest.js';
+import { validateVmId } from '../../vm/validate.js';
+import type { ConsoleSink } from '../../console/client.js';
+import type { ConsoleHub } from '../../console/hub.js';
+import { finishStreamingCall, type CallContext } from './observe.js';
 
 type ConsoleCall = ServerDuplexStream<ConsoleInput__Output, ConsoleOutput>;
 type ConsoleLogCall = ServerWritableStream<GetConsoleLogRequest__Output, ConsoleOutput>;
 
-/** The Console and GetConsoleLog handlers of VmService, over the manager's console hub. */
-export function consoleHandlers(manager: VmManager, ctx: CallContext): Pick<VmServiceHandlers, 'Console' | 'GetConsoleLog'> {
-  return consoleHandlersFor(consoleHubFor(manager), ctx);
-}
-
-export function consoleHandlersFor(hub: ConsoleHub, ctx: CallContext): Pick<VmServiceHandlers, 'Console' | 'GetConsoleLog'> {
+/** The Console and GetConsoleLog handlers of VmService, over the console hub. */
+export function consoleHandlers(hub: ConsoleHub, ctx: CallContext): Pick<VmServiceHandlers, 'Console' | 'GetConsoleLog'> {
   return {
     Console: (call) => finishStreamingCall(ctx, 'Console', call, (setVm) => attachConsole(hub, call, setVm)),
     GetConsoleLog: (call) =>

@@ -2,16 +2,16 @@ import fastifyWebsocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { status } from '@grpc/grpc-js';
-import { isLoopbackAddress } from '../config.js';
-import { asVmletError, VmletError } from '../model/errors.js';
-import type { Logger } from '../host/log.js';
-import { validateVmId } from '../vm/validate.js';
-import type { ConsoleSink } from './client.js';
-import type { ConsoleHub } from './hub.js';
+import { isLoopbackAddress } from '../../host/addresses.js';
+import { asVmletError, VmletError } from '../../model/errors.js';
+import type { Logger } from '../../host/log.js';
+import { validateVmId } from '../../vm/validate.js';
+import type { ConsoleSink } from '../../console/client.js';
+import type { ConsoleHub } from '../../console/hub.js';
 
-export const CONSOLE_WEBSOCKET_PATH = '/v1/vms/:id/console';
+const CONSOLE_WEBSOCKET_PATH = '/v1/vms/:id/console';
 /** Keepalive: a ping this often; a client that has not answered the previous one is cut. */
-export const DEFAULT_PING_INTERVAL_MS = 30_000;
+const DEFAULT_PING_INTERVAL_MS = 30_000;
 const DROP_GRACE_MS = 5_000;
 const MAX_INPUT_FRAME_BYTES = 64 * 1024;
 
@@ -28,7 +28,7 @@ type ConsoleRequest = FastifyRequest<{ Params: { id: string } }>;
 const HTTP_STATUS: Partial<Record<VmletError['code'], number>> = { INVALID_ARGUMENT: 400, NOT_FOUND: 404, FAILED_PRECONDITION: 409 };
 
 /** Close codes: 1000 when the VM stops; 4000 + the gRPC status code when the console ends on an error (4008: too slow). */
-export function closeCodeOf(err: VmletError): number {
+function closeCodeOf(err: VmletError): number {
   return 4000 + status[err.code];
 }
 

@@ -1,12 +1,12 @@
 import { join } from 'node:path';
 import { errorMessage, failedPrecondition, invalidArgument } from '../model/errors.js';
 import { mkdir } from 'node:fs/promises';
-import { resolveUnderRoots } from '../storage/image-roots.js';
-import { createOverlay, inspectImage } from '../storage/qemu-img.js';
+import { ImageRoots } from './image-roots.js';
+import { createOverlay, inspectImage } from './qemu-img.js';
 import type { DiskStatus, VmPaths, VmSpec } from '../model/vm.js';
 
-interface StorageOptions {
-  imageRoots: string[];
+export interface StorageOptions {
+  imageRoots: ImageRoots;
   qemuImgBinary: string;
 }
 
@@ -18,7 +18,7 @@ interface StorageOptions {
 export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: StorageOptions): Promise<DiskStatus[]> {
   const [, ...resolved] = await allInSpecOrder<string | void>([
     checkBootFiles(spec, options.imageRoots),
-    ...spec.disks.map((d, i) => resolveUnderRoots(d.imagePath, options.imageRoots, `spec.disks[${i}].image_path`)),
+    ...spec.disks.map((d, i) => options.imageRoots.resolve(d.imagePath, `spec.disks[${i}].image_path`)),
   ]);
   const disks: DiskStatus[] = [];
   for (const [i, disk] of spec.disks.entries()) {
@@ -28,7 +28,7 @@ export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: Storag
       throw invalidArgument(field, `${disk.imagePath} is not a readable disk image with all its backing files (${errorMessage(err)})`);
     });
     // QEMU opens the backing files too: they are held to the image roots like the image itself.
-    for (const backing of backingFiles) await resolveUnderRoots(backing, options.imageRoots, `${field} (backing file ${backing})`);
+    for (const backing of backingFiles) await options.imageRoots.resolve(backing, `${field} (backing file ${backing})`);
     if (!disk.overlay) {
       disks.push({ name: disk.name, path: image, format });
       continue;
@@ -44,11 +44,11 @@ export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: Storag
 }
 
 /** Kernel and initrd stay as the spec names them; they are checked at create and again at every start. */
-export async function checkBootFiles(spec: VmSpec, imageRoots: string[]): Promise<void> {
+export async function checkBootFiles(spec: VmSpec, imageRoots: ImageRoots): Promise<void> {
   if (!spec.kernel) return;
   const { kernelPath, initrdPath } = spec.kernel;
-  const checks = [resolveUnderRoots(kernelPath, imageRoots, 'spec.kernel.kernel_path')];
-  if (initrdPath) checks.push(resolveUnderRoots(initrdPath, imageRoots, 'spec.kernel.initrd_path'));
+  const checks = [imageRoots.resolve(kernelPath, 'spec.kernel.kernel_path')];
+  if (initrdPath) checks.push(imageRoots.resolve(initrdPath, 'spec.kernel.initrd_path'));
   await allInSpecOrder(checks);
 }
 
@@ -58,4 +58,17 @@ async function allInSpecOrder<T>(checks: Promise<T>[]): Promise<T[]> {
   const failed = results.find((r) => r.status === 'rejected');
   if (failed) throw failed.reason;
   return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
+/** Disk images and boot files, held to the image roots. */
+export class ImageStorage {
+  constructor(private readonly options: StorageOptions) {}
+
+  prepareDisks(spec: VmSpec, paths: VmPaths): Promise<DiskStatus[]> {
+    return prepareDisks(spec, paths, this.options);
+  }
+
+  checkBootFiles(spec: VmSpec): Promise<void> {
+    return checkBootFiles(spec, this.options.imageRoots);
+  }
 }

@@ -1,0 +1,94 @@
+import { rm } from 'node:fs/promises';
+import type { VmPaths } from '../model/vm.js';
+import { isAlive } from '../host/process.js';
+import type { Accelerator } from './accel.js';
+import { buildQemuArgv } from './argv.js';
+import { isQemuOf, killHard, launchQemu, qemuLogTail } from './launcher.js';
+import { QemuMachine } from './machine.js';
+import { qemusUnder } from './orphans.js';
+import { QmpClient, type QmpConnectOptions } from './qmp.js';
+import type { Spawner } from './spawner.js';
+import type { DiskStatus, NicStatus, VmSpec } from '../model/vm.js';
+
+const QMP_CONNECT_TIMEOUT_MS = 5000;
+
+export interface HypervisorOptions {
+  binary: string;
+  accelerator: Accelerator;
+  spawner: Spawner;
+  runDir: string;
+  /** vhost=on for TAP netdevs (only when /dev/vhost-net really opens). */
+  vhostNet: boolean;
+  netns?: string;
+  /** Called after every QMP command (metrics). */
+  onQmpCommand?: (command: string, seconds: number, ok: boolean) => void;
+}
+
+/** What a QEMU is started with (the domain's LaunchRequest). */
+export interface QemuLaunch {
+  spec: VmSpec;
+  paths: VmPaths;
+  disks: DiskStatus[];
+  nics: NicStatus[];
+  pciPorts: number;
+  nicPorts: Readonly<Record<string, number>>;
+  incoming?: boolean;
+}
+
+/** QEMU processes of this node: started detached through the spawn helper, driven over QMP. */
+export class QemuHypervisor {
+  constructor(private readonly o: HypervisorOptions) {}
+
+  get accelerator(): Accelerator {
+    return this.o.accelerator;
+  }
+
+  private get qmpOptions(): QmpConnectOptions {
+    return { connectTimeoutMs: QMP_CONNECT_TIMEOUT_MS, onCommandDone: this.o.onQmpCommand };
+  }
+
+  async launch(r: QemuLaunch): Promise<QemuMachine> {
+    const argv = buildQemuArgv({
+      spec: r.spec,
+      paths: r.paths,
+      accelerator: this.o.accelerator,
+      disks: r.disks,
+      nics: r.nics,
+      vhostNet: this.o.vhostNet,
+      startPaused: true,
+      incoming: r.incoming === true,
+      hotplugPorts: r.pciPorts,
+      nicPorts: r.nicPorts,
+    });
+    const launched = await launchQemu({ binary: this.o.binary, argv, paths: r.paths, netns: this.o.netns, spawner: this.o.spawner, qmp: this.qmpOptions });
+    return new QemuMachine(launched.pid, launched.qmp, r.paths, this.o.vhostNet);
+  }
+
+  async adopt(pid: number, paths: VmPaths): Promise<QemuMachine> {
+    return new QemuMachine(pid, await QmpClient.connect(paths.qmpSocket, this.qmpOptions), paths, this.o.vhostNet);
+  }
+
+  isQemuOf(pid: number, id: string): Promise<boolean> {
+    return isQemuOf(pid, id);
+  }
+
+  isAlive(pid: number): Promise<boolean> {
+    return isAlive(pid);
+  }
+
+  kill(pid: number): Promise<void> {
+    return killHard(pid);
+  }
+
+  logTail(paths: VmPaths, maxBytes: number): Promise<string> {
+    return qemuLogTail(paths, maxBytes);
+  }
+
+  running(): Promise<{ pid: number; id: string }[]> {
+    return qemusUnder(this.o.runDir);
+  }
+
+  async clearRunFiles(paths: VmPaths): Promise<void> {
+    await Promise.all([paths.qmpSocket, paths.serialSocket, paths.pidFile].map((f) => rm(f, { force: true })));
+  }
+}

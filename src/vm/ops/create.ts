@@ -1,0 +1,56 @@
+import type { VmSpec } from '../../model/vm.js';
+import { runPlan, type Step } from '../plan.js';
+import type { VmRecord } from '../registry.js';
+import { checkBridges, checkCouldFit, checkMacsFree } from './checks.js';
+import type { OpEnv } from './env.js';
+
+interface Creation {
+  env: OpEnv;
+  spec: VmSpec;
+  record?: VmRecord;
+  /** Settles when the VM's state files are on disk. */
+  durable?: Promise<void>;
+}
+
+const createSteps: readonly Step<Creation>[] = [
+  {
+    // A VM that can never fit is refused here; whether it fits now is checked at start.
+    name: 'check',
+    async run({ env, spec }) {
+      checkCouldFit(env, spec);
+      checkMacsFree(env, spec.id, spec.nics);
+      await checkBridges(env, spec.nics);
+    },
+  },
+  {
+    name: 'prepare disks',
+    async run(c) {
+      const status = c.env.vms.newStatus('Pending', 'created');
+      status.disks = await c.env.storage.prepareDisks(c.spec, c.env.store.paths(c.spec.id));
+      c.record = c.env.vms.add(c.spec, status);
+    },
+    async undo(c) {
+      if (c.record) c.env.vms.drop(c.record);
+      await c.env.store.remove(c.spec.id);
+    },
+  },
+  {
+    // Not awaited here: a start right behind the create launches QEMU while the files are written.
+    name: 'write state',
+    run(c) {
+      const record = c.record!;
+      c.durable = c.env.store.create(c.spec, record.status);
+      c.durable.catch(() => undefined);
+      record.saving = c.durable.catch(() => undefined);
+      record.log.info({ vcpus: c.spec.vcpus, memoryMib: c.spec.memoryMib }, 'VM created');
+      c.env.vms.announce(record);
+    },
+  },
+];
+
+/** A new VM: checked, its overlays made, registered while its state files are written. */
+export async function createVm(env: OpEnv, spec: VmSpec): Promise<{ record: VmRecord; durable: Promise<void> }> {
+  const creation: Creation = { env, spec };
+  await runPlan(createSteps, creation, env.vms.log);
+  return { record: creation.record!, durable: creation.durable! };
+}

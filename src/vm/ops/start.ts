@@ -1,0 +1,54 @@
+import { errorMessage, failedPrecondition } from '../../model/errors.js';
+import { runPlan, type Step } from '../plan.js';
+import type { VmRecord } from '../registry.js';
+import { checkCapacity } from './checks.js';
+import type { OpEnv } from './env.js';
+import { launchSteps, startLaunch, type Launch } from './launch.js';
+
+/** Started with -S: events are subscribed before the guest runs, then `cont`, pipelined behind the handshake. */
+const runGuest: Step<Launch> = {
+  name: 'run guest',
+  async run(l) {
+    const machine = l.machine!;
+    const running = machine.run();
+    running.catch(() => undefined);
+    await machine.ready();
+    await running;
+  },
+};
+
+const startSteps: readonly Step<Launch>[] = [
+  { name: 'check boot files', run: (l) => l.env.storage.checkBootFiles(l.record.spec) },
+  ...launchSteps,
+  runGuest,
+];
+
+/** StartVm: admit, Starting, then the plan; a failed plan is undone and the VM is Failed with the reason. */
+export async function start(env: OpEnv, record: VmRecord): Promise<void> {
+  const { phase } = record.status;
+  if (phase === 'Running' || phase === 'Paused') return;
+  if (phase !== 'Pending' && phase !== 'Stopped' && phase !== 'Failed') {
+    throw failedPrecondition(`VM ${record.id} is ${phase}; it can be started when Pending, Stopped or Failed`);
+  }
+  await forgetDeadMachine(env, record);
+  checkCapacity(env, record.spec);
+  env.vms.transition(record, 'Starting', 'start requested');
+  try {
+    await runPlan(startSteps, startLaunch(env, record), record.log);
+  } catch (err) {
+    record.log.error({ err }, 'start failed');
+    env.vms.transition(record, 'Failed', `start failed: ${errorMessage(err)}`, { pid: 0, nics: [] });
+    throw err;
+  }
+  env.vms.transition(record, 'Running', 'started', { startedAt: env.clock.now().toISOString() });
+}
+
+/** A previous QEMU whose exit is queued behind this operation: forgotten if it is gone. */
+async function forgetDeadMachine(env: OpEnv, record: VmRecord): Promise<void> {
+  const machine = record.machine;
+  if (!machine) return;
+  if (await env.hypervisor.isAlive(machine.pid)) {
+    throw failedPrecondition(`VM ${record.id} still has a QEMU process (pid ${machine.pid}); stop it first`);
+  }
+  record.machine = undefined;
+}

@@ -1,0 +1,34 @@
+import type { Logger } from '../host/log.js';
+
+/** One named step of an operation, with the undo that takes it back. */
+export interface Step<C> {
+  name: string;
+  run(ctx: C): Promise<void> | void;
+  /** Takes back what run did; called in reverse order when a later step fails. */
+  undo?(ctx: C): Promise<void> | void;
+}
+
+/**
+ * Runs the steps in order. When one fails, the steps that completed are undone in reverse (an
+ * undo that fails is logged and the others still run) and the step's error is thrown, with the
+ * step's name in `failedStep` for logs.
+ */
+export async function runPlan<C>(steps: readonly Step<C>[], ctx: C, log: Logger): Promise<void> {
+  const done: Step<C>[] = [];
+  for (const step of steps) {
+    try {
+      await step.run(ctx);
+    } catch (err) {
+      log.debug({ step: step.name }, 'step failed; undoing the steps before it');
+      for (const completed of done.reverse()) {
+        try {
+          await completed.undo?.(ctx);
+        } catch (undoErr) {
+          log.error({ err: undoErr, step: completed.name }, 'undo failed');
+        }
+      }
+      throw err;
+    }
+    done.push(step);
+  }
+}
