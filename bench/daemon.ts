@@ -71,6 +71,8 @@ export class BenchDaemon {
       '--image-root', join(options.repo, '.guest'),
       ...(options.imageRoots ?? []).flatMap((r) => ['--image-root', r]),
       '--qemu', options.qemuBinary,
+      // Like the e2e tests: a nested /dev/kvm can pass the probe and still hang a guest.
+      '--accel', process.env.VMLET_BENCH_ACCEL ?? 'tcg',
       ...(options.extraArgs ?? []),
     ];
     // The log goes straight to a file: the measuring process does not read it while measuring.

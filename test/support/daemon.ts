@@ -62,6 +62,9 @@ export class TestDaemon {
       '--image-root', GUEST_DIR,
       '--image-root', join(this.root, 'images'),
       '--stop-grace-seconds', '20',
+      // The e2e guests are TCG guests: a nested /dev/kvm can pass vmlet's probe and still hang a
+      // Linux guest. VMLET_TEST_ACCEL=auto tests the probe's choice instead.
+      '--accel', process.env.VMLET_TEST_ACCEL ?? 'tcg',
       ...(this.options.extraArgs ?? []),
     ];
   }
