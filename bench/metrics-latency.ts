@@ -90,13 +90,13 @@ async function scrapeMany(url: string, runs: number): Promise<Scrapes> {
   };
 }
 
-async function waitAllBooted(runDir: string, ids: string[], timeoutMs: number, log: (m: string) => void): Promise<number> {
+async function waitAllBooted(stateDir: string, ids: string[], timeoutMs: number, log: (m: string) => void): Promise<number> {
   const t0 = performance.now();
   const pending = new Set(ids);
   const deadline = Date.now() + timeoutMs;
   while (pending.size > 0) {
     for (const id of [...pending]) {
-      const text = await readFile(join(runDir, 'vms', id, 'console.log'), 'utf8').catch(() => '');
+      const text = await readFile(join(stateDir, 'vms', id, 'console.log'), 'utf8').catch(() => '');
       if (text.includes(READY_LINE)) pending.delete(id);
     }
     if (pending.size === 0) break;
@@ -161,7 +161,7 @@ export async function metricsLatencyBench(options: MetricsLatencyOptions): Promi
     const vm = await unary<CreateVmRequest, Vm__Output>(vms.createVm.bind(vms), { spec, start: true }, { deadline: Date.now() + 60_000 });
     if (vm.status?.phase !== 'PHASE_RUNNING') throw new Error(`${id}: ${vm.status?.phase} ${vm.status?.reason}`);
   }
-  const bootSeconds = await waitAllBooted(daemon.runDir, ids, options.bootTimeoutMs ?? 600_000, log);
+  const bootSeconds = await waitAllBooted(daemon.stateDir, ids, options.bootTimeoutMs ?? 600_000, log);
   const loadBefore = loadavg();
   const busy = await scrapeMany(url, runs);
   const loadAfter = loadavg();

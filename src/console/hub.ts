@@ -34,7 +34,7 @@ export interface ConsoleLogRequest {
 /**
  * Every VM's console: a session per running QEMU, opened when a start has launched QEMU (before
  * the guest runs) or when the VM becomes Running otherwise (adopted, migrated in), and closed when
- * it stops, which ends its clients cleanly.
+ * it stops, which ends its clients cleanly. Each session writes the VM's console log.
  */
 export class ConsoleHub {
   private readonly sessions = new Map<string, ConsoleSession>();
@@ -84,25 +84,29 @@ export class ConsoleHub {
   /** The console log, or its last lines; with follow, then live output while the VM runs. Ends the client when done. */
   async streamLog(request: ConsoleLogRequest, client: ConsoleClient): Promise<void> {
     const record = this.vms.record(request.id);
-    const session = this.sessions.get(request.id);
-    const log = session && !session.ended ? session.log : new LogFile(record.paths.consoleLog);
+    const found = this.sessions.get(request.id);
+    const session = found && !found.ended ? found : undefined;
+    // Without a session (the VM is not running) the files are only read.
+    const log = session ? session.log : new LogFile(record.paths.consoleLog);
     try {
+      // What vmlet has read from the guest so far is part of the answer.
+      await session?.logWritten();
       const end = await log.size();
       const start = request.tailLines > 0 ? await log.tailLinesStart(end, request.tailLines) : 0;
-      if (request.follow && session && !session.ended) {
+      if (request.follow && session) {
         await session.follow(client, start);
         return;
       }
       for (let at = start; at < end && !client.closed; ) {
-        const chunk = await log.read(at, Math.min(end, at + this.limits.readChunkBytes));
-        if (chunk.length === 0) break;
-        at += chunk.length;
-        client.send(chunk);
+        const chunk = await log.readFrom(at, end, this.limits.readChunkBytes);
+        if (chunk.data.length === 0) break;
+        at = chunk.at + chunk.data.length;
+        client.send(chunk.data);
         await client.drained();
       }
       client.end();
     } finally {
-      if (log !== session?.log) await log.close();
+      if (!session) await log.close();
     }
   }
 
@@ -112,6 +116,7 @@ export class ConsoleHub {
     const current = this.sessions.get(id);
     if (current && (deleted || !KEEP.has(phase) || current.pid !== pid)) {
       this.sessions.delete(id);
+      if (deleted || phase === 'Deleting') current.discardLog();
       void current.close();
       this.logger.debug({ vm: id, phase }, 'console closed');
     }

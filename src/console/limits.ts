@@ -12,7 +12,7 @@ export interface ConsoleLimits {
   /**
    * Output is fanned out at most once per this many ms (the first byte after a quiet spell at
    * once): QEMU sends a byte per write, and one message per byte would keep vmlet too busy to
-   * read the socket, which throttles the guest (QEMU then also logs bytes twice).
+   * read the socket, which throttles the guest.
    */
   batchMs: number;
   /** A batch this large goes out at once. */
@@ -23,10 +23,13 @@ export interface ConsoleLimits {
   connectAttempts: number;
   /** Pause between two connect attempts. */
   connectRetryMs: number;
-  /** After output arrives on the socket, console.log is read once more this much later (QEMU logs just after it sends). */
-  settleMs: number;
-  /** While clients are attached, console.log is also checked this often (output logged while the socket was down). */
-  pollMs: number;
+  /**
+   * console.log is rotated to console.log.1 before it would grow past this (daemon flag
+   * --console-log-max-bytes): a VM's console log takes at most twice this on disk.
+   */
+  logMaxBytes: number;
+  /** Output waiting for the disk, per VM; beyond it (a disk slower than a flooding guest) output is dropped, and the log says how much. */
+  logBufferBytes: number;
 }
 
 export const DEFAULT_CONSOLE_LIMITS: ConsoleLimits = {
@@ -38,8 +41,8 @@ export const DEFAULT_CONSOLE_LIMITS: ConsoleLimits = {
   inputMaxPendingBytes: 64 * 1024,
   connectAttempts: 50,
   connectRetryMs: 100,
-  settleMs: 25,
-  pollMs: 1000,
+  logMaxBytes: 1024 * 1024,
+  logBufferBytes: 256 * 1024,
 };
 
 /** Human form of a byte count for messages: 1 MiB, 64 KiB, 300 bytes. */

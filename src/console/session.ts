@@ -1,17 +1,17 @@
-import { statSync } from 'node:fs';
 import type { VmletError } from '../model/errors.js';
 import type { Logger } from '../host/log.js';
 import type { ConsoleClient } from './client.js';
 import { Batcher } from './batcher.js';
 import { joinHistory } from './history.js';
 import type { ConsoleLimits } from './limits.js';
-import { LogFile } from './log-file.js';
 import { ByteRing } from './ring.js';
+import { RotatingLog } from './rotating-log.js';
 import { SerialLink } from './serial-link.js';
 import { ConsoleTape } from './tape.js';
 
 export interface ConsolePaths {
   serialSocket: string;
+  /** Where vmlet writes the console log (rotated to `<consoleLog>.1`). */
   consoleLog: string;
 }
 
@@ -21,30 +21,27 @@ const FINAL_OUTPUT_WAIT_MS = 1000;
 /**
  * The console of one running QEMU, from Running until the VM stops.
  *
+ * Everything vmlet reads from the serial socket is appended to console.log (RotatingLog) as it
+ * arrives: QEMU keeps no log of its own. Output printed while vmlet is not connected (the daemon
+ * is down) is lost, as with any serial socket nobody reads.
+ *
  * Interactive clients get the guest's output as it arrives on the serial socket. Their history is
- * the same stream: a ring of the last `historyBytes` received since vmlet connected, preceded when
- * that is short by the end of console.log up to the size it had when vmlet connected (what the
- * guest printed before). A client joins the live stream and takes its ring snapshot in one
- * synchronous step, so no byte is sent twice or skipped. (Live bytes come from the socket, not
- * the log: QEMU 7.2 logs a byte twice when a socket write would block and it retries.) The one
- * instant not pinned down is vmlet's connection itself (QEMU accepts on its own schedule): output
- * printed in that very instant may be missing from, or doubled in, a history.
+ * the same stream: a ring of the last `historyBytes` received since this session connected,
+ * preceded when that is short by the end of console.log as an earlier session (an earlier start
+ * of the VM, an earlier vmlet) left it. A client joins the live stream and takes its ring
+ * snapshot in one synchronous step, so no byte is sent twice or skipped.
  *
  * Output is batched (Batcher) before it goes into the ring and to clients, in one step.
  *
  * Log followers (`vmlet logs -f`) read console.log itself, as `tail -f` would: see ConsoleTape.
  */
 export class ConsoleSession {
-  readonly log: LogFile;
+  readonly log: RotatingLog;
   private readonly link: SerialLink;
   private readonly ring: ByteRing;
   private readonly live = new Set<ConsoleClient>();
   private readonly tape: ConsoleTape;
   private readonly batcher: Batcher;
-  /** Size of console.log when vmlet first connected: bytes before it are from before the connection. */
-  private boundary?: number;
-  private settleTimer?: NodeJS.Timeout;
-  private readonly pollTimer: NodeJS.Timeout;
   private closing?: Promise<void>;
   private closeError?: VmletError;
 
@@ -54,22 +51,23 @@ export class ConsoleSession {
     private readonly limits: ConsoleLimits,
     private readonly logger: Logger,
   ) {
-    this.log = new LogFile(paths.consoleLog);
+    // Opened at the first write or read, not here: this runs while QEMU initialises.
+    this.log = new RotatingLog(paths.consoleLog, {
+      maxBytes: limits.logMaxBytes,
+      bufferBytes: limits.logBufferBytes,
+      logger,
+      onWritten: () => {
+        if (this.tape.clientCount > 0) this.pumpTape();
+      },
+    });
     this.ring = new ByteRing(limits.historyBytes);
     this.tape = new ConsoleTape(this.log, limits, logger);
     this.link = new SerialLink(paths.serialSocket, limits, logger);
-    this.link.on('connected', () => {
-      // Synchronously, before the first byte of this connection is read.
-      this.boundary ??= logSize(paths.consoleLog);
-      if (this.tape.clientCount > 0) this.pumpTape();
-    });
     this.batcher = new Batcher(limits.batchMs, limits.batchBytes, (data) => this.deliver(data));
-    this.link.on('data', (chunk) => this.batcher.push(chunk));
-    // Log followers: output logged while the socket was down comes with no data event.
-    this.pollTimer = setInterval(() => {
-      if (this.tape.clientCount > 0) this.pumpTape();
-    }, limits.pollMs).unref();
-    // console.log is opened when a client needs it, not here: this runs while QEMU initialises.
+    this.link.on('data', (chunk) => {
+      this.log.append(chunk);
+      this.batcher.push(chunk);
+    });
     this.link.connect();
   }
 
@@ -84,6 +82,8 @@ export class ConsoleSession {
   /** An interactive client: the history tail, then live output until the VM stops. */
   async attach(client: ConsoleClient): Promise<void> {
     await this.link.connected();
+    // Bytes before `boundary` were logged before this session: the ring has everything after.
+    const { end: boundary, whole } = await this.log.initialEnd();
     if (this.closing) {
       if (this.closeError) client.fail(this.closeError);
       else client.end();
@@ -95,11 +95,12 @@ export class ConsoleSession {
     this.live.add(client);
     client.whenClosed(() => this.live.delete(client));
     const need = this.ring.wrapped ? 0 : this.limits.historyBytes - recent.length;
-    const boundary = this.boundary ?? 0;
     // One byte more than needed tells whether the history starts at a line start.
     const from = Math.max(0, boundary - need - 1);
-    const before = need > 0 ? await this.log.read(from, boundary) : Buffer.alloc(0);
-    client.release(joinHistory(before, recent, this.limits.historyBytes, from === 0 && !this.ring.wrapped));
+    const before = need > 0 ? await this.log.readFrom(from, boundary) : { at: from, data: Buffer.alloc(0) };
+    // Complete: it starts at the first byte the log ever had (nothing was rotated out).
+    const complete = whole && before.at === 0 && !this.ring.wrapped;
+    client.release(joinHistory(before.data, recent, this.limits.historyBytes, complete));
   }
 
   /** A log follower: console.log from `from`, then what is appended to it, until the VM stops. */
@@ -113,13 +114,11 @@ export class ConsoleSession {
 
   /**
    * Ends every client: cleanly when the VM stopped (after the last output QEMU sent), or with
-   * `error` (daemon shutdown).
+   * `error` (daemon shutdown). The log is written to its end and closed.
    */
   close(error?: VmletError): Promise<void> {
     this.closeError ??= error;
     this.closing ??= (async () => {
-      clearInterval(this.pollTimer);
-      clearTimeout(this.settleTimer);
       if (!error) await this.link.disconnected(FINAL_OUTPUT_WAIT_MS);
       this.link.close();
       this.batcher.flush();
@@ -128,32 +127,30 @@ export class ConsoleSession {
         else client.end();
       }
       this.live.clear();
+      await this.log.flushed();
       await this.tape.finish(error);
       await this.log.close();
     })();
     return this.closing;
   }
 
+  /** The VM is being deleted, its log with it: nothing more is written to it. */
+  discardLog(): void {
+    void this.log.discard();
+  }
+
+  /** Resolves once everything read from the serial socket so far is in console.log. */
+  logWritten(): Promise<void> {
+    return this.log.flushed();
+  }
+
   /** A batch of output: into the ring and to every live client in one step (attach relies on it). */
   private deliver(chunk: Buffer): void {
     this.ring.push(chunk);
     for (const client of this.live) client.send(chunk);
-    if (this.tape.clientCount === 0) return;
-    this.pumpTape();
-    // QEMU logs a chunk just after sending it: look once more when the burst is over.
-    clearTimeout(this.settleTimer);
-    this.settleTimer = setTimeout(() => this.pumpTape(), this.limits.settleMs).unref();
   }
 
   private pumpTape(): void {
     void this.tape.pump().catch((err: unknown) => this.logger.warn({ err }, 'could not read console.log'));
-  }
-}
-
-function logSize(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
   }
 }

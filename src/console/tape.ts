@@ -5,12 +5,13 @@ import type { ConsoleLimits } from './limits.js';
 import type { LogFile } from './log-file.js';
 
 /**
- * console.log followed as `tail -f` would, for log followers (`vmlet logs -f`). QEMU appends
- * every byte the guest sends to it, so the log is one ordered tape and a follower's position is a
- * plain offset: an attaching follower gets [from, end) from the file and then every byte after
- * `end`, with `end` taken while no read is in progress, so no byte of the file is sent twice or
- * skipped. Reads are serialised; `pump` (rung when the serial socket delivers output, and by a
- * slow poll) reads what the log gained and fans it out.
+ * console.log followed as `tail -f` would, for log followers (`vmlet logs -f`). vmlet appends
+ * the guest's output to it (RotatingLog), so the log is one ordered tape and a follower's
+ * position is a plain offset (offsets go on across rotations): an attaching follower gets
+ * [from, end) from the files and then every byte after `end`, with `end` taken while no read is
+ * in progress, so no byte of the log is sent twice or skipped. A follower so far behind that its
+ * bytes were rotated out goes on from the oldest byte left. Reads are serialised; `pump` (rung
+ * after each write to the log) reads what the log gained and fans it out.
  */
 export class ConsoleTape {
   /**
@@ -68,11 +69,16 @@ export class ConsoleTape {
         }
         return true;
       });
-      if (joined || client.closed || cursor === undefined) return;
+      if (joined) {
+        // What was written while this client was joining rang `pump` before the client counted.
+        void this.pump().catch((err: unknown) => this.logger.warn({ err }, 'could not read console.log'));
+        return;
+      }
+      if (client.closed || cursor === undefined) return;
       // Far behind: one chunk outside the lock, at the client's pace, then look again.
-      const chunk = await this.log.read(cursor, cursor + this.limits.readChunkBytes);
-      cursor += chunk.length;
-      client.send(chunk);
+      const chunk = await this.log.readFrom(cursor, Infinity, this.limits.readChunkBytes);
+      cursor = chunk.at + chunk.data.length;
+      client.send(chunk.data);
       await client.drained();
       if (client.closed) return;
     }
@@ -104,19 +110,15 @@ export class ConsoleTape {
   private async catchUp(): Promise<void> {
     if (this.finished) return;
     const size = await this.log.size();
-    if (size < this.offset) {
-      this.logger.warn({ size, offset: this.offset }, 'console.log shrank (truncated by hand?); following it from its start');
-      this.offset = 0;
-    }
     if (this.clients.size === 0) {
       // Nobody to send to: skip ahead; an attaching client reads its history from the file.
       this.offset = size;
       return;
     }
     while (this.offset < size) {
-      const data = await this.log.read(this.offset, Math.min(size, this.offset + this.limits.readChunkBytes));
+      const { at, data } = await this.log.readFrom(this.offset, size, this.limits.readChunkBytes);
+      this.offset = Math.max(this.offset, at + data.length);
       if (data.length === 0) break;
-      this.offset += data.length;
       for (const client of this.clients) client.send(data);
     }
   }

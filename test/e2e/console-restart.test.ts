@@ -14,7 +14,7 @@ describe('console across daemon restarts', () => {
   beforeAll(async () => {
     d = await TestDaemon.start();
     await rpc(d.clients).create(guestSpec(ID), true);
-    await waitForFileText(join(d.runDir, 'vms', ID, 'console.log'), READY_LINE);
+    await waitForFileText(join(d.stateDir, 'vms', ID, 'console.log'), READY_LINE);
   });
   afterAll(async () => {
     await rpc(d.clients).delete(ID, true).catch(() => undefined);

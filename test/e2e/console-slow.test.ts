@@ -18,7 +18,7 @@ describe('console: a client that never reads', () => {
     d = await TestDaemon.start();
     api = rpc(d.clients);
     await api.create(guestSpec(ID), true);
-    await waitForFileText(join(d.runDir, 'vms', ID, 'console.log'), READY_LINE);
+    await waitForFileText(join(d.stateDir, 'vms', ID, 'console.log'), READY_LINE);
   });
   afterAll(async () => {
     await api?.delete(ID, true).catch(() => undefined);

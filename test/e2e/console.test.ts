@@ -22,7 +22,7 @@ describe('console: gRPC, websocket and the CLI against a real guest', () => {
     d = await TestDaemon.start({ extraArgs: ['--console-websocket'] });
     api = rpc(d.clients);
     await api.create(guestSpec(ID), true);
-    log = join(d.runDir, 'vms', ID, 'console.log');
+    log = join(d.stateDir, 'vms', ID, 'console.log');
     await waitForFileText(log, READY_LINE);
   });
   afterAll(async () => {

@@ -1,9 +1,12 @@
 /**
- * A stand-in for QEMU's serial chardev (`socket,server=on,wait=off,logfile=…,logappend=on`):
- * a unix socket that serves one client at a time and a console log that gets every byte the
- * "guest" sends, whether a client is connected or not (like QEMU: socket first, then the log).
+ * A stand-in for QEMU's serial chardev (`socket,server=on,wait=off`): a unix socket that serves
+ * one client at a time; what the "guest" sends while no client is connected is lost, as with
+ * QEMU. The console log next to it (`logPath`) is vmlet's to write; `earlierLog` plays an
+ * earlier vmlet that wrote some of it.
  */
 import { appendFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -49,11 +52,26 @@ export class FakeSerial {
     await once(server, 'listening');
   }
 
-  /** The guest prints: to the client if one is connected, and always to the log. */
+  /** The guest prints: to the client if one is connected; otherwise it is lost. */
   emit(data: string | Buffer): void {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     this.client?.write(bytes);
-    appendFileSync(this.logPath, bytes);
+  }
+
+  /** Output an earlier vmlet (an earlier daemon, an earlier start of the VM) wrote to the console log. */
+  earlierLog(data: string | Buffer): void {
+    appendFileSync(this.logPath, data);
+  }
+
+  /** Polls the console log (vmlet writes it) until it contains `text`, with a deadline. */
+  async logged(text: string, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const log = await readFile(this.logPath, 'latin1').catch(() => '');
+      if (log.includes(text)) return;
+      if (Date.now() > deadline) throw new Error(`${JSON.stringify(text)} not in ${this.logPath} within ${timeoutMs} ms; it ends with ${JSON.stringify(log.slice(-200))}`);
+      await delay(10);
+    }
   }
 
   /** Resolves when a client is being served (now or later). */

@@ -19,3 +19,18 @@ describe('--console-websocket', () => {
     expect(() => parseDaemonArgs(['--console-websocket', '--http-listen', '0.0.0.0:9474'])).toThrow(/only served on a loopback --http-listen/);
   });
 });
+
+describe('--console-log-max-bytes', () => {
+  it('is 1 MiB by default', () => {
+    expect(parseDaemonArgs([]).consoleLogMaxBytes).toBe(1024 * 1024);
+  });
+
+  it('takes a whole number of bytes, at least 64 KiB', () => {
+    expect(parseDaemonArgs(['--console-log-max-bytes', '65536']).consoleLogMaxBytes).toBe(65536);
+    expect(parseDaemonArgs(['--console-log-max-bytes', '10485760']).consoleLogMaxBytes).toBe(10 * 1024 * 1024);
+    for (const bad of ['65535', '0', '-1', '1.5e5', '1MiB', 'abc', '']) {
+      expect(() => parseDaemonArgs([`--console-log-max-bytes=${bad}`])).toThrow(ConfigError);
+    }
+    expect(() => parseDaemonArgs(['--console-log-max-bytes', '1000'])).toThrow(/--console-log-max-bytes: must be a whole number of bytes >= 65536, got "1000"/);
+  });
+});

@@ -7,7 +7,7 @@ import { silentLogger } from '../../src/host/log.js';
 import { FakeSerial } from '../support/fake-serial.js';
 import { FakeVms, isRun, line, lineNumbers, RecordingSink } from '../support/console-fakes.js';
 
-const LIMITS: ConsoleLimits = { ...DEFAULT_CONSOLE_LIMITS, historyBytes: 1000, clientMaxPendingBytes: 160 * 1024, connectRetryMs: 10, settleMs: 5, pollMs: 50 };
+const LIMITS: ConsoleLimits = { ...DEFAULT_CONSOLE_LIMITS, historyBytes: 1000, clientMaxPendingBytes: 160 * 1024, connectRetryMs: 10 };
 const ID = 'web-1';
 
 /** Emits lines [from, to) a few at a time, yielding to the event loop in between; calls `at(n)` before line n. */
@@ -46,9 +46,9 @@ describe('ConsoleHub with a fake QEMU serial socket', () => {
   };
 
   it('history (the log from before the connection, then what came since), then live: no byte twice, none lost', async () => {
-    await emitLines(fake, 0, 300); // printed while nobody was connected: only in console.log
+    fake.earlierLog(Array.from({ length: 300 }, (_, n) => line(n)).join('')); // printed before vmlet connected: only in console.log
     vms.set(ID, fake.paths, 'Running');
-    // The first client waits for vmlet's connection; nothing is printed meanwhile (see ConsoleSession on that instant).
+    // The first client waits for vmlet's connection; nothing is printed meanwhile (nobody would read it: lost).
     const sinks: Promise<RecordingSink>[] = [attach()];
     await sinks[0];
     await emitLines(fake, 300, 3000, (n) => {
@@ -122,9 +122,11 @@ describe('ConsoleHub with a fake QEMU serial socket', () => {
   });
 
   it('opens consoles of VMs already running when it starts (adoption)', async () => {
-    await hub.close();
-    fake.emit('before restart\r\n');
     vms.set(ID, fake.paths, 'Running');
+    await fake.connected();
+    fake.emit('before restart\r\n');
+    await fake.logged('before restart\r\n');
+    await hub.close();
     hub = new ConsoleHub(vms, silentLogger(), LIMITS).start();
     const sink = await attach();
     expect(sink.text).toBe('before restart\r\n');
@@ -144,6 +146,7 @@ describe('ConsoleHub with a fake QEMU serial socket', () => {
     vms.set(ID, fake.paths, 'Running');
     await fake.connected();
     await emitLines(fake, 0, 50);
+    await fake.logged(line(49));
     const whole = new RecordingSink();
     await hub.streamLog({ id: ID, tailLines: 0, follow: false }, hub.client(whole));
     expect(await whole.ended).toEqual({ kind: 'end' });
@@ -151,8 +154,10 @@ describe('ConsoleHub with a fake QEMU serial socket', () => {
 
     const follower = new RecordingSink();
     let following: Promise<void> | undefined;
-    await emitLines(fake, 50, 2000, (n) => {
-      if (n === 700) following = hub.streamLog({ id: ID, tailLines: 10, follow: true }, hub.client(follower));
+    await emitLines(fake, 50, 2000, async (n) => {
+      if (n !== 700) return;
+      await fake.logged(line(699));
+      following = hub.streamLog({ id: ID, tailLines: 10, follow: true }, hub.client(follower));
     });
     await following;
     await follower.until(line(1999));

@@ -47,6 +47,8 @@ describe('console websocket', () => {
   });
 
   it('history, then live output as binary frames; input reaches the guest; closes with 1000 when the VM stops', async () => {
+    // Printed once vmlet reads the socket (what nobody reads is lost).
+    await fake.connected();
     fake.emit('booted\r\n# ');
     const c = await wsConsole(address, ID);
     await c.out.until('booted\r\n# ');

@@ -28,8 +28,8 @@ describe('prepareRunDir', () => {
   it("removes an earlier QEMU's sockets and pid file from an existing run dir and keeps the rest", async () => {
     const paths = vmPaths(path.join(root, 'state'), path.join(root, 'run'), 'vm1');
     await mkdir(paths.runDir, { recursive: true });
-    for (const f of [paths.qmpSocket, paths.serialSocket, paths.pidFile, paths.consoleLog, paths.qemuLog]) await writeFile(f, 'old');
+    for (const f of [paths.qmpSocket, paths.serialSocket, paths.pidFile, paths.qemuLog]) await writeFile(f, 'old');
     await prepareRunDir(paths);
-    expect((await readdir(paths.runDir)).sort()).toEqual([path.basename(paths.consoleLog), path.basename(paths.qemuLog)].sort());
+    expect(await readdir(paths.runDir)).toEqual([path.basename(paths.qemuLog)]);
   });
 });
