@@ -2,6 +2,8 @@ import type { Vm__Output } from '../api/grpc/generated/vmlet/v1/Vm.js';
 import type { NodeInfo__Output } from '../api/grpc/generated/vmlet/v1/NodeInfo.js';
 import type { Timestamp__Output } from '../api/grpc/generated/google/protobuf/Timestamp.js';
 import type { Resources__Output } from '../api/grpc/generated/vmlet/v1/Resources.js';
+import type { Disk__Output } from '../api/grpc/generated/vmlet/v1/Disk.js';
+import type { DiskStatus__Output } from '../api/grpc/generated/vmlet/v1/DiskStatus.js';
 
 /** Pure text formatting of API messages: tables and key: value blocks for people, JSON for tools. */
 
@@ -150,7 +152,7 @@ export function formatVmDetail(vm: Vm__Output, now: Date): string {
     const rows = [['NAME', 'IMAGE', 'OVERLAY', 'READONLY', 'FORMAT', 'PATH']];
     for (const d of disks) {
       const s = diskStatus.get(d.name);
-      rows.push([d.name, d.imagePath, d.overlay ? 'yes' : 'no', d.readonly ? 'yes' : 'no', orDash(s?.format), orDash(s?.path)]);
+      rows.push([d.name, d.imagePath, d.overlay ? 'yes' : 'no', d.readonly ? 'yes' : 'no', diskFormat(d, s), orDash(s?.path)]);
     }
     out += '\n' + indent(alignTable(rows));
   }
@@ -168,6 +170,16 @@ export function formatVmDetail(vm: Vm__Output, now: Date): string {
     out += '\n' + indent(alignTable(rows));
   }
   return out;
+}
+
+/**
+ * What QEMU opens the disk as (status), and for an overlay also the format of the image under it
+ * when the spec gives one: `qcow2 on raw`.
+ */
+function diskFormat(spec: Disk__Output, status: DiskStatus__Output | undefined): string {
+  const opened = status?.format || spec.format;
+  if (spec.overlay && spec.format) return `${opened || 'qcow2'} on ${spec.format}`;
+  return orDash(opened);
 }
 
 const cpus = (r: Resources__Output | null): string => (r ? String(r.cpus) : '-');

@@ -17,6 +17,8 @@ export interface SpecDisk {
   imagePath: string;
   overlay: boolean;
   readonly: boolean;
+  /** raw or qcow2; absent: the daemon reads it from the image's header at create. */
+  format?: string;
 }
 
 export interface SpecNic {
@@ -121,7 +123,7 @@ function list(value: unknown, path: string): unknown[] {
 
 const SPEC_FIELDS = ['id', 'labels', 'vcpus', 'memoryMib', 'kernel', 'disks', 'nics'] as const;
 const KERNEL_FIELDS = ['kernelPath', 'initrdPath', 'cmdline'] as const;
-const DISK_FIELDS = ['name', 'imagePath', 'overlay', 'readonly'] as const;
+const DISK_FIELDS = ['name', 'imagePath', 'overlay', 'readonly', 'format'] as const;
 const NIC_FIELDS = ['name', 'bridge', 'mac'] as const;
 
 function labelsFrom(value: unknown, path: string): Record<string, string> {
@@ -155,12 +157,16 @@ function diskFrom(value: unknown, path: string): SpecDisk {
   if (!image) throw fileError(path, 'missing image_path');
   const overlay = f.get('overlay');
   const readonly = f.get('readonly');
-  return {
+  const format = f.get('format');
+  const disk: SpecDisk = {
     name: str(name.value, `${path}.${name.key}`),
     imagePath: str(image.value, `${path}.${image.key}`),
     overlay: overlay ? bool(overlay.value, `${path}.${overlay.key}`) : false,
     readonly: readonly ? bool(readonly.value, `${path}.${readonly.key}`) : false,
   };
+  // `vmlet get -o json` prints an undetected format as ""; the daemon validates the value.
+  if (format && format.value !== '') disk.format = str(format.value, `${path}.${format.key}`);
+  return disk;
 }
 
 function nicFrom(value: unknown, path: string): SpecNic {
@@ -254,13 +260,14 @@ function flagBool(flag: string, raw: string, key: string, value: string | undefi
 const DISK_SYNTAX = 'name=NAME,image=PATH[,overlay][,readonly]';
 const NIC_SYNTAX = 'name=NAME,bridge=BRIDGE[,mac=MAC]';
 
-/** `--disk name=root,image=/path,overlay,readonly` */
+/** `--disk name=root,image=/path,overlay,readonly,format=qcow2` */
 export function parseDiskFlag(raw: string): SpecDisk {
   const flag = '--disk';
   let name: string | undefined;
   let imagePath: string | undefined;
   let overlay = false;
   let readonly = false;
+  let format: string | undefined;
   for (const [key, value] of keyValues(flag, raw, DISK_SYNTAX)) {
     const needValue = (): string => {
       if (value === undefined || value === '') throw flagError(`${flag} "${raw}": ${key} needs a value; expected ${DISK_SYNTAX}`);
@@ -283,13 +290,16 @@ export function parseDiskFlag(raw: string): SpecDisk {
       case 'ro':
         readonly = flagBool(flag, raw, key, value);
         break;
+      case 'format':
+        format = needValue();
+        break;
       default:
         throw flagError(`${flag} "${raw}": unknown key "${key}"; expected ${DISK_SYNTAX}`);
     }
   }
   if (!name) throw flagError(`${flag} "${raw}": missing name=; expected ${DISK_SYNTAX}`);
   if (!imagePath) throw flagError(`${flag} "${raw}": missing image=; expected ${DISK_SYNTAX}`);
-  return { name, imagePath, overlay, readonly };
+  return format === undefined ? { name, imagePath, overlay, readonly } : { name, imagePath, overlay, readonly, format };
 }
 
 /** `--nic name=eth0,bridge=br0[,mac=52:54:00:…]` */

@@ -15,10 +15,20 @@ export class ImageRoots {
 
   /** The real path of `path`; INVALID_ARGUMENT naming `field` when it is missing, outside the roots or not a file. */
   async resolve(path: string, field: string): Promise<string> {
+    const real = await this.resolveIfPresent(path, field);
+    if (real === undefined) throw invalidArgument(field, `${path} does not exist`);
+    return real;
+  }
+
+  /**
+   * Like resolve, but undefined when `path` (or, through symlinks, what it leads to) does not exist:
+   * for checks that leave a vanished file to whoever opens it next.
+   */
+  async resolveIfPresent(path: string, field: string): Promise<string | undefined> {
     const roots = this.roots;
     // One round of file system calls: stat follows symlinks just as realpath does.
     const [real, info, first] = await Promise.all([realpath(path).catch(() => undefined), stat(path).catch(() => undefined), this.resolveRoots(false)]);
-    if (real === undefined || info === undefined) throw invalidArgument(field, `${path} does not exist`);
+    if (real === undefined || info === undefined) return undefined;
     const inside = isInside(real, first.reals) || (first.cached && isInside(real, (await this.resolveRoots(true)).reals));
     if (!inside) {
       throw invalidArgument(field, `${path} is outside the image roots (${roots.join(', ')}); place images there or start vmlet with --image-root`);

@@ -186,3 +186,30 @@ describe('flags over a file', () => {
     expect(buildSpec({ file: { name: 'vm.yaml', text: 'id: from-file\n' }, flags: {} }).id).toBe('from-file');
   });
 });
+
+describe('disk format', () => {
+  it('--disk takes format=raw|qcow2, and leaves it out when not given', () => {
+    expect(parseDiskFlag('name=root,image=/img/r.img,format=raw')).toEqual({ name: 'root', imagePath: '/img/r.img', overlay: false, readonly: false, format: 'raw' });
+    expect(parseDiskFlag('name=root,format=qcow2,image=/img/r,overlay')).toEqual({ name: 'root', imagePath: '/img/r', overlay: true, readonly: false, format: 'qcow2' });
+    expect(parseDiskFlag('name=root,image=/img/r')).not.toHaveProperty('format');
+    // The daemon validates the value (INVALID_ARGUMENT naming spec.disks[i].format); the CLI only needs one.
+    expect(parseDiskFlag('name=root,image=/img/r,format=vmdk').format).toBe('vmdk');
+    expect(thrown(() => parseDiskFlag('name=root,image=/img/r,format')).message).toMatch(/format needs a value/);
+    expect(thrown(() => parseDiskFlag('name=root,image=/img/r,format=')).message).toMatch(/format needs a value/);
+  });
+
+  it('a spec file takes format:, and an empty one (as `vmlet get -o json` prints it) is left out', () => {
+    const yaml = parseSpecText('id: a\ndisks:\n  - { name: root, image_path: /img/r.img, format: raw }\n  - { name: data, image_path: /img/d, format: "" }\n', 'vm.yaml');
+    expect(yaml.disks).toEqual([
+      { name: 'root', imagePath: '/img/r.img', overlay: false, readonly: false, format: 'raw' },
+      { name: 'data', imagePath: '/img/d', overlay: false, readonly: false },
+    ]);
+    expect(thrown(() => parseSpecText('id: a\ndisks:\n  - { name: root, image_path: /r, format: 2 }\n', 'vm.yaml')).message).toMatch(/spec\.disks\[0\]\.format: expected a string/);
+  });
+
+  it('a flag replaces a file disk with its format as given (or none)', () => {
+    const base = parseSpecText('id: a\ndisks:\n  - { name: root, image_path: /img/r.img, format: raw }\n', 'vm.yaml');
+    expect(applyFlags(base, { disk: ['name=root,image=/img/q,format=qcow2'] }).disks).toEqual([{ name: 'root', imagePath: '/img/q', overlay: false, readonly: false, format: 'qcow2' }]);
+    expect(applyFlags(base, { disk: ['name=root,image=/img/q'] }).disks[0]).not.toHaveProperty('format');
+  });
+});

@@ -150,3 +150,57 @@ describe('validateVmId', () => {
     expect(errorOf(() => validateVmId('X', 'vm_id')).message).toMatch(/^vm_id: /);
   });
 });
+
+describe('validateSpec: disk format (raw, qcow2, or empty: read from the header at create)', () => {
+  it.each<[string, unknown, VmSpec['disks'][number]['format']]>([
+    ['raw', 'raw', 'raw'],
+    ['qcow2', 'qcow2', 'qcow2'],
+  ])('keeps %s', (_name, format, want) => {
+    expect(validateSpec(spec({ disks: [disk('a', { format } as object)] })).disks[0]?.format).toBe(want);
+  });
+
+  it.each<[string, unknown]>([
+    ['empty', ''],
+    ['absent', undefined],
+    ['null', null],
+  ])('leaves the format out when %s', (_name, format) => {
+    const out = validateSpec(spec({ disks: [{ ...disk('a'), format }] }));
+    expect(out.disks[0]).not.toHaveProperty('format');
+    expect(out.disks[0]).toEqual(disk('a'));
+  });
+
+  it.each<[string, unknown, RegExp]>([
+    ['vmdk', 'vmdk', /"vmdk" is not a disk format vmlet opens: give raw or qcow2/],
+    ['uppercase', 'QCOW2', /"QCOW2" is not a disk format/],
+    ['host_device', 'host_device', /not a disk format/],
+    ['a number', 2, /must be a string/],
+  ])('refuses %s naming spec.disks[i].format', (_name, format, why) => {
+    const err = errorOf(() => validateSpec(spec({ disks: [disk('a'), { ...disk('b'), format }] })));
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.message.startsWith('spec.disks[1].format: ')).toBe(true);
+    expect(err.message).toMatch(why);
+  });
+
+  it('keeps the format through a second validation (as a NIC attach re-validates the stored spec)', () => {
+    const once = validateSpec(spec({ disks: [disk('a', { format: 'raw' })] }));
+    expect(validateSpec(once)).toEqual(once);
+  });
+});
+
+describe('validateSpec: where QEMU splits -initrd (multiboot modules)', () => {
+  it.each<[string, string, RegExp]>([
+    ['a comma (the module list)', '/k/initrd,1.img', /^spec\.kernel\.initrd_path: "\/k\/initrd,1\.img" contains a comma/],
+    ['two commas (an escape only for multiboot kernels)', '/k/a,,b.img', /contains a comma/],
+    ['a space (module arguments: QEMU would open /k/foo)', '/k/foo bar.img', /^spec\.kernel\.initrd_path: "\/k\/foo bar\.img" contains a space/],
+  ])('refuses %s in initrd_path', (_name, initrdPath, why) => {
+    const err = errorOf(() => validateSpec(spec({ kernel: { kernelPath: '/k/vmlinuz', initrdPath, cmdline: '' } })));
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.message).toMatch(why);
+  });
+
+  it('accepts commas where QEMU takes the value verbatim or vmlet escapes it: kernel path, cmdline, disk images', () => {
+    const out = validateSpec(spec({ kernel: { kernelPath: '/k/vmlinuz,1', initrdPath: '/k/initrd.img', cmdline: 'a=b,c' }, disks: [disk('a', { imagePath: '/i/a,1.raw' })] }));
+    expect(out.kernel).toEqual({ kernelPath: '/k/vmlinuz,1', initrdPath: '/k/initrd.img', cmdline: 'a=b,c' });
+    expect(out.disks[0]?.imagePath).toBe('/i/a,1.raw');
+  });
+});

@@ -40,7 +40,8 @@ with --start, starts it if it is not running).
   --vcpus N
   --memory MIB             memory in MiB; 512M and 2G work too
   --kernel PATH --initrd PATH --cmdline TEXT   direct kernel boot
-  --disk name=NAME,image=PATH[,overlay][,readonly]   repeatable
+  --disk name=NAME,image=PATH[,overlay][,readonly][,format=raw|qcow2]   repeatable;
+                           no format: the daemon reads it from the image's header
   --nic name=NAME,bridge=BRIDGE[,mac=MAC]            repeatable
   --label KEY=VALUE        repeatable
   --start                  start the VM once created (waits until it runs)
