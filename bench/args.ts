@@ -12,7 +12,7 @@ export interface BenchArgs {
 export const DEFAULT_RUNS = 15;
 
 export const USAGE = `node dist/bench/run.js [options]      (npm run bench -- [options])
-  --runs N        measured runs per measure (default $BENCH_RUNS, else the benchmark's own: core 120, others ${DEFAULT_RUNS}); one warm-up run comes on top
+  --runs N        measured runs per measure (default $BENCH_RUNS, else the benchmark's own: core 200, others ${DEFAULT_RUNS}); one warm-up run comes on top
   --only NAME     run only this benchmark; repeatable or comma-separated
   --list          list the benchmarks and exit
   --help          this text`;
