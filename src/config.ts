@@ -16,6 +16,8 @@ export interface DaemonConfig {
   httpListen: string;
   /** Serve the console websocket (`/v1/vms/:id/console`) on the HTTP listener; loopback only. */
   consoleWebsocket: boolean;
+  /** A VM's console.log is rotated to console.log.1 at this size (two files kept). */
+  consoleLogMaxBytes: number;
   imageRoots: string[];
   netns?: string;
   /** Where QEMU listens for incoming migration and NBD streams (default: host of the first TCP --grpc-listen). */
@@ -36,6 +38,12 @@ export interface DaemonConfig {
   defaultStopGraceSeconds: number;
   logFormat: LogFormat;
   logLevel: string;
+  /** The uids (= gids) QEMUs run as, one per VM; undefined with --qemu-user root. */
+  qemuUids?: { start: number; count: number };
+  /** Where each VM's cgroup goes, outside vmlet's own. */
+  cgroupParent: string;
+  /** QEMU's memory beyond the guest's, when set instead of the formula (cgroup/overhead.ts). */
+  memoryOverheadMib?: number;
 }
 
 const DEFAULTS = {
@@ -49,16 +57,23 @@ const DEFAULTS = {
   cpuOvercommit: 10,
   memoryOvercommit: 1,
   defaultStopGraceSeconds: 30,
+  qemuUidRange: '2000000:65536',
+  cgroupParent: 'vmlet.slice',
+  consoleLogMaxBytes: 1024 * 1024,
 } as const;
+
+/** Below this a console log would hold less than a console's history (64 KiB). */
+const MIN_CONSOLE_LOG_MAX_BYTES = 64 * 1024;
 
 const defaultSocket = (runDir: string): string => `unix://${resolve(runDir, 'vmlet.sock')}`;
 
 /** The daemon's options, one per line (shared by `vmlet daemon` and `vmlet demo`). */
-export const DAEMON_OPTIONS = `  --state-dir DIR            durable state (default ${DEFAULTS.stateDir})
-  --run-dir DIR              sockets, pidfiles, console logs (default ${DEFAULTS.runDir})
+export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and console logs (default ${DEFAULTS.stateDir})
+  --run-dir DIR              sockets, pidfiles, live status (default ${DEFAULTS.runDir})
   --grpc-listen ADDR         unix:///path or HOST:PORT; repeatable (default unix://<run-dir>/vmlet.sock)
   --http-listen HOST:PORT    metrics and health (default ${DEFAULTS.httpListen}; "" disables)
   --console-websocket        also serve VM consoles as websockets on --http-listen (loopback only)
+  --console-log-max-bytes N  rotate a VM's console.log at N bytes, keeping console.log.1 (default ${DEFAULTS.consoleLogMaxBytes})
   --image-root DIR           where kernels, initrds and images may live; repeatable (default ${DEFAULTS.imageRoot})
   --netns NAME               create TAPs and run QEMU inside this network namespace
   --bridge NAME              create this bridge at start when missing (repeatable)
@@ -74,6 +89,10 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state (defau
   --cpu-overcommit R         vCPUs per allocatable CPU (default ${DEFAULTS.cpuOvercommit})
   --memory-overcommit R      guest memory per allocatable MiB (default ${DEFAULTS.memoryOvercommit})
   --stop-grace-seconds N     default grace period of StopVm (default ${DEFAULTS.defaultStopGraceSeconds})
+  --qemu-uid-range START:COUNT  uids (and gids) for QEMU, one per VM (default ${DEFAULTS.qemuUidRange})
+  --qemu-user root           run QEMU as root with vmlet's capabilities (not recommended; logged)
+  --cgroup-parent PATH       parent of the VMs' cgroups, outside vmlet's own (default ${DEFAULTS.cgroupParent})
+  --memory-overhead-mib N    memory a VM's cgroup allows beyond its guest (default: a formula of vCPUs, RAM, TCG cache)
   --log-format json|pretty   (default json)
   --log-level LEVEL          (default info)`;
 
@@ -85,6 +104,13 @@ function number(name: string, raw: string | undefined, fallback: number, min: nu
   if (raw === undefined) return fallback;
   const value = Number(raw);
   if (!Number.isFinite(value) || value < min) throw new ConfigError(`--${name}: must be a number >= ${min}, got "${raw}"`);
+  return value;
+}
+
+function byteCount(name: string, raw: string | undefined, fallback: number, min: number): number {
+  if (raw === undefined) return fallback;
+  const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < min) throw new ConfigError(`--${name}: must be a whole number of bytes >= ${min}, got "${raw}"`);
   return value;
 }
 
@@ -112,6 +138,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'grpc-listen': { type: 'string', multiple: true },
       'http-listen': { type: 'string' },
       'console-websocket': { type: 'boolean' },
+      'console-log-max-bytes': { type: 'string' },
       'image-root': { type: 'string', multiple: true },
       netns: { type: 'string' },
       bridge: { type: 'string', multiple: true },
@@ -131,6 +158,10 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'stop-grace-seconds': { type: 'string' },
       'log-format': { type: 'string' },
       'log-level': { type: 'string' },
+      'qemu-uid-range': { type: 'string' },
+      'qemu-user': { type: 'string' },
+      'cgroup-parent': { type: 'string' },
+      'memory-overhead-mib': { type: 'string' },
     },
   });
   const runDir = resolve(values['run-dir'] ?? DEFAULTS.runDir);
@@ -159,6 +190,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     grpcListen,
     httpListen,
     consoleWebsocket,
+    consoleLogMaxBytes: byteCount('console-log-max-bytes', values['console-log-max-bytes'], DEFAULTS.consoleLogMaxBytes, MIN_CONSOLE_LOG_MAX_BYTES),
     imageRoots: (values['image-root']?.length ? values['image-root'] : [DEFAULTS.imageRoot]).map((p) => resolve(p)),
     netns: values.netns,
     bridges: values.bridge ?? [],
@@ -176,7 +208,26 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     defaultStopGraceSeconds: number('stop-grace-seconds', values['stop-grace-seconds'], DEFAULTS.defaultStopGraceSeconds, 0),
     logFormat: oneOf('log-format', values['log-format'], ['json', 'pretty'] as const, 'json'),
     logLevel: values['log-level'] ?? 'info',
+    ...qemuUsers(values['qemu-user'], values['qemu-uid-range']),
+    cgroupParent: values['cgroup-parent'] ?? DEFAULTS.cgroupParent,
+    ...(values['memory-overhead-mib'] === undefined ? {} : { memoryOverheadMib: number('memory-overhead-mib', values['memory-overhead-mib'], 0, 0) }),
   };
+}
+
+/** --qemu-user root opts out of unprivileged QEMU; otherwise --qemu-uid-range START:COUNT. */
+function qemuUsers(user: string | undefined, range: string | undefined): { qemuUids?: { start: number; count: number } } {
+  if (user !== undefined && user !== 'root') throw new ConfigError(`--qemu-user: only "root" (to opt out of unprivileged QEMU) is accepted, got "${user}"; use --qemu-uid-range for the users`);
+  if (user === 'root') {
+    if (range !== undefined) throw new ConfigError('--qemu-user root and --qemu-uid-range exclude each other');
+    return {};
+  }
+  const m = /^(\d+):(\d+)$/.exec(range ?? DEFAULTS.qemuUidRange);
+  const start = Number(m?.[1]);
+  const count = Number(m?.[2]);
+  if (!m || start < 1000 || count < 1 || start + count > 2 ** 32 - 2) {
+    throw new ConfigError(`--qemu-uid-range: START:COUNT with START >= 1000 and START+COUNT below 2^32-1, got "${range}"`);
+  }
+  return { qemuUids: { start, count } };
 }
 
 /** The host QEMU binds for incoming migrations: --migration-address, else the first TCP gRPC listener's host. */

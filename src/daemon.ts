@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import type { DaemonConfig } from './config.js';
 import { checkRunDirFits } from './state/paths.js';
@@ -9,6 +9,11 @@ import { qemuVersion } from './qemu/version.js';
 import { IpTool } from './net/ip.js';
 import { ensureBridge } from './net/tap.js';
 import { vhostNetWorks } from './net/vhost.js';
+import { groupsFor, othersMayOpen } from './host/device-access.js';
+import { openCgroupDriver } from './cgroup/open.js';
+import { CgroupCells } from './cgroup/cells.js';
+import { DEFAULT_PARENT_CPU_WEIGHT } from './cgroup/limits.js';
+import { TCG_TB_SIZE_MIB } from './qemu/argv.js';
 import { Spawner } from './qemu/spawner.js';
 import { QemuHypervisor } from './qemu/hypervisor.js';
 import { TapNetwork } from './net/network.js';
@@ -30,6 +35,7 @@ import { migrationHooks } from './migration/reconcile.js';
 import { migrationAddress } from './config.js';
 import { startHttpServer } from './api/http/server.js';
 import { ConsoleHub } from './console/hub.js';
+import { DEFAULT_CONSOLE_LIMITS } from './console/limits.js';
 import { registerConsoleWebsocket } from './api/http/console-websocket.js';
 import { connectPeer } from './api/grpc/migration-peer.js';
 import { VMLET_VERSION } from './version.js';
@@ -50,8 +56,12 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   if (tooLong) throw new Error(tooLong);
   // Before any state is read or any QEMU looked at (see single-instance.ts); a live socket at a
   // listen address is refused by startGrpcServer.
-  await mkdir(config.stateDir, { recursive: true, mode: 0o750 });
-  await mkdir(config.runDir, { recursive: true, mode: 0o750 });
+  // Unprivileged QEMUs must pass through to their own VM's directory, and see nothing else.
+  const dirMode = config.qemuUids ? 0o711 : 0o750;
+  for (const dir of [config.stateDir, config.runDir]) {
+    await mkdir(dir, { recursive: true, mode: dirMode });
+    await chmod(dir, dirMode);
+  }
   const releaseState = await lockDir(config.stateDir, 'state');
   const releaseRun = await lockDir(config.runDir, 'run').catch((err: unknown) => {
     releaseState();
@@ -69,14 +79,21 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   for (const bridge of config.bridges) {
     if (await ensureBridge(ip, bridge)) logger.info({ bridge }, 'created bridge');
   }
-  const vhostNet = await vhostNetWorks();
+  const confined = config.qemuUids !== undefined;
+  if (!confined) logger.warn('--qemu-user root: QEMU runs as root with every capability of vmlet; a device-emulation bug in one guest is then root on the node');
+  const vhostNet = (await vhostNetWorks()) && (!confined || (await othersMayOpen('/dev/vhost-net')));
+  if (confined && !(await othersMayOpen('/dev/net/tun'))) {
+    logger.error('/dev/net/tun is not open to other users (the distribution default is 0666): unprivileged QEMUs cannot open their TAPs, so VMs with NICs fail to start');
+  }
   logger.info({ vhostNet }, vhostNet ? 'vhost-net available' : 'vhost-net not available: virtio-net runs in QEMU');
 
   const metrics = new AgentMetrics();
   metrics.buildInfo.set({ version: VMLET_VERSION, qemu_version: version, accelerator: accel.accelerator }, 1);
   const store = new StateStore(config.stateDir, config.runDir);
   const spawner = new Spawner(logger).start();
+  const cells = await openCells(config, accel.accelerator, logger);
   const hypervisor = new QemuHypervisor({
+    qemuGroups: await groupsFor('/dev/kvm'),
     binary: config.qemuBinary,
     accelerator: accel.accelerator,
     spawner,
@@ -91,6 +108,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       network: new TapNetwork(ip),
       storage: new ImageStorage({ imageRoots: new ImageRoots(config.imageRoots), qemuImgBinary: config.qemuImgBinary }),
       hypervisor,
+      ...(cells ? { cells } : {}),
       clock: systemClock,
     },
     {
@@ -102,6 +120,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       },
       defaultStopGraceSeconds: config.defaultStopGraceSeconds,
       allowedBridges: config.allowedBridges,
+      ...(config.qemuUids ? { qemuUids: config.qemuUids } : {}),
     },
     logger,
   );
@@ -111,7 +130,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   await manager.init();
   logger.info({ vms: manager.list().length }, 'state loaded');
   // Consoles of running (adopted) VMs connect now, not at the first client.
-  const consoles = new ConsoleHub(manager, logger.child({ component: 'console' })).start();
+  const consoles = new ConsoleHub(manager, logger.child({ component: 'console' }), { ...DEFAULT_CONSOLE_LIMITS, logMaxBytes: config.consoleLogMaxBytes }).start();
 
   const node: NodeFacts = {
     hostname: config.nodeName,
@@ -170,6 +189,19 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       logger.info('vmlet stopped; guests keep running');
     },
   };
+}
+
+/** One cgroup per VM under --cgroup-parent; without usable cgroup controllers vmlet runs on, without cells, and says so. */
+async function openCells(config: DaemonConfig, accelerator: string, logger: Logger): Promise<CgroupCells | undefined> {
+  try {
+    const driver = await openCgroupDriver({ parent: config.cgroupParent });
+    await driver.ensureParent({ cpuWeight: DEFAULT_PARENT_CPU_WEIGHT });
+    logger.info({ kind: driver.kind, parent: driver.parent }, 'each VM gets a cgroup of its own');
+    return new CgroupCells(driver, { tcg: accelerator === 'tcg', tbSizeMib: TCG_TB_SIZE_MIB, ...(config.memoryOverheadMib === undefined ? {} : { fixedMib: config.memoryOverheadMib }) });
+  } catch (err) {
+    logger.error({ err }, 'no cgroups for VMs: QEMUs share vmlet\'s cgroup and its limits');
+    return undefined;
+  }
 }
 
 /** Source and target sides of live migration, plugged into the manager before it reconciles. */

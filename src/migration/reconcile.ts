@@ -2,7 +2,7 @@ import type { RunState } from '../model/machine.js';
 import { errorMessage } from '../model/errors.js';
 import type { VmRecord } from '../vm/manager.js';
 import type { MigrationHooks } from '../vm/ops/reconcile.js';
-import { releaseHost } from '../vm/ops/release.js';
+import { RELEASED, releaseHost } from '../vm/ops/release.js';
 import type { IncomingMigrations } from './target.js';
 import type { OutgoingMigrations, SourceContext } from './source.js';
 
@@ -61,7 +61,7 @@ export function migrationHooks(ctx: SourceContext, incoming: IncomingMigrations,
           const pid = record.status.pid;
           if (pid && (await hypervisor.isAlive(pid))) await hypervisor.kill(pid).catch(() => undefined);
           await releaseHost(manager.env, record, record.status.nics);
-          manager.transition(record, 'Failed', 'QEMU exited during a migration while vmlet was down', { migration: undefined, pid: 0, nics: [] });
+          manager.transition(record, 'Failed', 'QEMU exited during a migration while vmlet was down', { ...RELEASED, migration: undefined });
         }
         registry.update(id, { phase: 'Failed', reason });
       } catch (err) {

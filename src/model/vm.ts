@@ -11,6 +11,11 @@ export interface DiskSpec {
   imagePath: string;
   overlay: boolean;
   readonly: boolean;
+  /**
+   * The format of imagePath, which QEMU is always told. Absent: vmlet reads it from the file's
+   * header at create (qcow2 magic, else raw) and records it in the status (docs/disk-formats.md).
+   */
+  format?: 'raw' | 'qcow2';
 }
 
 export interface NicSpec {
@@ -28,6 +33,8 @@ export interface VmSpec {
   kernel?: KernelBoot;
   disks: DiskSpec[];
   nics: NicSpec[];
+  /** Hard CPU cap in thousandths of a CPU; 0 (or absent): none. */
+  cpuLimitMillicores?: number;
 }
 
 export const PHASES = [
@@ -67,6 +74,7 @@ export interface DiskStatus {
   name: string;
   /** The file QEMU opens. */
   path: string;
+  /** The format QEMU opens path with (`driver=`), decided at create: an overlay is qcow2. */
   format: 'raw' | 'qcow2';
 }
 
@@ -92,6 +100,10 @@ export interface VmStatus {
   /** pcie-root-ports QEMU was started with (NICs at start + spares for hotplug). */
   pciPorts?: number;
   migration?: MigrationMarker;
+  /** The uid and gid QEMU runs as (allocated at create, freed on delete); absent: root. */
+  uid?: number;
+  /** The VM's cgroup while QEMU runs. */
+  cgroup?: string;
   createdAt: string;
   startedAt?: string;
   stoppedAt?: string;
@@ -115,6 +127,7 @@ export interface VmPaths {
   runDir: string;
   qmpSocket: string;
   serialSocket: string;
+  /** The serial output, written by vmlet in the state dir and rotated to `<consoleLog>.1` (console/rotating-log.ts). */
   consoleLog: string;
   pidFile: string;
   qemuLog: string;

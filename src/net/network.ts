@@ -16,8 +16,8 @@ export class TapNetwork {
     await getBridge(this.ip, name);
   }
 
-  plug(vm: { id: string; vcpus: number }, nic: NicSpec, port: number, taken: ReadonlySet<string>): Promise<NicStatus> {
-    return wireNic(this.ip, nic, port, { vmId: vm.id, vcpus: vm.vcpus, taken });
+  plug(vm: { id: string; vcpus: number; owner?: { uid: number; gid: number } }, nic: NicSpec, port: number, taken: ReadonlySet<string>): Promise<NicStatus> {
+    return wireNic(this.ip, nic, port, { vmId: vm.id, vcpus: vm.vcpus, taken, ...(vm.owner ? { owner: vm.owner } : {}) });
   }
 
   unplug(nics: readonly NicStatus[]): Promise<void> {

@@ -28,8 +28,10 @@ export async function getBridge(ip: IpTool, bridge: string): Promise<BridgeInfo>
   return { name: bridge, mtu: link.mtu ?? 1500 };
 }
 
-export async function createTap(ip: IpTool, name: string, bridge: BridgeInfo, multiQueue: boolean): Promise<void> {
-  await ip.exec(['tuntap', 'add', 'dev', name, 'mode', 'tap', 'vnet_hdr', ...(multiQueue ? ['multi_queue'] : [])]);
+/** A persistent TAP on the bridge, up; `owner` may open it without capabilities (its QEMU). */
+export async function createTap(ip: IpTool, name: string, bridge: BridgeInfo, multiQueue: boolean, owner?: { uid: number; gid: number }): Promise<void> {
+  const ownedBy = owner ? ['user', String(owner.uid), 'group', String(owner.gid)] : [];
+  await ip.exec(['tuntap', 'add', 'dev', name, 'mode', 'tap', 'vnet_hdr', ...(multiQueue ? ['multi_queue'] : []), ...ownedBy]);
   try {
     await ip.exec(['link', 'set', 'dev', name, 'mtu', String(bridge.mtu), 'master', bridge.name, 'up']);
   } catch (err) {

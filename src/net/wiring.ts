@@ -21,6 +21,8 @@ async function freeTapName(ip: IpTool, vmId: string, nic: string, taken: Readonl
 export interface WireOptions {
   vmId: string;
   vcpus: number;
+  /** Who may open the TAP (the VM's QEMU user); absent: root only. */
+  owner?: { uid: number; gid: number };
   /** TAP names other VMs hold (recorded in their status), besides what exists on the host. */
   taken: ReadonlySet<string>;
 }
@@ -29,7 +31,7 @@ export interface WireOptions {
 export async function wireNic(ip: IpTool, nic: NicSpec, port: number, o: WireOptions): Promise<NicStatus> {
   const bridge = await getBridge(ip, nic.bridge);
   const tap = await freeTapName(ip, o.vmId, nic.name, o.taken);
-  await createTap(ip, tap, bridge, o.vcpus > 1);
+  await createTap(ip, tap, bridge, o.vcpus > 1, o.owner);
   return { name: nic.name, tap, bridge: nic.bridge, mac: effectiveMac(o.vmId, nic), port };
 }
 

@@ -26,7 +26,7 @@ import {
 
 export interface QemuLaunchPlan {
   spec: VmSpec;
-  /** qmpSocket, serialSocket, consoleLog and pidFile are used. */
+  /** qmpSocket, serialSocket and pidFile are used. */
   paths: VmPaths;
   accelerator: 'kvm' | 'tcg';
   /**
@@ -50,6 +50,9 @@ export interface QemuLaunchPlan {
   /** NIC name → index of the hotplug port it sits on (NICs that were hot-plugged). Others go on pcie.0. */
   nicPorts?: Readonly<Record<string, number>>;
 }
+
+/** MiB of TCG translation cache per VM; QEMU's default (1 GiB) would be charged to every VM. */
+export const TCG_TB_SIZE_MIB = 128;
 
 const DEFAULT_HOTPLUG_PORTS = 4;
 /** pcie.0 slots 1..30 are free on q35 with -nodefaults (0 is the host bridge, 31 the ICH9 functions). */
@@ -155,7 +158,8 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
   const argv: string[] = [
     '-name', nameArg(spec.id),
     '-machine', 'q35',
-    '-accel', plan.accelerator,
+    // TCG's translation cache is sized so that it fits the VM's cgroup (cgroup/overhead.ts).
+    '-accel', plan.accelerator === 'tcg' ? `tcg,tb-size=${TCG_TB_SIZE_MIB}` : plan.accelerator,
     '-cpu', plan.cpu ?? (plan.accelerator === 'kvm' ? 'host' : 'max'),
     '-m', `${spec.memoryMib}M`,
     '-smp', String(spec.vcpus),
@@ -166,7 +170,7 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     '-msg', 'timestamp=on',
     '-chardev', toQemuOpts('socket', { id: QMP_CHARDEV_ID, path: paths.qmpSocket, server: true, wait: false }),
     '-mon', `chardev=${QMP_CHARDEV_ID},mode=control`,
-    '-chardev', toQemuOpts('socket', { id: SERIAL_CHARDEV_ID, path: paths.serialSocket, server: true, wait: false, logfile: paths.consoleLog, logappend: true }),
+    '-chardev', toQemuOpts('socket', { id: SERIAL_CHARDEV_ID, path: paths.serialSocket, server: true, wait: false }),
     '-serial', `chardev:${SERIAL_CHARDEV_ID}`,
     '-pidfile', paths.pidFile,
   ];

@@ -22,6 +22,8 @@ export interface HypervisorOptions {
   netns?: string;
   /** Called after every QMP command (metrics). */
   onQmpCommand?: (command: string, seconds: number, ok: boolean) => void;
+  /** Supplementary groups of an unprivileged QEMU (the group that may open /dev/kvm). */
+  qemuGroups?: number[];
 }
 
 /** What a QEMU is started with (the domain's LaunchRequest). */
@@ -33,6 +35,7 @@ export interface QemuLaunch {
   pciPorts: number;
   nicPorts: Readonly<Record<string, number>>;
   incoming?: boolean;
+  owner?: { uid: number; gid: number };
 }
 
 /** QEMU processes of this node: started detached through the spawn helper, driven over QMP. */
@@ -60,7 +63,8 @@ export class QemuHypervisor {
       hotplugPorts: r.pciPorts,
       nicPorts: r.nicPorts,
     });
-    const launched = await launchQemu({ binary: this.o.binary, argv, paths: r.paths, netns: this.o.netns, spawner: this.o.spawner, qmp: this.qmpOptions });
+    const runAs = r.owner ? { ...r.owner, groups: this.o.qemuGroups ?? [] } : undefined;
+    const launched = await launchQemu({ binary: this.o.binary, argv, paths: r.paths, netns: this.o.netns, spawner: this.o.spawner, qmp: this.qmpOptions, ...(runAs ? { runAs } : {}) });
     return new QemuMachine(launched.pid, launched.qmp, r.paths, this.o.vhostNet);
   }
 

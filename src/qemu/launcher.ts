@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { errorMessage, VmletError } from '../model/errors.js';
 import { isAlive, processCmdline, signal, waitForExit } from '../host/process.js';
@@ -18,6 +18,32 @@ export interface LaunchOptions {
   /** For vmlet's QMP connection (timeouts, metrics hook). */
   qmp?: QmpConnectOptions;
   spawner: Spawner;
+  /** Run QEMU as this user, with no capabilities and no_new_privs; the run dir becomes theirs. */
+  runAs?: RunAs;
+}
+
+/** An unprivileged QEMU: its uid and gid, and supplementary groups (the group of /dev/kvm). */
+export interface RunAs {
+  uid: number;
+  gid: number;
+  groups: number[];
+}
+
+/**
+ * setpriv drops to the user before QEMU is exec'd: no capabilities in any set (the bounding set
+ * included, so nothing can be regained), no_new_privs, only the given groups.
+ */
+export function dropPrivileges(r: RunAs): string[] {
+  return [
+    'setpriv',
+    `--reuid=${r.uid}`,
+    `--regid=${r.gid}`,
+    r.groups.length ? `--groups=${r.groups.join(',')}` : '--clear-groups',
+    '--inh-caps=-all',
+    '--bounding-set=-all',
+    '--no-new-privs',
+    '--',
+  ];
 }
 
 
@@ -58,14 +84,14 @@ export async function prepareRunDir(paths: VmPaths): Promise<void> {
 export async function launchQemu(options: LaunchOptions): Promise<LaunchedQemu> {
   const { paths } = options;
   await prepareRunDir(paths);
-  const [cmd, args] = options.netns
-    ? ['ip', ['netns', 'exec', options.netns, options.binary, ...options.argv]]
-    : [options.binary, options.argv];
+  if (options.runAs) await chown(paths.runDir, options.runAs.uid, options.runAs.gid);
+  const qemu = [...(options.runAs ? dropPrivileges(options.runAs) : []), options.binary, ...options.argv];
+  const [cmd, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...qemu] : qemu;
   let exited: ChildExit | undefined;
   let pid: number | undefined;
   const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
   try {
-    const child = await options.spawner.spawn(cmd, args, paths.qemuLog).catch((err: unknown) => {
+    const child = await options.spawner.spawn(cmd!, args, paths.qemuLog).catch((err: unknown) => {
       throw new VmletError('UNAVAILABLE', `cannot start ${options.binary}: ${errorMessage(err)}`, { cause: err });
     });
     pid = child.pid;

@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VmSpec, VmStatus } from '../model/vm.js';
 import { json, replaceFileSync, writeFilesAtomic, writeJsonAtomic } from './atomic-file.js';
@@ -16,9 +16,12 @@ export class StateStore {
     return vmPaths(this.stateDir, this.runDir, id);
   }
 
+  /** The vms/ dirs may be passed through (not listed) by every VM's QEMU user, to reach its own dir. */
   async init(): Promise<void> {
-    await mkdir(join(this.stateDir, 'vms'), { recursive: true, mode: 0o750 });
-    await mkdir(join(this.runDir, 'vms'), { recursive: true, mode: 0o750 });
+    for (const dir of [join(this.stateDir, 'vms'), join(this.runDir, 'vms')]) {
+      await mkdir(dir, { recursive: true, mode: 0o711 });
+      await chmod(dir, 0o711);
+    }
   }
 
   /**

@@ -5,7 +5,7 @@ import { VmletError } from '../model/errors.js';
 import type { OperationName } from '../model/events.js';
 import type { NicSpec, Vm, VmSpec, VmStatus } from '../model/vm.js';
 import { validateSpec } from './validate.js';
-import type { Clock, Hypervisor, Network, Storage, Store } from './ports.js';
+import type { Cells, Clock, Hypervisor, Network, Storage, Store } from './ports.js';
 import { VmRegistry, snapshot, type VmRecord } from './registry.js';
 import type { DomainSettings, OpEnv } from './ops/env.js';
 import { createVm } from './ops/create.js';
@@ -21,6 +21,7 @@ export interface ManagerPorts {
   network: Network;
   storage: Storage;
   hypervisor: Hypervisor;
+  cells?: Cells;
   clock: Clock;
 }
 
@@ -37,7 +38,7 @@ export class VmManager extends VmRegistry {
 
   constructor(ports: ManagerPorts, settings: DomainSettings, logger: Logger) {
     super(ports.store, ports.clock, logger);
-    this.env = { vms: this, ...ports, settings };
+    this.env = { vms: this, ...ports, settings, reservedUids: new Set() };
   }
 
   /** Loads state and adopts running QEMUs; never touches a guest that is alive. */
@@ -56,6 +57,18 @@ export class VmManager extends VmRegistry {
     if (failed) throw failed.reason;
     await this.killStrayQemus();
     await this.removeStrayTaps();
+    await this.removeStrayCells();
+  }
+
+  /** Cells of VMs that no longer hold one (deleted, or stopped while vmlet was down). */
+  private async removeStrayCells(): Promise<void> {
+    const { cells } = this.env;
+    if (!cells) return;
+    const holding = new Set(this.all().filter((r) => r.status.cgroup).map((r) => r.id));
+    for (const path of await cells.stray(holding).catch(() => [])) {
+      this.log.info({ cgroup: path }, 'removing orphan VM cgroup');
+      await cells.remove(path).catch((err: unknown) => this.log.error({ err, cgroup: path }, 'could not remove orphan VM cgroup'));
+    }
   }
 
   /** QEMUs of this run dir that no VM holds (a crash between spawning QEMU and recording its pid). */

@@ -4,14 +4,16 @@ import type { Logger } from '../host/log.js';
 export interface Step<C> {
   name: string;
   run(ctx: C): Promise<void> | void;
-  /** Takes back what run did; called in reverse order when a later step fails. */
+  /**
+   * Takes back what run did, also when run itself failed half-way (so it must cope with partial
+   * work); called in reverse order when this or a later step fails.
+   */
   undo?(ctx: C): Promise<void> | void;
 }
 
 /**
- * Runs the steps in order. When one fails, the steps that completed are undone in reverse (an
- * undo that fails is logged and the others still run) and the step's error is thrown, with the
- * step's name in `failedStep` for logs.
+ * Runs the steps in order. When one fails, it and the steps before it are undone in reverse (an
+ * undo that fails is logged and the others still run) and the step's error is thrown.
  */
 export async function runPlan<C>(steps: readonly Step<C>[], ctx: C, log: Logger): Promise<void> {
   const done: Step<C>[] = [];
@@ -19,8 +21,8 @@ export async function runPlan<C>(steps: readonly Step<C>[], ctx: C, log: Logger)
     try {
       await step.run(ctx);
     } catch (err) {
-      log.debug({ step: step.name }, 'step failed; undoing the steps before it');
-      for (const completed of done.reverse()) {
+      log.debug({ step: step.name }, 'step failed; undoing it and the steps before it');
+      for (const completed of [...done, step].reverse()) {
         try {
           await completed.undo?.(ctx);
         } catch (undoErr) {

@@ -6,6 +6,12 @@
 import type { DiskStatus, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../model/vm.js';
 import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause } from '../model/machine.js';
 
+/** The uid and gid a VM's QEMU runs as, and that own its files and TAPs. */
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
 /** A VM's spec and status as found on disk; the status is missing when no copy could be read. */
 export interface StoredVm {
   spec: VmSpec;
@@ -34,8 +40,8 @@ export interface Network {
   macOf(vmId: string, nic: NicSpec): string;
   /** FAILED_PRECONDITION unless the bridge exists and is a bridge. */
   checkBridge(name: string): Promise<void>;
-  /** One TAP on its bridge, up; `taken` are TAP names other VMs hold. */
-  plug(vm: { id: string; vcpus: number }, nic: NicSpec, port: number, taken: ReadonlySet<string>): Promise<NicStatus>;
+  /** One TAP on its bridge, up, owned by the VM's QEMU user; `taken` are TAP names other VMs hold. */
+  plug(vm: { id: string; vcpus: number; owner?: Owner }, nic: NicSpec, port: number, taken: ReadonlySet<string>): Promise<NicStatus>;
   /** Removes the TAPs; a TAP already gone is fine. */
   unplug(nics: readonly NicStatus[]): Promise<void>;
   /** vmlet-named TAPs on the node that are not in `held`. */
@@ -46,6 +52,8 @@ export interface Network {
 export interface Storage {
   /** Checks every path of the spec and makes the per-VM overlays; returns what QEMU opens, in spec order. */
   prepareDisks(spec: VmSpec, paths: VmPaths): Promise<DiskStatus[]>;
+  /** Hands the VM's state dir and overlays to its QEMU user; base images stay as they are (read-only to it). */
+  own(paths: VmPaths, disks: readonly DiskStatus[], owner: Owner): Promise<void>;
   /** Kernel and initrd are still under the image roots. */
   checkBootFiles(spec: VmSpec): Promise<void>;
 }
@@ -62,6 +70,8 @@ export interface LaunchRequest {
   nicPorts: Readonly<Record<string, number>>;
   /** Migration target: QEMU waits for the incoming stream. */
   incoming?: boolean;
+  /** Who QEMU runs as (without capabilities); absent: root. */
+  owner?: Owner;
 }
 
 /** Starting and finding QEMU processes (qemu/). */
@@ -138,6 +148,20 @@ export interface Machine {
   listenForMigration(uri: string): Promise<void>;
   /** Waits until the incoming stream is complete; ABORTED if it failed. */
   incomingComplete(timeoutMs: number): Promise<void>;
+}
+
+/** A cgroup of its own for each VM's QEMU, outside vmlet's (cgroup/). */
+export interface Cells {
+  /** Creates the VM's cgroup with the limits its spec implies; returns its path. */
+  create(spec: VmSpec): Promise<string>;
+  /** Moves QEMU in (before it runs guest code). */
+  enter(path: string, pid: number): Promise<void>;
+  /** How many processes the kernel OOM-killed in the cell. */
+  oomKills(path: string): Promise<number>;
+  /** Removes the cell; fine when it is already gone. */
+  remove(path: string): Promise<void>;
+  /** Cells of VMs that are not in `keep`, to sweep at startup. */
+  stray(keep: ReadonlySet<string>): Promise<string[]>;
 }
 
 /** Wall-clock time, so tests can hold it. */

@@ -23,6 +23,8 @@ const MAX_DISK_NAME = 20;
 const MAX_NIC_NAME = 15;
 const MAX_CMDLINE_BYTES = 4096;
 const MAX_PATH_BYTES = 4095;
+/** Characters at which QEMU splits -initrd for a multiboot kernel (module list, module arguments). */
+const INITRD_SPLIT_CHARS = [',', ' '] as const;
 
 export interface SpecLimits {
   /** Default 64. */
@@ -71,6 +73,15 @@ function intIn(value: unknown, field: string, dflt: number, min: number, max: nu
   return v;
 }
 
+/** 0 or absent: no cap. A cap is at least 10 millicores (the kernel's 1 ms per 100 ms period) and at most the vCPUs. */
+function cpuLimitMillicores(raw: unknown, vcpus: number): number {
+  if (raw === undefined || raw === null || raw === 0) return 0;
+  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 10 || raw > vcpus * 1000) {
+    throw invalidArgument('spec.cpu_limit_millicores', `must be 0 (no cap) or an integer between 10 and ${vcpus * 1000} (the VM's ${vcpus} vCPUs), got ${String(raw)}`);
+  }
+  return raw;
+}
+
 function labels(raw: unknown): Record<string, string> {
   if (raw === undefined || raw === null) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalidArgument('spec.labels', 'must be a map of strings');
@@ -95,6 +106,16 @@ function kernel(raw: KernelBoot | undefined | null): KernelBoot | undefined {
   if (Buffer.byteLength(cmdline) > MAX_CMDLINE_BYTES) {
     throw invalidArgument('spec.kernel.cmdline', `is ${Buffer.byteLength(cmdline)} bytes long: at most ${MAX_CMDLINE_BYTES}`);
   }
+  // For a multiboot kernel QEMU reads -initrd as a comma-separated list of modules, each a file
+  // name and, after a space, the module's arguments; for a Linux kernel it is one file name. Which
+  // one QEMU does depends on the kernel, so vmlet can neither escape a comma nor keep a space.
+  const split = INITRD_SPLIT_CHARS.find((c) => initrdPath.includes(c));
+  if (split !== undefined) {
+    throw invalidArgument(
+      'spec.kernel.initrd_path',
+      `"${initrdPath}" contains a ${split === ',' ? 'comma' : 'space'}, where QEMU splits the path for a multiboot kernel (and would open another file); rename the file`,
+    );
+  }
   return {
     kernelPath: absPath(raw.kernelPath, 'spec.kernel.kernel_path'),
     initrdPath: initrdPath === '' ? '' : absPath(initrdPath, 'spec.kernel.initrd_path'),
@@ -114,6 +135,19 @@ function unique(name: string, seen: Set<string>, field: string, what: string): v
   seen.add(name);
 }
 
+const DISK_FORMATS = ['raw', 'qcow2'] as const;
+
+/** '' (absent): vmlet reads the format from the file's header at create. */
+function diskFormat(value: unknown, field: string): '' | (typeof DISK_FORMATS)[number] {
+  const format = str(value, field);
+  if (format === '') return '';
+  const known = DISK_FORMATS.find((f) => f === format);
+  if (known === undefined) {
+    throw invalidArgument(field, `"${format}" is not a disk format vmlet opens: give raw or qcow2, or leave it empty for vmlet to read it from the image's header`);
+  }
+  return known;
+}
+
 function disks(raw: DiskSpec[] | undefined): DiskSpec[] {
   const seen = new Set<string>();
   return list(raw, 'spec.disks', MAX_DISKS).map((d, i) => {
@@ -127,7 +161,8 @@ function disks(raw: DiskSpec[] | undefined): DiskSpec[] {
     if (overlay && readonly) {
       throw invalidArgument(`${f}.overlay`, 'an overlay exists to take the writes of a writable disk; on a readonly disk it makes no sense: set overlay or readonly, not both');
     }
-    return { name, imagePath, overlay, readonly };
+    const format = diskFormat(d.format, `${f}.format`);
+    return { name, imagePath, overlay, readonly, ...(format === '' ? {} : { format }) };
   });
 }
 
@@ -160,6 +195,7 @@ export function validateSpec(raw: VmSpec, limits: SpecLimits = {}): VmSpec {
   const vcpus = intIn(raw.vcpus, 'spec.vcpus', DEFAULT_VCPUS, 1, maxVcpus, '');
   const memoryMib = intIn(raw.memoryMib, 'spec.memory_mib', DEFAULT_MEMORY_MIB, MIN_MEMORY_MIB, maxMemoryMib, ' MiB');
   const k = kernel(raw.kernel);
+  const cpuLimit = cpuLimitMillicores(raw.cpuLimitMillicores, vcpus);
   const spec: VmSpec = {
     id,
     labels: lbls,
@@ -168,6 +204,7 @@ export function validateSpec(raw: VmSpec, limits: SpecLimits = {}): VmSpec {
     ...(k === undefined ? {} : { kernel: k }),
     disks: disks(raw.disks),
     nics: nics(raw.nics),
+    ...(cpuLimit ? { cpuLimitMillicores: cpuLimit } : {}),
   };
   if (k === undefined && spec.disks.length === 0) {
     throw invalidArgument('spec.disks', 'nothing to boot: give spec.kernel (direct kernel boot) or at least one disk (boots from the first)');

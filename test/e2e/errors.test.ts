@@ -1,14 +1,36 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, open, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TestDaemon } from '../support/daemon.js';
+import { TestDaemon, tempDirForQemu } from '../support/daemon.js';
 import { guestSpec, KERNEL } from '../support/guest.js';
 import { expectCode, rpc, streamToEnd } from '../support/rpc.js';
 import { isAlive } from '../../src/host/process.js';
 import { execFileSync } from 'node:child_process';
+import { qemuPidsOf } from '../support/processes.js';
+
+/** Renames the backing format header extension to a type QEMU ignores: an image as made by a qemu-img before 6.1 without -F. */
+async function dropBackingFormat(path: string): Promise<void> {
+  const file = await open(path, 'r+');
+  try {
+    const buf = Buffer.alloc(4096);
+    await file.read(buf, 0, buf.length, 0);
+    for (let offset = buf.readUInt32BE(100); ; ) {
+      const type = buf.readUInt32BE(offset);
+      if (type === 0) throw new Error(`${path} has no backing format extension`);
+      if (type === 0xe2792aca) {
+        const renamed = Buffer.alloc(4);
+        renamed.writeUInt32BE(0x0badf00d);
+        await file.write(renamed, 0, 4, offset);
+        return;
+      }
+      offset += 8 + Math.ceil(buf.readUInt32BE(offset + 4) / 8) * 8;
+    }
+  } finally {
+    await file.close();
+  }
+}
 
 describe('errors: every request validated at the edge, right code, nothing left behind', () => {
   let d: TestDaemon;
@@ -164,6 +186,101 @@ describe('errors: every request validated at the edge, right code, nothing left 
     expect(existsSync(join(d.runDir, 'vms', 'corrupt', 'qmp.sock'))).toBe(false);
     await api.delete('corrupt');
   });
+
+  describe('files QEMU opens are decided by vmlet (disk formats, backing chains)', () => {
+    const images = () => join(d.root, 'images');
+    const qemuImg = (...args: string[]) => execFileSync('qemu-img', args, { timeout: 30_000 });
+    // Only this block's VMs: a failure elsewhere in the file must not fail these.
+    const vmDirsOf = async (prefix: string) => (await vmDirs()).filter((id) => id.startsWith(prefix));
+    const dataDisk = (imagePath: string, over: { overlay?: boolean; readonly?: boolean; format?: string } = {}) => ({ name: 'data', imagePath, overlay: false, readonly: false, ...over });
+
+    it('INVALID_ARGUMENT for a qcow2 with an external data file, even one inside the image roots, overlay or not', async () => {
+      const image = join(images(), 'df.qcow2');
+      qemuImg('create', '-q', '-f', 'qcow2', '-o', `data_file=${join(images(), 'df.data')}`, image, '1M');
+      for (const overlay of [false, true]) {
+        const details = await expectCode(() => api.create(guestSpec(`datafile-${String(overlay)}`, { disks: [dataDisk(image, { overlay })] })), status.INVALID_ARGUMENT);
+        expect(details).toMatch(/^spec\.disks\[0\]\.image_path: .*df\.qcow2 keeps its data in an external data file/);
+      }
+      expect(await vmDirsOf('datafile-')).toEqual([]);
+    });
+
+    it('INVALID_ARGUMENT for a qcow2 whose backing file has no recorded format (QEMU would probe it)', async () => {
+      const image = join(images(), 'nofmt.qcow2');
+      qemuImg('create', '-q', '-f', 'raw', join(images(), 'nofmt-base.raw'), '1M');
+      qemuImg('create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', 'nofmt-base.raw', image);
+      await dropBackingFormat(image);
+      for (const overlay of [false, true]) {
+        const details = await expectCode(() => api.create(guestSpec(`nofmt-${String(overlay)}`, { disks: [dataDisk(image, { overlay })] })), status.INVALID_ARGUMENT);
+        expect(details).toMatch(/^spec\.disks\[0\]\.image_path: .*nofmt\.qcow2 names its backing file nofmt-base\.raw without a backing format/);
+      }
+      expect(await vmDirsOf('nofmt-')).toEqual([]);
+    });
+
+    it('INVALID_ARGUMENT for a format vmlet does not open, and for qcow2 given for a file without the qcow2 header', async () => {
+      const raw = join(images(), 'plain.raw');
+      await writeFile(raw, Buffer.alloc(1024 * 1024));
+      expect(await expectCode(() => api.create(guestSpec('fmt-vmdk', { disks: [dataDisk(raw, { format: 'vmdk' })] })), status.INVALID_ARGUMENT)).toMatch(
+        /^spec\.disks\[0\]\.format: "vmdk" is not a disk format/,
+      );
+      expect(await expectCode(() => api.create(guestSpec('fmt-wrong', { disks: [dataDisk(raw, { format: 'qcow2' })] })), status.INVALID_ARGUMENT)).toMatch(
+        /^spec\.disks\[0\]\.format: is qcow2, but .*plain\.raw has no qcow2 header/,
+      );
+      expect(await vmDirsOf('fmt-')).toEqual([]);
+    });
+
+    it('a disk declared raw whose file starts with a qcow2 header stays raw: QEMU gets driver=raw and nothing the header names', async () => {
+      // What a guest may write to its raw disk: a qcow2 header, here naming a file outside the roots.
+      const image = join(images(), 'looks-qcow2.img');
+      qemuImg('create', '-q', '-f', 'qcow2', '-u', '-F', 'raw', '-b', '/etc/passwd', image, '1M');
+      const real = await realpath(image);
+      await api.create(guestSpec('rawhdr', { disks: [dataDisk(image, { readonly: true, format: 'raw' })] }));
+      const vm = await api.start('rawhdr');
+      expect(vm.status?.disks).toEqual([{ name: 'data', path: real, format: 'raw' }]);
+      expect(vm.spec?.disks[0]?.format).toBe('raw');
+      const argv = (await readFile(`/proc/${vm.status!.pid}/cmdline`, 'utf8')).split('\0');
+      const blockdevs = argv.flatMap((a, i) => (argv[i - 1] === '-blockdev' ? [JSON.parse(a) as Record<string, unknown>] : []));
+      expect(blockdevs).toContainEqual(expect.objectContaining({ 'node-name': 'file-data', driver: 'file', filename: real }));
+      expect(blockdevs).toContainEqual(expect.objectContaining({ 'node-name': 'drive-data', driver: 'raw', file: 'file-data' }));
+      expect(argv.join(' ')).not.toContain('/etc/passwd');
+      await api.delete('rawhdr', true);
+    });
+
+    it('a start after a disk image or backing file symlink was re-pointed outside the roots is refused: Failed with the reason, no QEMU left', async () => {
+      const outside = join(d.root, 'outside-swap.raw');
+      await writeFile(outside, Buffer.alloc(1024 * 1024));
+      // A disk image through a symlink.
+      await writeFile(join(images(), 'swap-target.raw'), Buffer.alloc(1024 * 1024));
+      const link = join(images(), 'swap-link.raw');
+      await symlink(join(images(), 'swap-target.raw'), link);
+      await api.create(guestSpec('swapped', { disks: [dataDisk(link, { readonly: true })] }));
+      // A qcow2 image (under a per-VM overlay) whose backing file is a symlink.
+      const backingLink = join(images(), 'swap-backing-link');
+      await symlink(join(images(), 'swap-target.raw'), backingLink);
+      qemuImg('create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', 'swap-backing-link', join(images(), 'swap-top.qcow2'));
+      await api.create(guestSpec('swapped-backing', { disks: [dataDisk(join(images(), 'swap-top.qcow2'), { overlay: true })] }));
+
+      for (const l of [link, backingLink]) {
+        await rm(l);
+        await symlink(outside, l);
+      }
+      const cases: [string, RegExp][] = [
+        ['swapped', /^spec\.disks\[0\]\.image_path: .*swap-link\.raw is outside the image roots/],
+        ['swapped-backing', /^spec\.disks\[0\]\.image_path \(backing file .*swap-backing-link\): .*outside the image roots/],
+      ];
+      for (const [id, why] of cases) {
+        expect(await expectCode(() => api.start(id), status.INVALID_ARGUMENT)).toMatch(why);
+        const vm = await api.get(id);
+        expect(vm.status?.phase).toBe('PHASE_FAILED');
+        expect(vm.status?.reason).toContain('start failed: ');
+        expect(vm.status?.reason).toContain('outside the image roots');
+        expect(vm.status?.pid).toBe(0);
+        expect(existsSync(join(d.runDir, 'vms', id, 'qmp.sock'))).toBe(false);
+      }
+      expect(await qemuPidsOf(['swapped', 'swapped-backing'])).toEqual([]);
+      await api.delete('swapped');
+      await api.delete('swapped-backing');
+    });
+  });
 });
 
 describe('errors from a QEMU that never answers', () => {
@@ -172,11 +289,14 @@ describe('errors from a QEMU that never answers', () => {
 
   beforeAll(async () => {
     // A "QEMU" that reports a version, fails the KVM probe, and otherwise hangs without opening QMP.
-    fakeDir = await mkdtemp(join(tmpdir(), 'vmlet-fake-qemu-'));
+    fakeDir = await tempDirForQemu('vmlet-fake-qemu-');
     const fake = join(fakeDir, 'fake-qemu');
+    // The fake runs as the VM's unprivileged user: it leaves its pid where that user may write.
+    await mkdir(join(fakeDir, 'out'));
+    await chmod(join(fakeDir, 'out'), 0o777);
     await writeFile(
       fake,
-      `#!/bin/sh\ncase "$*" in *--version*) echo "QEMU emulator version 7.2.0"; exit 0;; *"-qmp stdio"*) exit 1;; esac\necho $$ > ${join(fakeDir, 'hung.pid')}\nexec sleep 120\n`,
+      `#!/bin/sh\ncase "$*" in *--version*) echo "QEMU emulator version 7.2.0"; exit 0;; *"-qmp stdio"*) exit 1;; esac\necho $$ > ${join(fakeDir, 'out', 'hung.pid')}\nexec sleep 120\n`,
     );
     await chmod(fake, 0o755);
     d = await TestDaemon.start({ extraArgs: ['--qemu', fake, '--accel', 'tcg'] });
@@ -196,7 +316,7 @@ describe('errors from a QEMU that never answers', () => {
     expect(vm.status?.pid).toBe(0);
     await api.delete('hang');
     // The fake wrote its pid and exec'd `sleep 120`; vmlet must have killed it.
-    const hung = Number(await readFile(join(fakeDir, 'hung.pid'), 'utf8'));
+    const hung = Number(await readFile(join(fakeDir, 'out', 'hung.pid'), 'utf8'));
     expect(hung).toBeGreaterThan(0);
     expect(await isAlive(hung)).toBe(false);
   });

@@ -65,7 +65,7 @@ describe('VM lifecycle over gRPC with a real TCG guest', () => {
     const pid = running.status!.pid;
     expect(await isAlive(pid)).toBe(true);
     expect((await api.node()).allocated).toEqual({ cpus: 1, memoryMib: 128 });
-    const log = join(d.runDir, 'vms', id, 'console.log');
+    const log = join(d.stateDir, 'vms', id, 'console.log');
     await waitForFileText(log, READY_LINE);
 
     expect((await api.pause(id)).status?.phase).toBe('PHASE_PAUSED');

@@ -84,7 +84,7 @@ describe('metrics with a real guest, promtool and a real Prometheus', () => {
     );
     expect(vm.status?.phase).toBe('PHASE_RUNNING');
     tap = vm.status!.nics[0]!.tap;
-    await waitForFileText(join(d.runDir, 'vms', ID, 'console.log'), READY_LINE, 120_000);
+    await waitForFileText(join(d.stateDir, 'vms', ID, 'console.log'), READY_LINE, 120_000);
     await until('the guest answering ping from the namespace', async () => (await ns.exec('ping', ['-c', '3', '-W', '1', GUEST_IP]), true), 120_000);
   });
 

@@ -85,7 +85,7 @@ describe('live migration between two vmlet nodes (two namespaces, mutual TLS, no
     const a = rpc(nodes.a.daemon.clients);
     const b = rpc(nodes.b.daemon.clients);
     await a.create(counterVm(id, '10.98.0.10'), true);
-    const srcLog = join(nodes.a.daemon.runDir, 'vms', id, 'console.log');
+    const srcLog = join(nodes.a.daemon.stateDir, 'vms', id, 'console.log');
     await waitForFileText(srcLog, (t) => (lastCount(t)?.i ?? 0) >= 5, 90_000);
     const srcText = await readFile(srcLog, 'utf8');
     const before = lastCount(srcText)!;
@@ -110,7 +110,7 @@ describe('live migration between two vmlet nodes (two namespaces, mutual TLS, no
     expect((await nodes.a.ns.linkNames()).filter(isVmletTapName)).toEqual([]);
 
     // Keeps counting on the target, uptime rising, no second boot, the disk file is still there.
-    const dstLog = join(nodes.b.daemon.runDir, 'vms', id, 'console.log');
+    const dstLog = join(nodes.b.daemon.stateDir, 'vms', id, 'console.log');
     const dstText = await waitForFileText(dstLog, (t) => proofAfter(t, before.i) !== undefined, 60_000);
     const after = lastCount(dstText)!;
     expect(after.i).toBeGreaterThan(before.i);
@@ -121,7 +121,7 @@ describe('live migration between two vmlet nodes (two namespaces, mutual TLS, no
 
     // A VM on the target's bridge pings the migrated guest.
     await b.create(guestSpec('peer', { nics: [{ name: 'eth0', bridge: 'br0', mac: '' }], kernel: { ...guestSpec('x').kernel!, cmdline: 'console=ttyS0 vmlet.ip=10.98.0.20/24 vmlet.run="ping -c 3 -w 60 10.98.0.10"' } }), true);
-    await waitForFileText(join(nodes.b.daemon.runDir, 'vms', 'peer', 'console.log'), /3 packets received/, 90_000);
+    await waitForFileText(join(nodes.b.daemon.stateDir, 'vms', 'peer', 'console.log'), /3 packets received/, 90_000);
     expect((await mig.get(id)).phase).toBe('MIGRATION_PHASE_SUCCEEDED');
   });
 
@@ -148,7 +148,7 @@ describe('live migration between two vmlet nodes (two namespaces, mutual TLS, no
     expect(await rpc(nodes.b.daemon.clients).list()).toEqual([]);
     expect((await nodes.b.ns.linkNames()).filter(isVmletTapName)).toEqual([]);
     expect((await qemuPidsOf(['stayer'])).length).toBe(1);
-    const log = join(nodes.a.daemon.runDir, 'vms', 'stayer', 'console.log');
+    const log = join(nodes.a.daemon.stateDir, 'vms', 'stayer', 'console.log');
     const n = lastCount(await readFile(log, 'utf8'))?.i ?? 0;
     await waitForFileText(log, (t) => (lastCount(t)?.i ?? 0) > n + 3, 30_000);
   });
@@ -186,7 +186,7 @@ describe('live migration between two vmlet nodes (two namespaces, mutual TLS, no
     await until('the target discarding its half', async () => ((await b.list()).length === 0 ? true : undefined));
     expect((await qemuPidsOf(['homing'])).length).toBe(1);
     // Still controllable, and its counter goes on.
-    const log = join(nodes.a.daemon.runDir, 'vms', 'homing', 'console.log');
+    const log = join(nodes.a.daemon.stateDir, 'vms', 'homing', 'console.log');
     const n = lastCount(await readFile(log, 'utf8'))?.i ?? 0;
     await waitForFileText(log, (t) => (lastCount(t)?.i ?? 0) > n + 3, 30_000);
     expect((await a.pause('homing')).status?.phase).toBe('PHASE_PAUSED');

@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { TestDaemon } from '../support/daemon.js';
+import { TestDaemon, tempDirForQemu } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { expectCode, rpc } from '../support/rpc.js';
 import { TestNetns } from '../support/netns.js';
@@ -50,7 +49,7 @@ describe('guest networking: TAPs on a bridge inside a test network namespace', (
     expect(links.find((l) => l.ifname === tapB.tap)?.master).toBe('br0');
 
     // b pings a from inside the guest; the result is read from b's console.
-    const console = await waitForFileText(join(d.runDir, 'vms', 'net-b', 'console.log'), /3 packets received/, 90_000);
+    const console = await waitForFileText(join(d.stateDir, 'vms', 'net-b', 'console.log'), /3 packets received/, 90_000);
     expect(console).toMatch(/0% packet loss/);
     // and the namespace (the "host") reaches a too.
     await ns.exec('ping', ['-c', '1', '-W', '5', '10.88.0.2']);
@@ -87,7 +86,7 @@ describe('guest networking: TAPs on a bridge inside a test network namespace', (
     const watchScript = 'until [ -e /sys/class/net/eth1 ]; do usleep 200000; done; echo HOTPLUG-SEEN-$(cat /sys/class/net/eth1/address); until [ ! -e /sys/class/net/eth1 ]; do usleep 200000; done; echo UNPLUG-SEEN';
     const id = 'hot';
     await api.create(guestSpec(id, { nics: [{ name: 'eth0', bridge: 'br0', mac: '' }], kernel: { ...guestSpec('x').kernel!, cmdline: cmdline('10.88.0.5/24', watchScript) } }), true);
-    const log = join(d.runDir, 'vms', id, 'console.log');
+    const log = join(d.stateDir, 'vms', id, 'console.log');
     await waitForFileText(log, READY_LINE);
     const attached = await api.attachNic(id, { name: 'eth1', bridge: 'br0', mac: '02:00:00:00:99:01' });
     const nic = attached.status!.nics.find((n) => n.name === 'eth1')!;
@@ -119,7 +118,7 @@ describe('networking failures leave nothing behind', () => {
   beforeAll(async () => {
     ns = await TestNetns.create();
     await ns.addBridge('br0');
-    fakeDir = await mkdtemp(join(tmpdir(), 'vmlet-fakes-'));
+    fakeDir = await tempDirForQemu('vmlet-fakes-');
   });
   afterAll(async () => {
     await ns?.delete();

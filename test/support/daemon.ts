@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { removeCgroupTree } from './cgroups.js';
 import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { connectClients, unary, type VmletClients } from '../../src/api/grpc/client.js';
 
@@ -17,6 +18,16 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** Run the daemon process itself inside this network namespace (a "node" of a multi-node test). */
   netns?: string;
+}
+
+/**
+ * A temp dir that unprivileged QEMUs may pass through and read (images, fake binaries); mkdtemp's
+ * own dirs are 0700.
+ */
+export async function tempDirForQemu(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await chmod(dir, 0o755);
+  return dir;
 }
 
 /**
@@ -41,12 +52,16 @@ export class TestDaemon {
   get runDir(): string {
     return join(this.root, 'run');
   }
+  /** Each test daemon keeps its VMs' cgroups apart from any other daemon's (two-node tests share a host). */
+  get cgroupParent(): string {
+    return `${basename(this.root)}.slice`;
+  }
   get socket(): string {
     return `unix://${join(this.runDir, 'vmlet.sock')}`;
   }
 
   static async start(options: DaemonOptions = {}): Promise<TestDaemon> {
-    const root = options.dirs?.root ?? (await mkdtemp(join(tmpdir(), 'vmlet-e2e-')));
+    const root = options.dirs?.root ?? (await tempDirForQemu('vmlet-e2e-'));
     const d = new TestDaemon(root, options);
     await d.spawn();
     return d;
@@ -65,6 +80,7 @@ export class TestDaemon {
       // The e2e guests are TCG guests: a nested /dev/kvm can pass vmlet's probe and still hang a
       // Linux guest. VMLET_TEST_ACCEL=auto tests the probe's choice instead.
       '--accel', process.env.VMLET_TEST_ACCEL ?? 'tcg',
+      '--cgroup-parent', this.cgroupParent,
       ...(this.options.extraArgs ?? []),
     ];
   }
@@ -146,6 +162,7 @@ export class TestDaemon {
       }
     }
     await this.stop();
+    await removeCgroupTree(this.cgroupParent);
     // VMLET_KEEP_TEST_DIRS=1 keeps state, run dirs and daemon logs for post-mortems.
     if (!process.env.VMLET_KEEP_TEST_DIRS) await rm(this.root, { recursive: true, force: true });
   }

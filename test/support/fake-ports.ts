@@ -128,6 +128,11 @@ export class FakeStorage implements Storage {
   async checkBootFiles(): Promise<void> {
     this.bootChecks++;
   }
+
+  readonly owned = new Map<string, number>();
+  async own(paths: VmPaths, _disks: readonly DiskStatus[], owner: { uid: number }): Promise<void> {
+    this.owned.set(paths.stateDir, owner.uid);
+  }
 }
 
 /** How a fake guest answers the ACPI power button. */

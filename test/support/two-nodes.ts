@@ -1,9 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { TestDaemon } from './daemon.js';
+import { TestDaemon, tempDirForQemu } from './daemon.js';
 import { TestNetns, ip } from './netns.js';
 import { makeTestCerts, type TestCerts } from './certs.js';
 
@@ -34,7 +33,7 @@ export class TwoNodes {
   ) {}
 
   static async start(options: { bridgeOnB?: boolean } = {}): Promise<TwoNodes> {
-    const dir = await mkdtemp(join(tmpdir(), 'vmlet-2n-'));
+    const dir = await tempDirForQemu('vmlet-2n-');
     const images = join(dir, 'images');
     await promisify(execFile)('mkdir', ['-p', images]);
     const certs = await makeTestCerts(dir, [NODE_IPS.a, NODE_IPS.b]);

@@ -90,7 +90,7 @@ describe('buildQemuArgv: fixed options', () => {
   it.each([
     ['-name', 'guest=web-1,debug-threads=on'],
     ['-machine', 'q35'],
-    ['-accel', 'tcg'],
+    ['-accel', 'tcg,tb-size=128'],
     ['-cpu', 'max'],
     ['-m', '512M'],
     ['-smp', '1'],
@@ -109,7 +109,7 @@ describe('buildQemuArgv: fixed options', () => {
   it('has the QMP and serial chardevs', () => {
     expect(valuesOf(argv, '-chardev')).toEqual([
       'socket,id=qmp,path=/run/vmlet/vms/web-1/qmp.sock,server=on,wait=off',
-      'socket,id=serial0,path=/run/vmlet/vms/web-1/serial.sock,server=on,wait=off,logfile=/run/vmlet/vms/web-1/console.log,logappend=on',
+      'socket,id=serial0,path=/run/vmlet/vms/web-1/serial.sock,server=on,wait=off',
     ]);
   });
 
@@ -143,7 +143,7 @@ describe('buildQemuArgv: variants', () => {
     const argv = buildQemuArgv(plan({ paths: p }));
     expect(valuesOf(argv, '-chardev')).toEqual([
       'socket,id=qmp,path=/run/a,,b/qmp.sock,server=on,wait=off',
-      'socket,id=serial0,path=/run/a,,b/s.sock,server=on,wait=off,logfile=/run/a,,b/c.log,logappend=on',
+      'socket,id=serial0,path=/run/a,,b/s.sock,server=on,wait=off',
     ]);
     expect(valuesOf(argv, '-pidfile')).toEqual(['/run/a,b/q.pid']);
   });
@@ -279,5 +279,32 @@ describe('buildQemuArgv: inconsistent plans are bugs', () => {
     ['more devices than pcie.0 slots', plan({ hotplugPorts: 30 })],
   ])('%s', (_name, p) => {
     expect(() => buildQemuArgv(p)).toThrow(/launch plan of web-1/);
+  });
+});
+
+describe('buildQemuArgv: QEMU never probes a disk format', () => {
+  it('each format node names its driver from the recorded format, whatever the file is called or starts with', () => {
+    const p = plan({}, {
+      disks: [
+        { name: 'a', imagePath: '/i/a.qcow2', overlay: false, readonly: false, format: 'raw' },
+        { name: 'b', imagePath: '/i/b.img', overlay: true, readonly: false, format: 'raw' },
+        { name: 'c', imagePath: '/i/c.raw', overlay: false, readonly: false },
+      ],
+    });
+    p.disks = [
+      { name: 'a', path: '/i/a.qcow2', format: 'raw' },
+      { name: 'b', path: '/s/disks/b.qcow2', format: 'qcow2' },
+      { name: 'c', path: '/i/c.raw', format: 'qcow2' },
+    ];
+    const argv = buildQemuArgv(p);
+    const nodes = jsonValues(argv, '-blockdev');
+    expect(nodes.filter((n) => n['driver'] !== 'file').map((n) => [n['node-name'], n['driver']])).toEqual([
+      ['drive-a', 'raw'],
+      ['drive-b', 'qcow2'],
+      ['drive-c', 'qcow2'],
+    ]);
+    expect(nodes.filter((n) => n['driver'] === 'file').map((n) => n['filename'])).toEqual(['/i/a.qcow2', '/s/disks/b.qcow2', '/i/c.raw']);
+    // The legacy options that probe a format are never used.
+    for (const probing of ['-drive', '-hda', '-hdb', '-cdrom', '-snapshot']) expect(argv).not.toContain(probing);
   });
 });

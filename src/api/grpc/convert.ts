@@ -4,7 +4,8 @@ import type { Vm as ProtoVm } from './generated/vmlet/v1/Vm.js';
 import type { VmSpec as ProtoVmSpec, VmSpec__Output } from './generated/vmlet/v1/VmSpec.js';
 import type { VmSpec, Vm, Phase } from '../../model/vm.js';
 import type { Nic__Output } from './generated/vmlet/v1/Nic.js';
-import type { NicSpec } from '../../model/vm.js';
+import type { DiskSpec, NicSpec } from '../../model/vm.js';
+import type { Disk as ProtoDisk, Disk__Output } from './generated/vmlet/v1/Disk.js';
 
 const PHASE_TO_PROTO: Record<Phase, ProtoPhase> = {
   Pending: 'PHASE_PENDING',
@@ -31,6 +32,16 @@ export function nicFromProto(n: Nic__Output): NicSpec {
   return { name: n.name, bridge: n.bridge, mac: n.mac };
 }
 
+/** Proto → domain, before validation: an empty format is left out (detected at create); another is validation's to refuse. */
+export function diskFromProto(d: Disk__Output): DiskSpec {
+  return { name: d.name, imagePath: d.imagePath, overlay: d.overlay, readonly: d.readonly, ...(d.format ? { format: d.format as DiskSpec['format'] } : {}) };
+}
+
+/** Domain → proto: an absent format is sent as empty. */
+export function diskToProto(d: DiskSpec): ProtoDisk {
+  return { name: d.name, imagePath: d.imagePath, overlay: d.overlay, readonly: d.readonly, format: d.format ?? '' };
+}
+
 /** Proto → domain, before validation (proto3 gives defaults for absent fields). */
 export function specFromProto(s: VmSpec__Output | null | undefined): VmSpec {
   const spec = s ?? ({} as Partial<VmSpec__Output>);
@@ -40,8 +51,9 @@ export function specFromProto(s: VmSpec__Output | null | undefined): VmSpec {
     vcpus: spec.vcpus ?? 0,
     memoryMib: Number(spec.memoryMib ?? 0),
     ...(spec.kernel ? { kernel: { kernelPath: spec.kernel.kernelPath, initrdPath: spec.kernel.initrdPath, cmdline: spec.kernel.cmdline } } : {}),
-    disks: (spec.disks ?? []).map((d) => ({ name: d.name, imagePath: d.imagePath, overlay: d.overlay, readonly: d.readonly })),
+    disks: (spec.disks ?? []).map(diskFromProto),
     nics: (spec.nics ?? []).map(nicFromProto),
+    ...(spec.cpuLimitMillicores ? { cpuLimitMillicores: spec.cpuLimitMillicores } : {}),
   };
 }
 
@@ -52,8 +64,9 @@ export function specToProto(spec: VmSpec): ProtoVmSpec {
     vcpus: spec.vcpus,
     memoryMib: spec.memoryMib,
     kernel: spec.kernel ?? null,
-    disks: spec.disks,
+    disks: spec.disks.map(diskToProto),
     nics: spec.nics,
+    cpuLimitMillicores: spec.cpuLimitMillicores ?? 0,
   };
 }
 
@@ -74,6 +87,8 @@ export function vmToProto(vm: Vm, node: string): ProtoVm {
       accelerator: s.accelerator,
       node,
       generation: s.generation,
+      uid: s.uid ?? 0,
+      cgroup: s.cgroup ?? '',
     },
   };
 }

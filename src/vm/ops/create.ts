@@ -3,6 +3,7 @@ import { runPlan, type Step } from '../plan.js';
 import type { VmRecord } from '../registry.js';
 import { checkBridges, checkCouldFit, checkMacsFree } from './checks.js';
 import type { OpEnv } from './env.js';
+import { reserveUid } from './owner.js';
 
 interface Creation {
   env: OpEnv;
@@ -23,11 +24,22 @@ const createSteps: readonly Step<Creation>[] = [
     },
   },
   {
+    // The uid is reserved until the VM is registered with it, so two creates never share one.
     name: 'prepare disks',
     async run(c) {
       const status = c.env.vms.newStatus('Pending', 'created');
-      status.disks = await c.env.storage.prepareDisks(c.spec, c.env.store.paths(c.spec.id));
-      c.record = c.env.vms.add(c.spec, status);
+      const paths = c.env.store.paths(c.spec.id);
+      const { uid, release } = reserveUid(c.env);
+      try {
+        status.disks = await c.env.storage.prepareDisks(c.spec, paths);
+        if (uid) {
+          status.uid = uid;
+          await c.env.storage.own(paths, status.disks, { uid, gid: uid });
+        }
+        c.record = c.env.vms.add(c.spec, status);
+      } finally {
+        release();
+      }
     },
     async undo(c) {
       if (c.record) c.env.vms.drop(c.record);

@@ -1,5 +1,5 @@
 import type { CapacityPolicy } from '../capacity.js';
-import type { Clock, Hypervisor, Network, Storage, Store } from '../ports.js';
+import type { Cells, Clock, Hypervisor, Network, Storage, Store } from '../ports.js';
 import type { VmRegistry } from '../registry.js';
 
 /** Node-wide settings the operations read. */
@@ -8,6 +8,8 @@ export interface DomainSettings {
   defaultStopGraceSeconds: number;
   /** When non-empty, NICs may only name these bridges. */
   allowedBridges: readonly string[];
+  /** The uids (and gids) QEMUs run as, one per VM; absent: QEMU runs as root (--qemu-user root). */
+  qemuUids?: { start: number; count: number };
 }
 
 /** What every operation works with: the VMs, the ports and the settings. */
@@ -17,6 +19,10 @@ export interface OpEnv {
   network: Network;
   storage: Storage;
   hypervisor: Hypervisor;
+  /** Absent: QEMUs share vmlet's cgroup. */
+  cells?: Cells;
   clock: Clock;
   settings: DomainSettings;
+  /** Uids handed to creates that have not recorded them yet. */
+  reservedUids: Set<number>;
 }

@@ -3,7 +3,7 @@ import type { Machine } from '../ports.js';
 import type { Step } from '../plan.js';
 import type { VmRecord } from '../registry.js';
 import type { OpEnv } from './env.js';
-import { releaseHost } from './release.js';
+import { ownerOf, reserveUid } from './owner.js';
 import { unwatchMachine, watchMachine } from './machine-watch.js';
 
 /** Spare pcie-root-ports a started VM gets for NIC hotplug. */
@@ -18,6 +18,8 @@ export interface Launch {
   pciPorts: number;
   incoming: boolean;
   nics: NicStatus[];
+  /** The VM's cgroup once made. */
+  cell?: string;
   machine?: Machine;
 }
 
@@ -27,13 +29,42 @@ export function startLaunch(env: OpEnv, record: VmRecord): Launch {
   return { env, record, wiring, pciPorts: wiring.length + HOTPLUG_SPARE_PORTS, incoming: false, nics: [] };
 }
 
-/** TAPs, QEMU, its pid on record, its monitor watched: shared by a start and an incoming migration. */
+/** The VM's QEMU user from its status; a VM made while QEMU ran as root gets one now. */
+const assignUser: Step<Launch> = {
+  name: 'assign user',
+  async run(l) {
+    if (l.record.status.uid || !l.env.settings.qemuUids) return;
+    const { uid, release } = reserveUid(l.env);
+    try {
+      await l.env.storage.own(l.record.paths, l.record.status.disks, { uid: uid!, gid: uid! });
+      l.env.vms.update(l.record, { uid });
+    } finally {
+      release();
+    }
+  },
+};
+
+/** Its own cgroup, made before QEMU so QEMU can be moved in before it runs guest code. */
+const makeCell: Step<Launch> = {
+  name: 'make cell',
+  async run(l) {
+    if (l.env.cells) l.cell = await l.env.cells.create(l.record.spec);
+  },
+  async undo(l) {
+    if (l.cell) await l.env.cells!.remove(l.cell);
+  },
+};
+
+/** User, cell, TAPs, QEMU (moved into its cell), its pid on record, its monitor watched: shared by a start and an incoming migration. */
 export const launchSteps: readonly Step<Launch>[] = [
+  assignUser,
+  makeCell,
   {
     name: 'plug NICs',
     async run(l) {
       const taken = l.env.vms.tapsInUse(l.record);
-      const vm = { id: l.record.id, vcpus: l.record.spec.vcpus };
+      const owner = ownerOf(l.record.status);
+      const vm = { id: l.record.id, vcpus: l.record.spec.vcpus, ...(owner ? { owner } : {}) };
       for (const { nic, port } of l.wiring) l.nics.push(await l.env.network.plug(vm, nic, port, taken));
     },
     async undo(l) {
@@ -44,7 +75,9 @@ export const launchSteps: readonly Step<Launch>[] = [
     name: 'launch QEMU',
     async run(l) {
       const { spec, paths, status } = l.record;
+      const owner = ownerOf(status);
       l.machine = await l.env.hypervisor.launch({
+        ...(owner ? { owner } : {}),
         spec,
         paths,
         disks: [...status.disks],
@@ -58,7 +91,21 @@ export const launchSteps: readonly Step<Launch>[] = [
       const machine = unwatchMachine(l.record) ?? l.machine;
       machine?.detach();
       if (machine) await l.env.hypervisor.kill(machine.pid);
-      await releaseHost(l.env, l.record, []);
+      await l.env.hypervisor.clearRunFiles(l.record.paths);
+    },
+  },
+  {
+    // QEMU waits with -S: nothing of the guest has run when it enters its cell.
+    name: 'enter cell',
+    async run(l) {
+      if (!l.cell) return;
+      try {
+        await l.env.cells!.enter(l.cell, l.machine!.pid);
+      } catch (err) {
+        // A QEMU that exited over its configuration cannot be moved: its own words are the reason.
+        await l.machine!.ready();
+        throw err;
+      }
     },
   },
   {
@@ -66,7 +113,7 @@ export const launchSteps: readonly Step<Launch>[] = [
     // guest's output from its first byte, and a restarted vmlet knows this QEMU and its TAPs.
     name: 'record QEMU',
     run(l) {
-      l.env.vms.update(l.record, { pid: l.machine!.pid, nics: l.nics, pciPorts: l.pciPorts, accelerator: l.env.hypervisor.accelerator });
+      l.env.vms.update(l.record, { pid: l.machine!.pid, nics: l.nics, pciPorts: l.pciPorts, accelerator: l.env.hypervisor.accelerator, cgroup: l.cell });
     },
   },
   {

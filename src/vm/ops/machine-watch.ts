@@ -2,7 +2,7 @@ import type { MachineEvent } from '../../model/machine.js';
 import type { Machine } from '../ports.js';
 import type { VmRecord } from '../registry.js';
 import type { OpEnv } from './env.js';
-import { releaseHost } from './release.js';
+import { RELEASED, releaseHost } from './release.js';
 
 /**
  * Makes `machine` the VM's QEMU: its events keep the phase true between operations, and its exit
@@ -53,10 +53,15 @@ async function onExit(env: OpEnv, record: VmRecord, machine: Machine): Promise<v
   if (record.machine !== machine) return;
   record.machine = undefined;
   await machine.waitExit(5000);
+  // Read before releaseHost removes the cell, and its count with it.
+  const cell = record.status.cgroup;
+  const oomKilled = cell && env.cells ? (await env.cells.oomKills(cell).catch(() => 0)) > 0 : false;
   await releaseHost(env, record, record.status.nics);
-  const extra = { pid: 0, nics: [], stoppedAt: env.clock.now().toISOString() };
+  const extra = { ...RELEASED, stoppedAt: env.clock.now().toISOString() };
   const shutdown = machine.shutdown;
-  if (shutdown?.guest) {
+  if (oomKilled) {
+    env.vms.transition(record, 'Failed', `QEMU was OOM-killed in its cgroup ${cell} (memory limit of the VM reached)`, extra);
+  } else if (shutdown?.guest) {
     env.vms.transition(record, 'Stopped', 'guest powered off', extra);
   } else if (shutdown) {
     env.vms.transition(record, 'Stopped', `QEMU shut down (${shutdown.reason})`, extra);

@@ -5,6 +5,7 @@ import type { VmRecord } from '../registry.js';
 import type { Machine } from '../ports.js';
 import { runPlan, type Step } from '../plan.js';
 import { checkBridges, checkMacsFree } from './checks.js';
+import { ownerOf } from './owner.js';
 import type { OpEnv } from './env.js';
 
 /** How long a guest gets to release an unplugged NIC (PCIe hotplug waits for the attention button). */
@@ -51,9 +52,11 @@ const hotplugSteps: readonly Step<Hotplug>[] = [
   {
     name: 'plug TAP',
     async run(h) {
-      h.plugged = await h.env.network.plug({ id: h.record.id, vcpus: h.record.spec.vcpus }, h.nic, h.port, h.env.vms.tapsInUse());
+      const owner = ownerOf(h.record.status);
+      const vm = { id: h.record.id, vcpus: h.record.spec.vcpus, ...(owner ? { owner } : {}) };
+      h.plugged = await h.env.network.plug(vm, h.nic, h.port, h.env.vms.tapsInUse());
     },
-    undo: (h) => h.env.network.unplug([h.plugged!]),
+    undo: (h) => h.env.network.unplug(h.plugged ? [h.plugged] : []),
   },
   { name: 'plug device', run: (h) => h.machine.plugNic(h.plugged!, h.record.spec.vcpus, h.port) },
   {

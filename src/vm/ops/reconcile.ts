@@ -3,7 +3,7 @@ import type { Phase } from '../../model/vm.js';
 import type { RunState } from '../../model/machine.js';
 import type { VmRecord } from '../registry.js';
 import type { OpEnv } from './env.js';
-import { releaseHost } from './release.js';
+import { RELEASED, releaseHost } from './release.js';
 import { unwatchMachine, watchMachine } from './machine-watch.js';
 import { FORCE, retire } from './delete.js';
 
@@ -75,8 +75,8 @@ export async function reconcile(env: OpEnv, record: VmRecord, hooks: MigrationHo
       : status.phase === 'Starting' && !pid
         ? 'start interrupted by a vmlet restart'
         : `QEMU (pid ${pid}) exited while vmlet was down`;
-    if (status.phase === 'Deleting') env.vms.update(record, { pid: 0, nics: [] });
-    else env.vms.transition(record, wasStopping ? 'Stopped' : 'Failed', reason, { pid: 0, nics: [] });
+    if (status.phase === 'Deleting') env.vms.update(record, RELEASED);
+    else env.vms.transition(record, wasStopping ? 'Stopped' : 'Failed', reason, RELEASED);
   }
   if (record.status.phase === 'Deleting') await finishDelete(env, record);
 }
@@ -87,7 +87,7 @@ async function failInterruptedStart(env: OpEnv, record: VmRecord, pid: number): 
   record.log.warn({ pid }, 'killing the QEMU of a start interrupted by a vmlet restart');
   await env.hypervisor.kill(pid);
   await releaseHost(env, record, record.status.nics);
-  env.vms.transition(record, 'Failed', 'start interrupted by a vmlet restart', { pid: 0, nics: [] });
+  env.vms.transition(record, 'Failed', 'start interrupted by a vmlet restart', RELEASED);
 }
 
 async function finishDelete(env: OpEnv, record: VmRecord): Promise<void> {

@@ -4,6 +4,7 @@ import type { VmRecord } from '../registry.js';
 import { checkCapacity } from './checks.js';
 import type { OpEnv } from './env.js';
 import { launchSteps, startLaunch, type Launch } from './launch.js';
+import { RELEASED } from './release.js';
 
 /** Started with -S: events are subscribed before the guest runs, then `cont`, pipelined behind the handshake. */
 const runGuest: Step<Launch> = {
@@ -37,7 +38,7 @@ export async function start(env: OpEnv, record: VmRecord): Promise<void> {
     await runPlan(startSteps, startLaunch(env, record), record.log);
   } catch (err) {
     record.log.error({ err }, 'start failed');
-    env.vms.transition(record, 'Failed', `start failed: ${errorMessage(err)}`, { pid: 0, nics: [] });
+    env.vms.transition(record, 'Failed', `start failed: ${errorMessage(err)}`, RELEASED);
     throw err;
   }
   env.vms.transition(record, 'Running', 'started', { startedAt: env.clock.now().toISOString() });

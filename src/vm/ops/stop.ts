@@ -2,7 +2,7 @@ import { failedPrecondition } from '../../model/errors.js';
 import type { Machine } from '../ports.js';
 import type { VmRecord } from '../registry.js';
 import type { OpEnv } from './env.js';
-import { releaseHost } from './release.js';
+import { RELEASED, releaseHost } from './release.js';
 import { unwatchMachine } from './machine-watch.js';
 
 /** How StopVm re-sends the ACPI power button: a guest still booting misses the first press. */
@@ -44,7 +44,7 @@ export async function ensureStopped(env: OpEnv, record: VmRecord, options: StopO
   }
   unwatchMachine(record);
   await releaseHost(env, record, record.status.nics);
-  const stopped = { pid: 0, nics: [], stoppedAt: env.clock.now().toISOString() };
+  const stopped = { ...RELEASED, stoppedAt: env.clock.now().toISOString() };
   if (deleting) env.vms.update(record, stopped);
   else env.vms.transition(record, 'Stopped', `stopped by request (${how})`, stopped);
 }
