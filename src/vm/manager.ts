@@ -5,7 +5,6 @@ import { VmletError } from '../model/errors.js';
 import type { OperationName } from '../model/events.js';
 import type { NicSpec, Vm, VmSpec, VmStatus } from '../model/vm.js';
 import { validateSpec } from './validate.js';
-import type { Cells, Clock, Hypervisor, Network, Storage, Store } from './ports.js';
 import { VmRegistry, snapshot, type VmRecord } from './registry.js';
 import type { DomainSettings, OpEnv } from './ops/env.js';
 import { createVm } from './ops/create.js';
@@ -16,14 +15,8 @@ import { attachNic, detachNic } from './ops/nic.js';
 import { FORCE, deleteVm, retire } from './ops/delete.js';
 import { reconcile, type MigrationHooks } from './ops/reconcile.js';
 
-export interface ManagerPorts {
-  store: Store;
-  network: Network;
-  storage: Storage;
-  hypervisor: Hypervisor;
-  cells?: Cells;
-  clock: Clock;
-}
+/** The ports a manager is built with (the composition root's drivers, or test fakes). */
+export type ManagerPorts = Pick<OpEnv, 'store' | 'network' | 'storage' | 'hypervisor' | 'cells' | 'clock'>;
 
 /**
  * The domain's front door: every operation on a VM, each run in the VM's queue (one at a time

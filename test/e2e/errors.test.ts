@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, open, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TestDaemon, tempDirForQemu } from '../support/daemon.js';
 import { guestSpec, KERNEL } from '../support/guest.js';
@@ -9,28 +9,7 @@ import { expectCode, rpc, streamToEnd } from '../support/rpc.js';
 import { isAlive } from '../../src/host/process.js';
 import { execFileSync } from 'node:child_process';
 import { qemuPidsOf } from '../support/processes.js';
-
-/** Renames the backing format header extension to a type QEMU ignores: an image as made by a qemu-img before 6.1 without -F. */
-async function dropBackingFormat(path: string): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const buf = Buffer.alloc(4096);
-    await file.read(buf, 0, buf.length, 0);
-    for (let offset = buf.readUInt32BE(100); ; ) {
-      const type = buf.readUInt32BE(offset);
-      if (type === 0) throw new Error(`${path} has no backing format extension`);
-      if (type === 0xe2792aca) {
-        const renamed = Buffer.alloc(4);
-        renamed.writeUInt32BE(0x0badf00d);
-        await file.write(renamed, 0, 4, offset);
-        return;
-      }
-      offset += 8 + Math.ceil(buf.readUInt32BE(offset + 4) / 8) * 8;
-    }
-  } finally {
-    await file.close();
-  }
-}
+import { dropBackingFormat } from '../support/qcow2.js';
 
 describe('errors: every request validated at the edge, right code, nothing left behind', () => {
   let d: TestDaemon;

@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { VmletError } from '../../src/model/errors.js';
 import type { DiskSpec, VmSpec } from '../../src/model/vm.js';
@@ -10,32 +8,9 @@ import { checkBootFiles, prepareDisks } from '../../src/storage/disks.js';
 import { ImageRoots } from '../../src/storage/image-roots.js';
 import { MAX_BACKING_CHAIN } from '../../src/storage/chain.js';
 import { vmPaths } from '../../src/state/paths.js';
+import { dropBackingFormat, qemuImg } from '../support/qcow2.js';
 
-const run = promisify(execFile);
-const qemuImg = (...args: string[]) => run('qemu-img', args, { timeout: 30_000 });
 const info = async (path: string, format: string) => JSON.parse((await qemuImg('info', '--output=json', '-U', '-f', format, path)).stdout) as Record<string, unknown>;
-
-/** Renames the backing format header extension to a type QEMU ignores: an image as made by a qemu-img before 6.1 without -F. */
-async function dropBackingFormat(path: string): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const buf = Buffer.alloc(4096);
-    await file.read(buf, 0, buf.length, 0);
-    for (let offset = buf.readUInt32BE(100); ; ) {
-      const type = buf.readUInt32BE(offset);
-      if (type === 0) throw new Error(`${path} has no backing format extension`);
-      if (type === 0xe2792aca) {
-        const renamed = Buffer.alloc(4);
-        renamed.writeUInt32BE(0x0badf00d);
-        await file.write(renamed, 0, 4, offset);
-        return;
-      }
-      offset += 8 + Math.ceil(buf.readUInt32BE(offset + 4) / 8) * 8;
-    }
-  } finally {
-    await file.close();
-  }
-}
 
 describe('disks: formats and backing chains, at create and at every start', () => {
   let dir: string;

@@ -1,35 +1,11 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headerBytes, headerFormat, parseQcow2Header, Qcow2HeaderError, qcow2HeaderBytes } from '../../src/storage/image-header.js';
 import { backingPath, hasProtocol } from '../../src/storage/chain.js';
+import { dropBackingFormat, qemuImg } from '../support/qcow2.js';
 
-const qemuImg = (...args: string[]) => promisify(execFile)('qemu-img', args, { timeout: 30_000 });
-
-/** Renames the backing format header extension to a type QEMU ignores: an image as made by a qemu-img before 6.1 without -F. */
-async function dropBackingFormat(path: string): Promise<void> {
-  const file = await open(path, 'r+');
-  try {
-    const buf = Buffer.alloc(4096);
-    await file.read(buf, 0, buf.length, 0);
-    for (let offset = buf.readUInt32BE(100); ; ) {
-      const type = buf.readUInt32BE(offset);
-      if (type === 0) throw new Error(`${path} has no backing format extension`);
-      if (type === 0xe2792aca) {
-        const renamed = Buffer.alloc(4);
-        renamed.writeUInt32BE(0x0badf00d);
-        await file.write(renamed, 0, 4, offset);
-        return;
-      }
-      offset += 8 + Math.ceil(buf.readUInt32BE(offset + 4) / 8) * 8;
-    }
-  } finally {
-    await file.close();
-  }
-}
 
 describe('headerFormat: vmlet reads the format from the first bytes, nothing else', () => {
   it.each<[string, Buffer, 'raw' | 'qcow2']>([
