@@ -68,6 +68,8 @@ export class ConsoleSession {
       this.log.append(chunk);
       this.batcher.push(chunk);
     });
+    // Once connected (QEMU is up), console.log exists even before the guest says anything.
+    this.link.once('connected', () => void this.log.initialEnd());
     this.link.connect();
   }
 
