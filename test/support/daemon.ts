@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, mkdir } from 'node:fs/promises';
 import { removeCgroupTree } from './cgroups.js';
 import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -117,7 +117,12 @@ export class TestDaemon {
     let exitCode: number | null | undefined;
     void this.exited!.then((c) => (exitCode = c));
     for (;;) {
-      if (exitCode !== undefined) throw new Error(`daemon exited with ${exitCode} during start; see ${this.root}/daemon-${this.starts}.log`);
+      if (exitCode !== undefined) {
+        // The log's end says why; the test dir (and the log) may be gone by the time anyone looks.
+        const logFile = `${this.root}/daemon-${this.starts}.log`;
+        const tail = (await readFile(logFile, 'utf8').catch(() => '')).slice(-1500);
+        throw new Error(`daemon exited with ${exitCode} during start; the end of ${logFile}:\n${tail}`);
+      }
       try {
         await unary(this.clients.vms.getNodeInfo.bind(this.clients.vms), {}, { deadline: Date.now() + 1000 });
         return;
