@@ -3,7 +3,7 @@
  * daemon) versus raw QEMU started with the same argv and the same QMP handshake, interleaved;
  * plus the create + delete cycle through vmlet.
  */
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -22,6 +22,7 @@ import { rawSide, RawQemu, type RawTimings } from './raw-qemu.js';
 import { createRunning, deleteGone, nodeInfoRoundTrip } from './vmlet-ops.js';
 import { coreReport, type CoreSamples } from './core-report.js';
 import { serverBreakdown } from './daemon-log.js';
+import { benchDir } from './util.js';
 
 /** Quiet time after each VM is gone, so one run's teardown does not leak into the next. */
 const SETTLE_MS = 100;
@@ -138,10 +139,10 @@ async function measure(s: Setup): Promise<CoreSamples> {
 
 async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const qemuBinary = await whichBinary(process.env.BENCH_QEMU ?? 'qemu-system-x86_64');
-  const root = await mkdtemp(join(tmpdir(), 'vmlet-bench-'));
+  const root = await benchDir(tmpdir(), 'vmlet-bench-');
   ctx.cleanup.defer('remove temp dir', () => rm(root, { recursive: true, force: true }));
   const runtime = await runtimeBase();
-  const runRoot = await mkdtemp(join(runtime.dir, 'vmlet-bench-'));
+  const runRoot = await benchDir(runtime.dir, 'vmlet-bench-');
   ctx.cleanup.defer('remove run dirs', () => rm(runRoot, { recursive: true, force: true }));
   ctx.cleanup.defer('kill stray QEMUs', async () => {
     const killed = await killStrayQemus(runRoot);

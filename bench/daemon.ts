@@ -1,13 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { connectClients, unary, type VmletClients } from '../src/api/grpc/client.js';
 import type { ListVmsRequest } from '../src/api/grpc/generated/vmlet/v1/ListVmsRequest.js';
 import type { ListVmsResponse__Output } from '../src/api/grpc/generated/vmlet/v1/ListVmsResponse.js';
 import type { NodeInfo__Output } from '../src/api/grpc/generated/vmlet/v1/NodeInfo.js';
 import { settlesWithin } from './util.js';
+import { removeCgroupTree } from './cgroups.js';
 
 export interface DaemonOptions {
   repo: string;
@@ -25,6 +26,13 @@ export interface DaemonOptions {
 
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 15_000;
+
+/** The --cgroup-parent the options name, else one of the daemon's own. */
+function cgroupParentOf(options: DaemonOptions): string {
+  const args = options.extraArgs ?? [];
+  const i = args.indexOf('--cgroup-parent');
+  return i >= 0 ? args[i + 1]! : `vmlet-bench-${basename(options.root)}.slice`;
+}
 
 /** A real `vmlet daemon` process (the built CLI) with its own state and run dirs, spoken to over gRPC on a unix socket. */
 export class BenchDaemon {
@@ -52,6 +60,10 @@ export class BenchDaemon {
   get logFile(): string {
     return join(this.options.root, 'daemon.log');
   }
+  /** The daemon's cgroup parent: its own unless the options name one, so two daemons of a benchmark never share VM cells. */
+  get cgroupParent(): string {
+    return cgroupParentOf(this.options);
+  }
   get pid(): number | undefined {
     return this.child.pid;
   }
@@ -73,6 +85,7 @@ export class BenchDaemon {
       '--qemu', options.qemuBinary,
       // Like the e2e tests: a nested /dev/kvm can pass the probe and still hang a guest.
       '--accel', process.env.VMLET_BENCH_ACCEL ?? 'tcg',
+      ...(options.extraArgs?.includes('--cgroup-parent') ? [] : ['--cgroup-parent', cgroupParentOf(options)]),
       ...(options.extraArgs ?? []),
     ];
     // The log goes straight to a file: the measuring process does not read it while measuring.
@@ -143,6 +156,8 @@ export class BenchDaemon {
       this.child.kill('SIGKILL');
       await this.exited;
     }
+    // Cells of guests that are gone; a cell whose QEMU still runs stays (removal refuses it).
+    await removeCgroupTree(this.cgroupParent).catch(() => undefined);
   }
 
   /** Everything the daemon logged so far (JSON lines). */

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -22,6 +22,7 @@ import { BenchDaemon } from './daemon.js';
 import { demoGuestSpec } from './guest.js';
 import { killStrayQemus, whichBinary } from './procs.js';
 import { ms, summarise, type Stats } from './stats.js';
+import { benchDir } from './util.js';
 
 const execFileP = promisify(execFile);
 
@@ -114,7 +115,7 @@ export async function metricsLatencyBench(options: MetricsLatencyOptions): Promi
   const vmCount = options.vms ?? 20;
   const withNics = options.nics ?? true;
   const qemuBinary = options.qemuBinary ?? (await whichBinary(process.env.BENCH_QEMU ?? 'qemu-system-x86_64'));
-  const root = await mkdtemp(join(tmpdir(), 'vmlet-bench-m-'));
+  const root = await benchDir(tmpdir(), 'vmlet-bench-m-');
   cleanup.defer('remove temp dir', () => rm(root, { recursive: true, force: true }));
   cleanup.defer('kill stray QEMUs', async () => {
     const killed = await killStrayQemus(root);

@@ -6,7 +6,7 @@
  * vmlet polls it). vmlet and raw runs alternate. Each run boots a fresh guest on the source and
  * waits for it to print VMLET-GUEST-READY before migrating it.
  */
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -38,6 +38,7 @@ import { runtimeBase } from './runtime-dir.js';
 import { median, ms, summarise } from './stats.js';
 import { createRunning, deleteGone } from './vmlet-ops.js';
 import type { QueryMigrate } from '../src/qemu/migration-info.js';
+import { benchDir } from './util.js';
 
 /** vmlet may take at most this many times the raw QMP migration's wall time. */
 export const TARGET_RATIO = 1.15;
@@ -264,11 +265,11 @@ async function rawRun(s: Setup, id: string): Promise<RawSample> {
 async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const runs = Math.min(ctx.runs, MAX_RUNS);
   const qemuBinary = await whichBinary(process.env.BENCH_QEMU ?? 'qemu-system-x86_64');
-  const root = await mkdtemp(join(tmpdir(), 'vmlet-bench-g-'));
+  const root = await benchDir(tmpdir(), 'vmlet-bench-g-');
   ctx.cleanup.defer('remove temp dir', () => rm(root, { recursive: true, force: true }));
   // Run dirs on a tmpfs, as /run is on a node (see runtime-dir.ts), like the core benchmark's.
   const runtime = await runtimeBase();
-  const runRoot = await mkdtemp(join(runtime.dir, 'vmlet-bench-g-'));
+  const runRoot = await benchDir(runtime.dir, 'vmlet-bench-g-');
   ctx.cleanup.defer('remove run dirs', () => rm(runRoot, { recursive: true, force: true }));
   ctx.cleanup.defer('kill stray QEMUs', async () => {
     const killed = [...(await killStrayQemus(root)), ...(await killStrayQemus(runRoot))];

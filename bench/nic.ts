@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -30,6 +30,7 @@ import { BenchDaemon } from './daemon.js';
 import { demoGuestSpec } from './guest.js';
 import { killStrayQemus, whichBinary } from './procs.js';
 import { ms, summarise } from './stats.js';
+import { benchDir } from './util.js';
 
 const execFileP = promisify(execFile);
 const READY_LINE = 'VMLET-GUEST-READY';
@@ -122,7 +123,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const { runs, cleanup, log } = ctx;
   const withE2e = process.env.BENCH_NIC_E2E !== '0';
   const qemuBinary = await whichBinary(process.env.BENCH_QEMU ?? 'qemu-system-x86_64');
-  const root = await mkdtemp(join(tmpdir(), 'vmlet-bench-n-'));
+  const root = await benchDir(tmpdir(), 'vmlet-bench-n-');
   cleanup.defer('remove temp dir', () => rm(root, { recursive: true, force: true }));
 
   // Deleting the namespace deletes the bridge and every TAP left in it.

@@ -1,3 +1,4 @@
+import { agentPriorityBenchmark } from './agent-priority.js';
 import type { Benchmark } from './benchmark.js';
 import { coreBenchmark } from './core.js';
 import { metricsLatencyBenchmark } from './metrics-latency.js';
@@ -5,4 +6,4 @@ import { migrationBenchmark } from './migration.js';
 import { nicBenchmark } from './nic.js';
 
 /** Every benchmark `npm run bench` knows, in the order they run. Add new ones here. */
-export const BENCHMARKS: readonly Benchmark[] = [coreBenchmark, metricsLatencyBenchmark, nicBenchmark, migrationBenchmark];
+export const BENCHMARKS: readonly Benchmark[] = [coreBenchmark, metricsLatencyBenchmark, nicBenchmark, migrationBenchmark, agentPriorityBenchmark];

@@ -1,3 +1,5 @@
+import { chmod, mkdtemp } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
 /** True if `p` settles within `ms`; the timer is cancelled either way, so it never holds the process open. */
@@ -11,3 +13,10 @@ export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<bo
 }
 
 export const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** A temp dir (under `base`) that the daemon's unprivileged QEMUs may pass through to their own files; mkdtemp's are 0700. */
+export async function benchDir(base: string, prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(base, prefix));
+  await chmod(dir, 0o711);
+  return dir;
+}

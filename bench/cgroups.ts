@@ -1,0 +1,46 @@
+/** The host's cgroup hierarchies, for benchmarks and tests that clean up after vmlet's cgroups. */
+import { readdir, readFile, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+
+/** A mounted cgroup hierarchy. */
+export interface CgroupMount {
+  dir: string;
+  type: string;
+  options: string[];
+}
+
+/** Every cgroup (v1) and cgroup2 mount of this host. */
+export async function cgroupMounts(): Promise<CgroupMount[]> {
+  return (await readFile('/proc/self/mounts', 'utf8'))
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter((f) => f[2] === 'cgroup' || f[2] === 'cgroup2')
+    .map((f) => ({ dir: f[1]!.replace(/\\040/g, ' '), type: f[2]!, options: (f[3] ?? '').split(',') }));
+}
+
+/** rmdir of a cgroup, retried while exited QEMUs are not reaped yet; ENOENT is success. */
+async function rmdirCgroup(dir: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await rmdir(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return;
+      if (code !== 'EBUSY' || Date.now() > deadline) throw err;
+      await delay(50);
+    }
+  }
+}
+
+/** Removes <hierarchy>/<parent>/* then <hierarchy>/<parent> in every cgroup hierarchy mounted. */
+export async function removeCgroupTree(parent: string): Promise<void> {
+  for (const mount of await cgroupMounts()) {
+    const dir = join(mount.dir, parent);
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => undefined);
+    if (!entries) continue;
+    for (const e of entries) if (e.isDirectory()) await rmdirCgroup(join(dir, e.name));
+    await rmdirCgroup(dir);
+  }
+}
