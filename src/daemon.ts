@@ -4,7 +4,7 @@ import type { DaemonConfig } from './config.js';
 import { checkRunDirFits } from './state/paths.js';
 import type { Logger } from './host/log.js';
 import { StateStore } from './state/store.js';
-import { chooseAccelerator } from './qemu/accel.js';
+import { chooseAccelerator, type AcceleratorChoice } from './qemu/accel.js';
 import { qemuVersion } from './qemu/version.js';
 import { IpTool } from './net/ip.js';
 import { ensureBridge } from './net/tap.js';
@@ -72,7 +72,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     releaseState();
   };
   const version = await qemuVersion(config.qemuBinary);
-  const accel = await chooseAccelerator(config.accelerator, config.qemuBinary, config.netns);
+  const accel = await unprivilegedAccelerator(await chooseAccelerator(config.accelerator, config.qemuBinary, config.netns), config);
   logger.info({ accelerator: accel.accelerator, reason: accel.reason, qemuVersion: version }, `accelerator: ${accel.accelerator}`);
 
   const ip = new IpTool(config.netns);
@@ -189,6 +189,18 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       logger.info('vmlet stopped; guests keep running');
     },
   };
+}
+
+/**
+ * The probe runs as root; unprivileged QEMUs open /dev/kvm through its group (or as others). A
+ * /dev/kvm they cannot open is TCG under --accel auto, and a refusal to start under --accel kvm.
+ */
+async function unprivilegedAccelerator(choice: AcceleratorChoice, config: DaemonConfig): Promise<AcceleratorChoice> {
+  if (choice.accelerator !== 'kvm' || !config.qemuUids) return choice;
+  if ((await groupsFor('/dev/kvm')).length || (await othersMayOpen('/dev/kvm'))) return choice;
+  const why = '/dev/kvm is open to root only, not to the unprivileged QEMU users (give it a group such as kvm with mode 0660, as udev does)';
+  if (config.accelerator === 'kvm') throw new Error(`--accel kvm: ${why}`);
+  return { accelerator: 'tcg', reason: `KVM works but ${why}; using TCG` };
 }
 
 /** One cgroup per VM under --cgroup-parent; without usable cgroup controllers vmlet runs on, without cells, and says so. */
