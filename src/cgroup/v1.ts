@@ -53,13 +53,16 @@ export class V1CgroupDriver implements CgroupDriver {
     return { path };
   }
 
+  /** Into every hierarchy at once: QEMU waits, paused, for this before its guest runs. */
   async addProcess(path: string, pid: number): Promise<void> {
-    for (const dir of this.dirs(this.checked(path))) {
-      const file = `${dir}/cgroup.procs`;
-      await this.files.write(file, String(pid)).catch((err: unknown) => {
-        throw processGone(err, pid, file);
-      });
-    }
+    await Promise.all(
+      this.dirs(this.checked(path)).map(async (dir) => {
+        const file = `${dir}/cgroup.procs`;
+        await this.files.write(file, String(pid)).catch((err: unknown) => {
+          throw processGone(err, pid, file);
+        });
+      }),
+    );
   }
 
   async oomKilled(path: string): Promise<number> {

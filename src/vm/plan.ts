@@ -11,6 +11,21 @@ export interface Step<C> {
   undo?(ctx: C): Promise<void> | void;
 }
 
+/** Steps that do not depend on each other, run at once: one step whose undo takes back all of them. */
+export function together<C>(name: string, steps: readonly Step<C>[]): Step<C> {
+  return {
+    name,
+    async run(ctx) {
+      const results = await Promise.allSettled(steps.map((s) => s.run(ctx)));
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    },
+    async undo(ctx) {
+      for (const s of [...steps].reverse()) await s.undo?.(ctx);
+    },
+  };
+}
+
 /**
  * Runs the steps in order. When one fails, it and the steps before it are undone in reverse (an
  * undo that fails is logged and the others still run) and the step's error is thrown.

@@ -1,3 +1,4 @@
+import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 import type { VmSpec } from '../../model/vm.js';
 import { runPlan, type Step } from '../plan.js';
 import type { VmRecord } from '../registry.js';
@@ -47,11 +48,12 @@ const createSteps: readonly Step<Creation>[] = [
     },
   },
   {
-    // Not awaited here: a start right behind the create launches QEMU while the files are written.
+    // Not awaited, and begun a loop turn later: a start right behind the create goes first, and
+    // the files are written while it runs. The call answers once both are done.
     name: 'write state',
     run(c) {
       const record = c.record!;
-      c.durable = c.env.store.create(c.spec, record.status);
+      c.durable = nextLoopTurn().then(() => c.env.store.create(c.spec, record.status));
       c.durable.catch(() => undefined);
       record.saving = c.durable.catch(() => undefined);
       record.log.info({ vcpus: c.spec.vcpus, memoryMib: c.spec.memoryMib }, 'VM created');

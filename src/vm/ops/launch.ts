@@ -1,6 +1,6 @@
 import type { NicSpec, NicStatus } from '../../model/vm.js';
 import type { Machine } from '../ports.js';
-import type { Step } from '../plan.js';
+import { together, type Step } from '../plan.js';
 import type { VmRecord } from '../registry.js';
 import type { OpEnv } from './env.js';
 import { ownerOf, reserveUid } from './owner.js';
@@ -55,10 +55,11 @@ const makeCell: Step<Launch> = {
   },
 };
 
-/** User, cell, TAPs, QEMU (moved into its cell), its pid on record, its monitor watched: shared by a start and an incoming migration. */
-export const launchSteps: readonly Step<Launch>[] = [
-  assignUser,
-  makeCell,
+/** What a launch needs before QEMU, independent of each other. */
+export const prepareSteps: readonly Step<Launch>[] = [assignUser, makeCell];
+
+/** TAPs, QEMU, its pid and cell on record, its monitor watched, QEMU moved into its cell. */
+export const runSteps: readonly Step<Launch>[] = [
   {
     name: 'plug NICs',
     async run(l) {
@@ -95,20 +96,6 @@ export const launchSteps: readonly Step<Launch>[] = [
     },
   },
   {
-    // QEMU waits with -S: nothing of the guest has run when it enters its cell.
-    name: 'enter cell',
-    async run(l) {
-      if (!l.cell) return;
-      try {
-        await l.env.cells!.enter(l.cell, l.machine!.pid);
-      } catch (err) {
-        // A QEMU that exited over its configuration cannot be moved: its own words are the reason.
-        await l.machine!.ready();
-        throw err;
-      }
-    },
-  },
-  {
     // Recorded before the handshake: the console connects while QEMU initialises, so it has the
     // guest's output from its first byte, and a restarted vmlet knows this QEMU and its TAPs.
     name: 'record QEMU',
@@ -122,4 +109,23 @@ export const launchSteps: readonly Step<Launch>[] = [
       watchMachine(l.env, l.record, l.machine!);
     },
   },
+  {
+    // QEMU waits with -S: nothing of the guest has run when it enters its cell, and its own
+    // start-up (the monitor's greeting) goes on meanwhile.
+    name: 'enter cell',
+    async run(l) {
+      if (!l.cell) return;
+      try {
+        await l.env.cells!.enter(l.cell, l.machine!.pid);
+      } catch (err) {
+        // A QEMU that exited over its configuration cannot be moved: its own words are the reason.
+        await l.machine!.ready();
+        throw err;
+      }
+    },
+  },
 ];
+
+/** User and cell, then QEMU: shared by a start and an incoming migration. */
+export const launchSteps: readonly Step<Launch>[] = [together('prepare', prepareSteps), ...runSteps];
+

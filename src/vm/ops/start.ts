@@ -1,9 +1,9 @@
 import { errorMessage, failedPrecondition } from '../../model/errors.js';
-import { runPlan, type Step } from '../plan.js';
+import { runPlan, together, type Step } from '../plan.js';
 import type { VmRecord } from '../registry.js';
 import { checkCapacity } from './checks.js';
 import type { OpEnv } from './env.js';
-import { launchSteps, startLaunch, type Launch } from './launch.js';
+import { prepareSteps, runSteps, startLaunch, type Launch } from './launch.js';
 import { RELEASED } from './release.js';
 
 /** Started with -S: events are subscribed before the guest runs, then `cont`, pipelined behind the handshake. */
@@ -18,11 +18,10 @@ const runGuest: Step<Launch> = {
   },
 };
 
-const startSteps: readonly Step<Launch>[] = [
-  { name: 'check boot files', run: (l) => l.env.storage.checkBootFiles(l.record.spec) },
-  ...launchSteps,
-  runGuest,
-];
+/** The files are checked again at every start, alongside the launch's own preparations. */
+const checkFiles: Step<Launch> = { name: 'check boot files', run: (l) => l.env.storage.checkBootFiles(l.record.spec) };
+
+const startSteps: readonly Step<Launch>[] = [together('check and prepare', [checkFiles, ...prepareSteps]), ...runSteps, runGuest];
 
 /** StartVm: admit, Starting, then the plan; a failed plan is undone and the VM is Failed with the reason. */
 export async function start(env: OpEnv, record: VmRecord): Promise<void> {
