@@ -83,10 +83,13 @@ export class BenchDaemon {
       '--image-root', join(options.repo, '.guest'),
       ...(options.imageRoots ?? []).flatMap((r) => ['--image-root', r]),
       '--qemu', options.qemuBinary,
-      // Like the e2e tests: a nested /dev/kvm can pass the probe and still hang a guest.
-      '--accel', process.env.VMLET_BENCH_ACCEL ?? 'tcg',
+      // The daemon's own choice, as in production; VMLET_BENCH_ACCEL=tcg where a nested /dev/kvm
+      // passes the probe but hangs guests that a benchmark needs booted.
+      '--accel', process.env.VMLET_BENCH_ACCEL ?? 'auto',
       ...(options.extraArgs?.includes('--cgroup-parent') ? [] : ['--cgroup-parent', cgroupParentOf(options)]),
       ...(options.extraArgs ?? []),
+      // Extra daemon flags for a comparison run, e.g. VMLET_BENCH_DAEMON_ARGS='--qemu-user root'.
+      ...(process.env.VMLET_BENCH_DAEMON_ARGS?.split(' ').filter(Boolean) ?? []),
     ];
     // The log goes straight to a file: the measuring process does not read it while measuring.
     const log = await open(join(options.root, 'daemon.log'), 'a');
