@@ -22,6 +22,7 @@ import type { VmServiceClient } from '../src/api/grpc/generated/vmlet/v1/VmServi
 import { vmletV1 } from '../src/api/grpc/proto.js';
 import { isAlive, processCmdline } from '../src/host/process.js';
 import { mapBounded } from '../src/metrics/bounded.js';
+import { DEFAULT_SCRAPE_CONCURRENCY } from '../src/metrics/vmi-collector.js';
 import { CLOCK_TICKS_PER_SECOND, readProcStat, readResidentBytes, readThreadCpu } from '../src/metrics/procfs.js';
 import { vmPaths } from '../src/state/paths.js';
 import type { BenchContext, BenchOutcome, Benchmark } from './benchmark.js';
@@ -46,8 +47,6 @@ const PACE_MS = 20;
 /** ListVms polls after the restart: interval and how long to keep going. */
 const PROBE_INTERVAL_MS = 10;
 const RESTART_DEADLINE_MS = 120_000;
-/** VmiCollector's default concurrency, for the /proc part timed from here. */
-const COLLECTOR_CONCURRENCY = 8;
 const READY_LINE = 'VMLET-GUEST-READY';
 const SPIN = 'while :; do :; done';
 const TARGETS = { listVmsP50Ms: 5, metricsMs: 250, restartAllAdoptedMs: 1000 } as const;
@@ -404,7 +403,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   // The /proc part of a scrape, read from here with the collector's functions and concurrency.
   const tids = await Promise.all(guests.map((g) => vcpuThreads(g.pid)));
   const procfsMs = await timeCalls(runs, () =>
-    mapBounded(guests, COLLECTOR_CONCURRENCY, (g, i) => Promise.all([readProcStat(g.pid), readResidentBytes(g.pid), ...tids[i]!.map((t) => readThreadCpu(g.pid, t))])),
+    mapBounded(guests, DEFAULT_SCRAPE_CONCURRENCY, (g, i) => Promise.all([readProcStat(g.pid), readResidentBytes(g.pid), ...tids[i]!.map((t) => readThreadCpu(g.pid, t))])),
   );
 
   const windowS = (performance.now() - w0) / 1000;
@@ -447,7 +446,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const getStats = summarise(getMs);
   const metricsStats = summarise(metricsMs);
   const procfsStats = summarise(procfsMs);
-  const rounds = Math.ceil(n / COLLECTOR_CONCURRENCY);
+  const rounds = Math.ceil(n / DEFAULT_SCRAPE_CONCURRENCY);
   const errors = scrapeErrors(last) - scrapeErrors(first);
   const vcpuSeries = last.split('\n').filter((l) => l.startsWith('kubevirt_vmi_vcpu_seconds_total{')).length;
   const met = {
@@ -477,7 +476,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
       vcpuSeries,
       scrapeErrors: errors,
       qmpPerScrape: { scrapes: runs + 1, byCommand: qmp },
-      collector: { concurrency: COLLECTOR_CONCURRENCY, rounds, procfsPartMs: procfsStats },
+      collector: { concurrency: DEFAULT_SCRAPE_CONCURRENCY, rounds, procfsPartMs: procfsStats },
     },
     restart: { qemusAliveAfterKill: aliveAfterKill, ...r },
     leftoverQemusKilled: leftover.length,
@@ -492,7 +491,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     `ListVms: p50 ${ms(listStats.median)}, p90 ${ms(listStats.p90)}, max ${ms(listStats.max)} (0 VMs: p50 ${ms(idleList.median)}) — target p50 ≤ ${TARGETS.listVmsP50Ms} ms: ${verdict(met.listVmsP50)}`,
     `GetVm: p50 ${ms(getStats.median)}, p90 ${ms(getStats.p90)}, max ${ms(getStats.max)}`,
     `GET /metrics: p50 ${ms(metricsStats.median)}, p90 ${ms(metricsStats.p90)}, max ${ms(metricsStats.max)} (0 VMs: p50 ${ms(idleMetrics.median)}), ${errors} scrape errors, ${vcpuSeries}/${n} VMs with vCPU series — target ≤ ${TARGETS.metricsMs} ms: ${verdict(met.metricsP50)}`,
-    `  per-VM reads: ${rounds} rounds of ${COLLECTOR_CONCURRENCY}; the /proc part alone p50 ${ms(procfsStats.median)}; QMP round trips:`,
+    `  per-VM reads: ${rounds} rounds of ${DEFAULT_SCRAPE_CONCURRENCY}; the /proc part alone p50 ${ms(procfsStats.median)}; QMP round trips:`,
     ...qmpLines,
     `restart after kill -9 (${aliveAfterKill}/${n} QEMUs alive): first ListVms ${r.firstAnswerMs === undefined ? 'never' : ms(r.firstAnswerMs)} (${r.adoptedAtFirstAnswer ?? 0} adopted in it), all adopted ${r.allAdoptedMs === undefined ? 'never' : ms(r.allAdoptedMs)} — target ≤ ${TARGETS.restartAllAdoptedMs} ms: ${verdict(met.restartAllAdopted)}`,
     `  daemon log, ms after spawn: first line ${r.log.firstLine ?? '-'}, adoption ${r.log.firstAdopted ?? '-'}–${r.log.lastAdopted ?? '-'} (${r.adoptedLines} lines), state loaded ${r.log.stateLoaded ?? '-'}, gRPC serving ${r.log.grpcServing ?? '-'}, HTTP serving ${r.log.httpServing ?? '-'}, first ListVms answered ${r.log.firstListVmsAnswered ?? '-'}${r.error ? `; ${r.error}` : ''}`,

@@ -77,7 +77,7 @@ export interface VmiCollectorOptions {
   /** Told about each VM (its id) or TAP listing (no id) that could not be read: vmlet_scrape_errors_total. */
   onError: (err: unknown, vm?: string) => void;
   migrations?: MigrationFiguresSource;
-  /** VMs read at once. Default 64: a scrape then takes as long as its slowest VM, not rounds of them. */
+  /** VMs read at once; default DEFAULT_SCRAPE_CONCURRENCY. */
   concurrency?: number;
   /** Everything of one VM must be read within this. Default 2000 ms. */
   vmDeadlineMs?: number;
@@ -85,17 +85,27 @@ export interface VmiCollectorOptions {
   qmpTimeoutMs?: number;
 }
 
+/** VMs a scrape reads at once: it then takes about as long as its slowest VM, not rounds of them. */
+export const DEFAULT_SCRAPE_CONCURRENCY = 64;
+
 /** QMP error class of `query-balloon` when the VM has no balloon device. */
 const NO_BALLOON = 'DeviceNotActive';
 
-/** Reads one VM's QEMU and /proc figures. Throws on anything missing. */
-async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number): Promise<VmFigures> {
+/** A vCPU and the host thread that runs it. */
+type VcpuThread = { 'cpu-index': number; 'thread-id': number };
+
+/**
+ * Reads one VM's QEMU and /proc figures. Throws on anything missing. A QEMU answers its monitor
+ * one command at a time, beside its vCPUs, so `knownVcpus` (a QEMU's vCPU threads never change:
+ * vmlet hot-plugs no vCPU) spares a round trip on every scrape after its first.
+ */
+async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number, knownVcpus?: VcpuThread[]): Promise<VmFigures & { vcpuThreads: VcpuThread[] }> {
   const qemu = target.qemu;
   if (!qemu) throw new Error(`VM ${target.id} has no QEMU`);
   const { pid, qmp } = qemu;
   const opts = { timeoutMs: qmpTimeoutMs };
   const [cpus, blockstats, balloon, stat, residentBytes] = await Promise.all([
-    qmp.execute<{ 'cpu-index': number; 'thread-id': number }[]>('query-cpus-fast', undefined, opts),
+    knownVcpus ?? qmp.execute<VcpuThread[]>('query-cpus-fast', undefined, opts),
     qmp.execute<unknown>('query-blockstats', undefined, opts),
     qmp.execute<{ actual: number }>('query-balloon', undefined, opts).catch((err: unknown) => {
       if ((err as { qmpClass?: string }).qmpClass === NO_BALLOON) return undefined;
@@ -117,6 +127,7 @@ async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number): Promis
     residentBytes,
     ...(balloon === undefined ? {} : { balloonActualBytes: balloon.actual }),
     drives: driveCounters(blockstats, target.disks),
+    vcpuThreads: cpus,
   };
 }
 
@@ -185,10 +196,12 @@ export class VmiCollector {
   private readonly vmDeadlineMs: number;
   private readonly qmpTimeoutMs: number;
   private inFlight: Promise<Family[]> | undefined;
+  /** vCPU threads by VM and QEMU pid, from the first scrape of that QEMU. */
+  private readonly vcpuThreads = new Map<string, VcpuThread[]>();
   migrations: MigrationFiguresSource | undefined;
 
   constructor(private readonly options: VmiCollectorOptions) {
-    this.concurrency = options.concurrency ?? 64;
+    this.concurrency = options.concurrency ?? DEFAULT_SCRAPE_CONCURRENCY;
     this.vmDeadlineMs = options.vmDeadlineMs ?? 2000;
     this.qmpTimeoutMs = options.qmpTimeoutMs ?? 1000;
     this.migrations = options.migrations;
@@ -215,6 +228,8 @@ export class VmiCollector {
         this.options.onError(err);
       }
     }
+    const running = new Set(targets.flatMap((t) => (t.qemu ? [`${t.id}/${t.qemu.pid}`] : [])));
+    for (const key of this.vcpuThreads.keys()) if (!running.has(key)) this.vcpuThreads.delete(key);
     const results = await mapBounded(targets, this.concurrency, async (target): Promise<VmResult> => {
       const result: VmResult = { target, base: vmLabelSet(target.id, this.options.node, target.labels), nics: [] };
       if (!target.qemu) return result;
@@ -223,7 +238,10 @@ export class VmiCollector {
         if (counters) result.nics.push({ name: nic.name, counters });
       }
       try {
-        result.figures = await withDeadline(readVmFigures(target, this.qmpTimeoutMs), this.vmDeadlineMs, `reading VM ${target.id}`);
+        const key = `${target.id}/${target.qemu.pid}`;
+        const { vcpuThreads, ...figures } = await withDeadline(readVmFigures(target, this.qmpTimeoutMs, this.vcpuThreads.get(key)), this.vmDeadlineMs, `reading VM ${target.id}`);
+        this.vcpuThreads.set(key, vcpuThreads);
+        result.figures = figures;
       } catch (err) {
         this.options.onError(err, target.id);
       }

@@ -1,3 +1,4 @@
+import { renderFamilies } from '../../src/metrics/exposition.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QmpClient } from '../../src/qemu/qmp.js';
 import { AgentMetrics } from '../../src/metrics/agent-metrics.js';
@@ -172,6 +173,17 @@ describe('per-VM collector against fake QMP servers', () => {
       for (const name of s.commandNames()) expect(name).toMatch(/^(qmp_capabilities|query-[a-z-]+)$/);
     }
     expect(servers.good!.commandNames()).toEqual(expect.arrayContaining(['query-cpus-fast', 'query-blockstats', 'query-balloon']));
+  });
+
+  it("asks a QEMU for its vCPU threads once: they do not change while it runs", async () => {
+    const metrics = metricsWith({ targets: () => [target('good')] });
+    const count = (command: string) => servers.good!.commandNames().filter((c) => c === command).length;
+    const [cpus, blocks] = [count('query-cpus-fast'), count('query-blockstats')];
+    await metrics.vmi!.collect();
+    const second = await metrics.vmi!.collect();
+    expect(count('query-cpus-fast')).toBe(cpus + 1);
+    expect(count('query-blockstats')).toBe(blocks + 2);
+    expect(renderFamilies(second)).toMatch(/kubevirt_vmi_vcpu_seconds_total\{[^}]*name="good"/);
   });
 
   it('scrapes that overlap share one read', async () => {
