@@ -33,8 +33,10 @@ export function together<C>(name: string, steps: readonly Step<C>[]): Step<C> {
 export async function runPlan<C>(steps: readonly Step<C>[], ctx: C, log: Logger): Promise<void> {
   const done: Step<C>[] = [];
   for (const step of steps) {
+    const began = performance.now();
     try {
       await step.run(ctx);
+      if (log.isLevelEnabled('debug')) log.debug({ step: step.name, ms: +(performance.now() - began).toFixed(2) }, 'step done');
     } catch (err) {
       log.debug({ step: step.name }, 'step failed; undoing it and the steps before it');
       for (const completed of [...done, step].reverse()) {

@@ -44,7 +44,10 @@ const assignUser: Step<Launch> = {
   },
 };
 
-/** Its own cgroup, made before QEMU so QEMU can be moved in before it runs guest code. */
+/** What a launch needs before QEMU, independent of each other. */
+export const prepareSteps: readonly Step<Launch>[] = [assignUser];
+
+/** Its own cgroup, made while QEMU starts (off the start's critical path). */
 const makeCell: Step<Launch> = {
   name: 'make cell',
   async run(l) {
@@ -55,10 +58,31 @@ const makeCell: Step<Launch> = {
   },
 };
 
-/** What a launch needs before QEMU, independent of each other. */
-export const prepareSteps: readonly Step<Launch>[] = [assignUser, makeCell];
+const launchQemu: Step<Launch> = {
+  name: 'launch QEMU',
+  async run(l) {
+    const { spec, paths, status } = l.record;
+    const owner = ownerOf(status);
+    l.machine = await l.env.hypervisor.launch({
+      ...(owner ? { owner } : {}),
+      spec,
+      paths,
+      disks: [...status.disks],
+      nics: l.nics,
+      pciPorts: l.pciPorts,
+      nicPorts: Object.fromEntries(l.nics.map((n) => [n.name, n.port ?? 0])),
+      incoming: l.incoming,
+    });
+  },
+  async undo(l) {
+    const machine = unwatchMachine(l.record) ?? l.machine;
+    machine?.detach();
+    if (machine) await l.env.hypervisor.kill(machine.pid);
+    await l.env.hypervisor.clearRunFiles(l.record.paths);
+  },
+};
 
-/** TAPs, QEMU, its pid and cell on record, its monitor watched, QEMU moved into its cell. */
+/** TAPs, QEMU and its cell, its pid on record, its monitor watched, QEMU moved into its cell. */
 export const runSteps: readonly Step<Launch>[] = [
   {
     name: 'plug NICs',
@@ -72,32 +96,10 @@ export const runSteps: readonly Step<Launch>[] = [
       await l.env.network.unplug(l.nics);
     },
   },
-  {
-    name: 'launch QEMU',
-    async run(l) {
-      const { spec, paths, status } = l.record;
-      const owner = ownerOf(status);
-      l.machine = await l.env.hypervisor.launch({
-        ...(owner ? { owner } : {}),
-        spec,
-        paths,
-        disks: [...status.disks],
-        nics: l.nics,
-        pciPorts: l.pciPorts,
-        nicPorts: Object.fromEntries(l.nics.map((n) => [n.name, n.port ?? 0])),
-        incoming: l.incoming,
-      });
-    },
-    async undo(l) {
-      const machine = unwatchMachine(l.record) ?? l.machine;
-      machine?.detach();
-      if (machine) await l.env.hypervisor.kill(machine.pid);
-      await l.env.hypervisor.clearRunFiles(l.record.paths);
-    },
-  },
+  together('launch QEMU, make its cell', [launchQemu, makeCell]),
   {
     // Recorded before the handshake: the console connects while QEMU initialises, so it has the
-    // guest's output from its first byte, and a restarted vmlet knows this QEMU and its TAPs.
+    // guest's output from its first byte, and a restarted vmlet knows this QEMU, TAPs and cell.
     name: 'record QEMU',
     run(l) {
       l.env.vms.update(l.record, { pid: l.machine!.pid, nics: l.nics, pciPorts: l.pciPorts, accelerator: l.env.hypervisor.accelerator, cgroup: l.cell });
@@ -126,6 +128,6 @@ export const runSteps: readonly Step<Launch>[] = [
   },
 ];
 
-/** User and cell, then QEMU: shared by a start and an incoming migration. */
+/** User, then QEMU and its cell: shared by a start and an incoming migration. */
 export const launchSteps: readonly Step<Launch>[] = [together('prepare', prepareSteps), ...runSteps];
 
