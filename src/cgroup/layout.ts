@@ -8,6 +8,13 @@ import type { CgroupFiles } from './files.js';
 /** The v1 controllers vmlet uses: limits on cpu, memory and pids; cpuacct for per-VM CPU figures. */
 export const V1_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids'] as const;
 
+/**
+ * v1 controllers vmlet sets nothing on but moves QEMU along in (with named hierarchies such as
+ * name=systemd): a container runtime or service manager that stops vmlet's cgroup by any of them
+ * must not find the guests there.
+ */
+const COMPANION_CONTROLLERS = ['cpuset', 'devices', 'freezer', 'blkio', 'net_cls', 'net_prio', 'perf_event', 'hugetlb', 'rdma', 'misc'] as const;
+
 /** One mounted hierarchy: where it is mounted and which of its cgroups the mount shows as its root. */
 export interface CgroupMount {
   mountPoint: string;
@@ -26,6 +33,8 @@ export interface CgroupLayout {
   unified?: CgroupMount;
   /** v1 controller → its hierarchy's mount (co-mounted controllers share one). */
   v1: Partial<Record<string, CgroupMount>>;
+  /** The other v1 hierarchies, by their first controller or `name=...`; absent when there are none. */
+  companions?: Partial<Record<string, CgroupMount>>;
   /** This process's cgroup per hierarchy: `''` for the unified one, else the controller name. */
   self: Partial<Record<string, string>>;
 }
@@ -74,17 +83,23 @@ export function detectLayout(mountinfo: string, selfCgroup: string): CgroupLayou
   const better = (old: CgroupMount | undefined, root: string): boolean => !old || (old.root !== '/' && root === '/');
   let unified: CgroupMount | undefined;
   const v1: Partial<Record<string, CgroupMount>> = {};
+  const companions: Partial<Record<string, CgroupMount>> = {};
   for (const m of mounts) {
     const mount = { mountPoint: m.mountPoint, root: m.root };
     if (m.fsType === 'cgroup2') {
       if (better(unified, m.root)) unified = mount;
       continue;
     }
-    for (const c of V1_CONTROLLERS) if (m.superOptions.includes(c) && better(v1[c], m.root)) v1[c] = mount;
+    const used = V1_CONTROLLERS.filter((c) => m.superOptions.includes(c));
+    for (const c of used) if (better(v1[c], m.root)) v1[c] = mount;
+    const key = m.superOptions.find((o) => o.startsWith('name=')) ?? COMPANION_CONTROLLERS.find((c) => m.superOptions.includes(c));
+    if (used.length === 0 && key !== undefined && better(companions[key], m.root)) companions[key] = mount;
   }
   const hasV1 = Object.keys(v1).length > 0;
   if (!hasV1 && !unified) throw new Error('no cgroup or cgroup2 file system is mounted (see /proc/self/mountinfo)');
-  return { kind: hasV1 ? (unified ? 'hybrid' : 'v1') : 'v2', ...(unified ? { unified } : {}), v1, self: parseProcCgroup(selfCgroup) };
+  const kind = hasV1 ? (unified ? 'hybrid' : 'v1') : 'v2';
+  const others = hasV1 && Object.keys(companions).length > 0 ? { companions } : {};
+  return { kind, ...(unified ? { unified } : {}), v1, ...others, self: parseProcCgroup(selfCgroup) };
 }
 
 /** Reads and detects the layout of the host (or of the fake tree behind `files`). */

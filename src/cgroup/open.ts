@@ -22,7 +22,9 @@ export interface OpenCgroupOptions {
 /** The cgroupfs driver for a layout: v2 on a unified-only host, else v1 (hybrid hosts keep their controllers in v1). */
 export function cgroupfsDriver(files: CgroupFiles, layout: CgroupLayout, parent: string): CgroupDriver {
   if (layout.kind === 'v2') return new V2CgroupDriver(files, layout.unified!, parent, layout.self['']);
-  return new V1CgroupDriver(files, layout.v1, parent, layout.self);
+  // A hybrid host's cgroup2 mount carries no controller here, but systemd tracks units in it.
+  const companions = { ...layout.companions, ...(layout.unified ? { '': layout.unified } : {}) };
+  return new V1CgroupDriver(files, layout.v1, parent, layout.self, companions);
 }
 
 /** Reads the host's cgroup layout and returns the driver to use. */

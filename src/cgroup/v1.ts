@@ -17,12 +17,17 @@ export class V1CgroupDriver implements CgroupDriver {
   readonly kind = 'v1';
   readonly parent: string;
 
-  /** `mounts`: controller → hierarchy mount; `own`: vmlet's own cgroup per controller (/proc/self/cgroup). */
+  /**
+   * `mounts`: controller → hierarchy mount; `own`: vmlet's own cgroup per controller
+   * (/proc/self/cgroup); `companions`: the other hierarchies (key as in `own`), where the VM's
+   * cgroup gets a directory with no limits so that QEMU leaves vmlet's cgroup in all of them.
+   */
   constructor(
     private readonly files: CgroupFiles,
     private readonly mounts: Partial<Record<string, CgroupMount>>,
     parent: string,
     private readonly own: Partial<Record<string, string>> = {},
+    private readonly companions: Partial<Record<string, CgroupMount>> = {},
   ) {
     this.parent = normalizeParent(parent);
   }
@@ -35,7 +40,11 @@ export class V1CgroupDriver implements CgroupDriver {
       const mount = this.mounts[c];
       if (mount) checkOutsideOwn(hierarchyPath(mount, this.parent), this.own[c], `${c} hierarchy`);
     }
+    for (const [key, mount] of Object.entries(this.companions)) {
+      if (mount) checkOutsideOwn(hierarchyPath(mount, this.parent), this.own[key], `${key || 'cgroup2'} hierarchy`);
+    }
     for (const dir of this.dirs(this.parent)) await this.files.mkdir(dir);
+    await this.inheritCpuset(this.parent);
     await this.files.write(`${this.dirOf('cpu', this.parent)}/cpu.shares`, String(cpuWeightToShares(options.cpuWeight)));
   }
 
@@ -46,6 +55,7 @@ export class V1CgroupDriver implements CgroupDriver {
     try {
       for (const dir of this.dirs(path)) if (await this.files.mkdir(dir)) made.push(dir);
       await applyWrites(this.files, (c) => this.dirOf(c, path), v1LimitWrites(limits));
+      await this.inheritCpuset(path);
     } catch (err) {
       for (const dir of made.reverse()) await this.files.rmdir(dir).catch(() => undefined);
       throw err;
@@ -88,10 +98,28 @@ export class V1CgroupDriver implements CgroupDriver {
     return pidsIn(this.files, this.dirs(this.checked(path)));
   }
 
-  /** The path's directory in every hierarchy vmlet uses, each once. */
+  /** The path's directory in every hierarchy vmlet uses, each once, the companions last. */
   private dirs(path: string): string[] {
-    const mounts = [...REQUIRED, ...OPTIONAL].map((c) => this.mounts[c]).filter((m) => m !== undefined);
+    const mounts = [...[...REQUIRED, ...OPTIONAL].map((c) => this.mounts[c]), ...Object.values(this.companions)].filter((m) => m !== undefined);
     return [...new Set(mounts.map((m) => cgroupDir(m, path)))];
+  }
+
+  /**
+   * A new v1 cpuset cgroup has no CPUs and no memory nodes, and refuses processes until it has:
+   * each level of `path` that is empty takes its parent's (what cgroup.clone_children would do).
+   */
+  private async inheritCpuset(path: string): Promise<void> {
+    const mount = this.companions['cpuset'];
+    if (!mount) return;
+    let dir = mount.mountPoint;
+    for (const part of path.split('/').filter(Boolean)) {
+      const parentDir = dir;
+      dir = `${dir}/${part}`;
+      for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+        if ((await this.files.read(`${dir}/${file}`)).trim() !== '') continue;
+        await this.files.write(`${dir}/${file}`, (await this.files.read(`${parentDir}/${file}`)).trim());
+      }
+    }
   }
 
   private dirOf(controller: string, path: string): string {

@@ -4,16 +4,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec } from '../support/guest.js';
 import { rpc } from '../support/rpc.js';
-import { cgroupMounts } from '../support/cgroups.js';
+import { cgroupHierarchies } from '../support/cgroups.js';
 import { until } from '../support/poll.js';
 import { isAlive } from '../../src/host/process.js';
 
-/** The hierarchies that carry a container's limits (memory, pids, cpu), v1 or v2. */
-async function limitHierarchies(): Promise<{ mount: string; key: string }[]> {
-  const mounts = await cgroupMounts();
-  const v1 = ['memory', 'pids', 'cpu'].flatMap((c) => mounts.filter((m) => m.endsWith(`/${c}`)).map((mount) => ({ mount, key: c })));
-  if (v1.length) return v1;
-  return mounts.filter((m) => m.endsWith('/cgroup') || m.endsWith('/unified')).map((mount) => ({ mount, key: '' }));
+/**
+ * Every cgroup hierarchy, v1 and v2, keyed as /proc/self/cgroup names it: a runtime may stop a
+ * container through any of them (runc freezes it, systemd kills by its own hierarchy).
+ */
+async function containerHierarchies(own: Map<string, string>): Promise<{ mount: string; key: string }[]> {
+  return (await cgroupHierarchies()).flatMap((m) => {
+    const key = m.type === 'cgroup2' ? '' : m.options.find((o) => own.has(o));
+    return key === undefined ? [] : [{ mount: m.dir, key }];
+  });
 }
 
 /** This process's cgroup in each hierarchy, from /proc/self/cgroup. */
@@ -37,9 +40,13 @@ describe('guests survive the container the agent runs in', () => {
   let d: TestDaemon;
 
   beforeAll(async () => {
-    hierarchies = await limitHierarchies();
     const own = await ownCgroups();
+    hierarchies = await containerHierarchies(own);
     for (const h of hierarchies) await mkdir(join(h.mount, container));
+    // A new v1 cpuset cgroup takes no process before it has CPUs and memory nodes.
+    for (const h of hierarchies.filter((x) => x.key === 'cpuset')) {
+      for (const f of ['cpuset.cpus', 'cpuset.mems']) await writeFile(join(h.mount, container, f), await readFile(join(h.mount, f), 'utf8'));
+    }
     // The daemon is forked inside the container's cgroup: this process steps in, forks, steps back.
     for (const h of hierarchies) await writeFile(join(h.mount, container, 'cgroup.procs'), String(process.pid));
     try {

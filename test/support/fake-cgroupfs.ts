@@ -74,7 +74,11 @@ export async function makeFakeCgroupfs(kind: 'v1' | 'v2', options: FakeOptions =
   } else {
     await put('/proc/self/mountinfo', mountinfoV1(v1Mounts));
     await put('/proc/self/cgroup', ['9:name=systemd:/', ...v1Mounts.map((m, i) => `${i + 1}:${m}:${self}`), '0::/'].join('\n') + '\n');
-    for (const m of v1Mounts) await put(`/sys/fs/cgroup/${m}/cgroup.procs`, '1\n');
+    for (const m of [...v1Mounts, 'systemd', 'unified']) await put(`/sys/fs/cgroup/${m}/cgroup.procs`, '1\n');
+    if (v1Mounts.includes('cpuset')) {
+      await put('/sys/fs/cgroup/cpuset/cpuset.cpus', '0-1\n');
+      await put('/sys/fs/cgroup/cpuset/cpuset.mems', '0\n');
+    }
   }
   if (options.systemd) {
     await mkdir(at('/run/systemd/system'), { recursive: true });
@@ -99,6 +103,7 @@ export async function makeFakeCgroupfs(kind: 'v1' | 'v2', options: FakeOptions =
     if (hierarchy === 'cpu') return { 'cpu.shares': '1024\n', 'cpu.cfs_period_us': '100000\n', 'cpu.cfs_quota_us': '-1\n' };
     if (hierarchy === 'pids') return { 'pids.max': 'max\n', 'pids.current': '0\n' };
     if (hierarchy === 'cpuacct') return { 'cpuacct.usage': '0\n' };
+    if (hierarchy === 'cpuset') return { 'cpuset.cpus': '\n', 'cpuset.mems': '\n' };
     if (hierarchy !== 'memory') return {};
     return {
       'memory.limit_in_bytes': `${V1_UNLIMITED}\n`,

@@ -48,7 +48,8 @@ afterAll(async () => {
   await Promise.all(children.map(exited));
   if (!driver) return;
   for (const orphan of await driver.listOrphans(new Set())) await driver.remove(orphan.path);
-  for (const h of HIERARCHIES) if (layout?.v1[h]) await files.rmdir(`${layout.v1[h].mountPoint}/${PARENT}`);
+  const mounts = [...Object.values(layout?.v1 ?? {}), ...Object.values(layout?.companions ?? {}), layout?.unified];
+  for (const mountPoint of new Set(mounts.map((m) => m?.mountPoint))) if (mountPoint) await files.rmdir(`${mountPoint}/${PARENT}`);
 });
 
 describe.skipIf(skipWhy !== undefined)('cgroup v1 on this kernel', () => {
@@ -75,6 +76,9 @@ describe.skipIf(skipWhy !== undefined)('cgroup v1 on this kernel', () => {
     await driver.addProcess(path, sleeper.pid!);
     const own = readFileSync(`/proc/${sleeper.pid}/cgroup`, 'utf8');
     for (const h of HIERARCHIES) expect(own).toMatch(new RegExp(`^\\d+:${h}:/${PARENT}/vmlet-real1\\.scope$`, 'm'));
+    // Every other hierarchy too (freezer, devices, name=systemd, the cgroup2 mount …): nothing of
+    // the process stays in the cgroups of the one that started it.
+    for (const line of own.trim().split('\n')) expect(line).toMatch(new RegExp(`:/${PARENT}/vmlet-real1\\.scope$`));
     expect(await driver.pidsOf(path)).toEqual([sleeper.pid]);
     expect(await driver.listOrphans(new Set(['other']))).toEqual([{ vmId: 'real1', path }]);
     expect(await driver.listOrphans(new Set(['real1']))).toEqual([]);

@@ -8,6 +8,8 @@ const MIB = 1 << 20;
 const LIMITS: CgroupLimits = { memoryBytes: 512 * MIB, pidsMax: 1024, cpuWeight: 200, cpuQuota: { quotaUs: 150_000, periodUs: 100_000 } };
 const CG = '/sys/fs/cgroup';
 const HIERARCHIES = ['cpu', 'cpuacct', 'memory', 'pids'];
+/** Hierarchies without limits QEMU is moved along in, so that it leaves vmlet's cgroup everywhere. */
+const COMPANIONS = ['cpuset', 'systemd', 'unified'];
 
 let fake: FakeCgroupfs;
 afterEach(async () => fake.cleanup());
@@ -25,13 +27,25 @@ async function ready(options: FakeOptions = {}): Promise<CgroupDriver> {
 }
 
 describe('cgroup v1: the parent', () => {
-  it('a hybrid host (v1 controllers, empty cgroup2) gets the v1 driver; ensureParent makes the parent in each hierarchy vmlet uses', async () => {
+  it('a hybrid host (v1 controllers, empty cgroup2) gets the v1 driver; ensureParent makes the parent in every hierarchy', async () => {
     const driver = await setup();
     expect(driver.kind).toBe('v1');
     await driver.ensureParent({ cpuWeight: 100 });
-    for (const h of HIERARCHIES) expect(await fake.files.exists(`${CG}/${h}/vmlet.slice`)).toBe(true);
-    expect(await fake.files.exists(`${CG}/cpuset/vmlet.slice`)).toBe(false);
-    expect(fake.writes).toEqual([{ path: `${CG}/cpu/vmlet.slice/cpu.shares`, value: '1024' }]);
+    for (const h of [...HIERARCHIES, ...COMPANIONS]) expect(await fake.files.exists(`${CG}/${h}/vmlet.slice`)).toBe(true);
+    expect(fake.writes).toEqual([
+      { path: `${CG}/cpuset/vmlet.slice/cpuset.cpus`, value: '0-1' },
+      { path: `${CG}/cpuset/vmlet.slice/cpuset.mems`, value: '0' },
+      { path: `${CG}/cpu/vmlet.slice/cpu.shares`, value: '1024' },
+    ]);
+  });
+
+  it('a cpuset cgroup that already has CPUs and memory nodes is left as it is', async () => {
+    const driver = await setup();
+    await fake.files.mkdir(`${CG}/cpuset/vmlet.slice`);
+    await fake.set(`${CG}/cpuset/vmlet.slice/cpuset.cpus`, '1\n');
+    await fake.set(`${CG}/cpuset/vmlet.slice/cpuset.mems`, '0\n');
+    await driver.ensureParent({ cpuWeight: 100 });
+    expect(fake.writes.filter((w) => w.path.includes('/cpuset/'))).toEqual([]);
   });
 
   it('converts the parent weight to cpu.shares as systemd does', async () => {
@@ -64,6 +78,8 @@ describe('cgroup v1: a VM cgroup', () => {
       { path: at('cpu', 'cpu.shares'), value: '2048' },
       { path: at('cpu', 'cpu.cfs_period_us'), value: '100000' },
       { path: at('cpu', 'cpu.cfs_quota_us'), value: '150000' },
+      { path: at('cpuset', 'cpuset.cpus'), value: '0-1' },
+      { path: at('cpuset', 'cpuset.mems'), value: '0' },
     ]);
     for (const h of HIERARCHIES) expect(await fake.files.exists(`${CG}/${h}/vmlet.slice/vmlet-web1.scope`)).toBe(true);
     expect(await fake.get(at('memory', 'memory.oom_control'))).toContain('oom_kill_disable 0');
@@ -78,6 +94,8 @@ describe('cgroup v1: a VM cgroup', () => {
       'cpu.shares 2048',
       'cpu.cfs_period_us 100000',
       'cpu.cfs_quota_us -1',
+      'cpuset.cpus 0-1',
+      'cpuset.mems 0',
     ]);
   });
 
@@ -112,7 +130,7 @@ describe('cgroup v1: a VM cgroup', () => {
     const driver = await ready();
     const { path } = await driver.create('web1', LIMITS);
     await driver.addProcess(path, 4242);
-    expect(fake.writes.filter((w) => w.path.endsWith('cgroup.procs')).map((w) => w.path.split('/')[4]).sort()).toEqual(HIERARCHIES);
+    expect(fake.writes.filter((w) => w.path.endsWith('cgroup.procs')).map((w) => w.path.split('/')[4]).sort()).toEqual([...HIERARCHIES, ...COMPANIONS].sort());
     await fake.set(`${CG}/pids/${path}/cgroup.procs`, '4242\n99\n');
     expect(await driver.pidsOf(path)).toEqual([99, 4242]);
   });
