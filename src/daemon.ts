@@ -10,6 +10,7 @@ import { IpTool } from './net/ip.js';
 import { ensureBridge } from './net/tap.js';
 import { vhostNetWorks } from './net/vhost.js';
 import { groupsFor, othersMayOpen } from './host/device-access.js';
+import { saveCompileCache } from './host/compile-cache.js';
 import { openCgroupDriver } from './cgroup/open.js';
 import { CgroupCells } from './cgroup/cells.js';
 import { DEFAULT_PARENT_CPU_WEIGHT } from './cgroup/limits.js';
@@ -170,6 +171,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     });
     logger.info({ address: http.address }, 'HTTP serving /metrics /healthz /readyz');
   }
+  saveCompileCache();
 
   return {
     manager,

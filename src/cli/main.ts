@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // First: sizes libuv's thread pool before anything can start it.
 import '../host/threadpool.js';
+import '../host/compile-cache.js';
 import { runCli } from './cli.js';
 import { processIo } from './io.js';
 
