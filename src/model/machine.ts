@@ -37,6 +37,22 @@ export interface DiskExport {
   name: string;
 }
 
+/** The node's certificate, key and CA (PEM files), for QEMU's migration and NBD streams. */
+export interface TlsFiles {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/**
+ * TLS on a migration's streams (RAM and NBD), with the node's certificate. The target is the
+ * server and lets in only a peer whose certificate subject is one of `peerSubjects`; the source
+ * is the client and checks that the target's certificate names `hostname`.
+ */
+export type StreamTls =
+  | { role: 'server'; files: TlsFiles; peerSubjects: string[] }
+  | { role: 'client'; files: TlsFiles; hostname: string };
+
 /** Migration capabilities vmlet sets on both sides. */
 export interface MigrationCapabilities {
   events: boolean;

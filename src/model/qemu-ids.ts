@@ -38,4 +38,10 @@ export const nbdExportId = (disk: string): string => `mig-${disk}`;
 export const nbdExportName = (disk: string): string => disk;
 
 /** The `-name guest=<id>,…` value that identifies a VM's QEMU in /proc/<pid>/cmdline. */
+/** The tls-creds-x509 object of a migration's streams. */
+export const MIGRATION_TLS_ID = 'mig-tls';
+
+/** The authz-list object that names who may connect to a migration target's streams. */
+export const MIGRATION_AUTHZ_ID = 'mig-authz';
+
 export const nameArg = (id: string): string => `guest=${id},debug-threads=on`;

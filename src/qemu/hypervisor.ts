@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { VmPaths } from '../model/vm.js';
 import { isAlive } from '../host/process.js';
 import type { Accelerator } from './accel.js';
+import { tlsDirOf } from './stream-tls.js';
 import { buildQemuArgv } from './argv.js';
 import { isQemuOf, killHard, launchQemu, qemuLogTail } from './launcher.js';
 import { QemuMachine } from './machine.js';
@@ -94,5 +95,6 @@ export class QemuHypervisor {
 
   async clearRunFiles(paths: VmPaths): Promise<void> {
     await Promise.all([paths.qmpSocket, paths.serialSocket, paths.pidFile].map((f) => rm(f, { force: true })));
+    await rm(tlsDirOf(paths.runDir), { recursive: true, force: true });
   }
 }

@@ -1,11 +1,13 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { VmletError } from '../model/errors.js';
-import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause } from '../model/machine.js';
+import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
+import { MIGRATION_AUTHZ_ID, MIGRATION_TLS_ID } from '../model/qemu-ids.js';
 import type { NicStatus, VmPaths } from '../model/vm.js';
 import { waitForExit } from '../host/process.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
 import { QemuMonitor, QmpEvents } from './monitor.js';
 import { explainFailedHandshake } from './launcher.js';
+import { writeTlsDir } from './stream-tls.js';
 
 /** How long QEMU may take to settle after migrate_cancel. */
 const CANCEL_SETTLE_MS = 10_000;
@@ -16,6 +18,8 @@ export class QemuMachine {
   shutdown: ShutdownCause | undefined;
   private readonly monitor: QemuMonitor;
   private detaching = false;
+  /** Set by secureStreams: what the NBD exports or the mirror's NBD client use. */
+  private streamTls: StreamTls | undefined;
 
   constructor(
     readonly pid: number,
@@ -90,11 +94,30 @@ export class QemuMachine {
     return answer as Promise<T>;
   }
 
+  // ---- migration, both sides ----
+
+  async secureStreams(tls: StreamTls, owner: { uid: number; gid: number } | undefined): Promise<void> {
+    const dir = await writeTlsDir(this.paths.runDir, tls.files, tls.role, owner);
+    // A source whose earlier migration failed still has them.
+    for (const id of [MIGRATION_AUTHZ_ID, MIGRATION_TLS_ID]) await this.monitor.objectDel(id).catch(() => undefined);
+    await this.monitor.objectAdd({ 'qom-type': 'tls-creds-x509', id: MIGRATION_TLS_ID, dir, endpoint: tls.role, 'verify-peer': true });
+    if (tls.role === 'server') {
+      // Exact subjects only: the default is deny, and a peer is let in by what its certificate names.
+      const rules = tls.peerSubjects.map((match) => ({ match, policy: 'allow' as const, format: 'exact' as const }));
+      await this.monitor.objectAdd({ 'qom-type': 'authz-list', id: MIGRATION_AUTHZ_ID, policy: 'deny', rules });
+      await this.monitor.migrateSetParameters({ 'tls-creds': MIGRATION_TLS_ID, 'tls-authz': MIGRATION_AUTHZ_ID });
+    } else {
+      await this.monitor.migrateSetParameters({ 'tls-creds': MIGRATION_TLS_ID, 'tls-hostname': tls.hostname });
+    }
+    this.streamTls = tls;
+  }
+
   // ---- migration, source side ----
 
   async mirrorDisk(target: DiskExport, signal: AbortSignal): Promise<void> {
+    const tls = this.streamTls?.role === 'client' ? { 'tls-creds': MIGRATION_TLS_ID, 'tls-hostname': this.streamTls.hostname } : undefined;
     try {
-      await this.monitor.mirrorDiskTo(target.disk, { host: target.host, port: target.port, exportName: target.name }, { signal });
+      await this.monitor.mirrorDiskTo(target.disk, { host: target.host, port: target.port, exportName: target.name }, { signal, ...(tls ? { tls } : {}) });
     } catch (err) {
       if (signal.aborted) throw new VmletError('CANCELLED', 'cancelled by request', { cause: err });
       throw err;
@@ -162,7 +185,8 @@ export class QemuMachine {
 
   async exportDisks(host: string, port: number, disks: readonly string[]): Promise<DiskExport[]> {
     if (!disks.length) return [];
-    await this.monitor.nbdServerStart(host, port);
+    const tls = this.streamTls?.role === 'server' ? { 'tls-creds': MIGRATION_TLS_ID, 'tls-authz': MIGRATION_AUTHZ_ID } : undefined;
+    await this.monitor.nbdServerStart(host, port, tls);
     const exports: DiskExport[] = [];
     for (const disk of disks) exports.push({ disk, host, port, name: await this.monitor.exportDisk(disk) });
     return exports;

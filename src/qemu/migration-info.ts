@@ -34,4 +34,10 @@ export interface MigrationParameters {
   'max-bandwidth'?: number;
   /** Milliseconds. */
   'downtime-limit'?: number;
+  /** The id of a tls-creds-x509 object: the stream runs over TLS. */
+  'tls-creds'?: string;
+  /** Source: the name the target's certificate must carry (default: the URI's host). */
+  'tls-hostname'?: string;
+  /** Target: the id of an authz object naming who may connect. */
+  'tls-authz'?: string;
 }

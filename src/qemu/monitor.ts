@@ -75,6 +75,20 @@ export interface BlockdevAddArgs {
   'node-name': string;
   server: InetSocketAddress;
   export: string;
+  /** A tls-creds-x509 object (endpoint client) and the name the server's certificate must carry. */
+  'tls-creds'?: string;
+  'tls-hostname'?: string;
+}
+
+/** `object-add` arguments vmlet sends: TLS credentials and who may use them. */
+export type ObjectAddArgs =
+  | { 'qom-type': 'tls-creds-x509'; id: string; dir: string; endpoint: 'server' | 'client'; 'verify-peer': boolean }
+  | { 'qom-type': 'authz-list'; id: string; policy: 'allow' | 'deny'; rules: { match: string; policy: 'allow' | 'deny'; format: 'exact' | 'glob' }[] };
+
+/** TLS of a server vmlet starts in QEMU (NBD): credentials, and the authz object naming who may connect. */
+export interface ServerTls {
+  'tls-creds': string;
+  'tls-authz': string;
 }
 
 /** `blockdev-mirror` arguments vmlet sends. */
@@ -318,9 +332,19 @@ export class QemuMonitor {
     return this.execute<QueryMigrate>('query-migrate');
   }
 
-  /** `nbd-server-start` on host:port. */
-  async nbdServerStart(host: string, port: number): Promise<void> {
-    await this.execute('nbd-server-start', { addr: { type: 'inet', data: { host, port: String(port) } } });
+  /** `nbd-server-start` on host:port, with TLS when given. */
+  async nbdServerStart(host: string, port: number, tls?: ServerTls): Promise<void> {
+    await this.execute('nbd-server-start', { addr: { type: 'inet', data: { host, port: String(port) } }, ...tls });
+  }
+
+  /** `object-add`. */
+  async objectAdd(args: ObjectAddArgs): Promise<void> {
+    await this.execute('object-add', { ...args });
+  }
+
+  /** `object-del`. */
+  async objectDel(id: string): Promise<void> {
+    await this.execute('object-del', { id });
   }
 
   /** `nbd-server-stop`: also removes its exports. */
@@ -393,11 +417,11 @@ export class QemuMonitor {
    * synchronously, and resolves once it is READY. On failure, timeout or abort (rejecting with
    * the signal's reason) the job and the node are gone again.
    */
-  async mirrorDiskTo(disk: string, nbd: NbdExport, o: { readyTimeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+  async mirrorDiskTo(disk: string, nbd: NbdExport, o: { readyTimeoutMs?: number; signal?: AbortSignal; tls?: { 'tls-creds': string; 'tls-hostname': string } } = {}): Promise<void> {
     o.signal?.throwIfAborted();
     const job = mirrorJobId(disk);
     const node = mirrorTargetNode(disk);
-    await this.blockdevAdd({ driver: 'nbd', 'node-name': node, server: { type: 'inet', host: nbd.host, port: String(nbd.port) }, export: nbd.exportName });
+    await this.blockdevAdd({ driver: 'nbd', 'node-name': node, server: { type: 'inet', host: nbd.host, port: String(nbd.port) }, export: nbd.exportName, ...o.tls });
     const stopWaiting = new AbortController();
     const signal = o.signal ? AbortSignal.any([o.signal, stopWaiting.signal]) : stopWaiting.signal;
     const timeoutMs = o.readyTimeoutMs ?? MIRROR_READY_TIMEOUT_MS;

@@ -4,7 +4,7 @@
  * qemu/). daemon.ts hands the implementations in; tests hand in fakes.
  */
 import type { DiskStatus, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../model/vm.js';
-import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause } from '../model/machine.js';
+import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
 
 /** The uid and gid a VM's QEMU runs as, and that own its files and TAPs. */
 export interface Owner {
@@ -122,6 +122,13 @@ export interface Machine {
   unplugNic(name: string, timeoutMs: number): Promise<void>;
   /** Read-only queries for metrics, bounded by timeoutMs. */
   query<T>(what: 'query-cpus-fast' | 'query-blockstats' | 'query-balloon', timeoutMs: number): Promise<T>;
+
+  // Live migration, both sides.
+  /**
+   * Puts the migration stream and NBD (exports on the target, the mirror's client on the source)
+   * under TLS with the node's certificate, copied where QEMU, running as `owner`, can read it.
+   */
+  secureStreams(tls: StreamTls, owner: Owner | undefined): Promise<void>;
 
   // Live migration, source side.
   /** Mirrors a disk's top layer to an NBD export and waits until the mirror is in sync (or the signal aborts). */

@@ -5,7 +5,7 @@
  */
 import { pino } from 'pino';
 import { VmletError } from '../../src/model/errors.js';
-import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause } from '../../src/model/machine.js';
+import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../../src/model/machine.js';
 import type { DiskStatus, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../../src/model/vm.js';
 import type { Clock, Hypervisor, LaunchRequest, Machine, Network, Storage, Store, StoredVm } from '../../src/vm/ports.js';
 import { VmManager } from '../../src/vm/manager.js';
@@ -231,6 +231,9 @@ export class FakeMachine implements Machine {
   }
   async query<T>(): Promise<T> {
     return [] as T;
+  }
+  async secureStreams(tls: StreamTls): Promise<void> {
+    await this.record(tls.role === 'server' ? `secureStreams server allow=${tls.peerSubjects.join('|')}` : `secureStreams client host=${tls.hostname}`);
   }
   async mirrorDisk(target: DiskExport): Promise<void> {
     await this.record(`mirrorDisk ${target.disk}`);
