@@ -22,6 +22,10 @@ export interface DaemonConfig {
   netns?: string;
   /** Where QEMU listens for incoming migration and NBD streams (default: host of the first TCP --grpc-listen). */
   migrationAddress?: string;
+  /** Migration and NBD streams in plaintext even though the node has TLS. */
+  insecureMigration: boolean;
+  /** An incoming VM whose stream has not begun after this long is discarded. */
+  incomingTimeoutSeconds: number;
   /** Bridges vmlet creates at start when missing (`--bridge`). */
   bridges: string[];
   /** When non-empty, NICs may only name these bridges. */
@@ -78,6 +82,9 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and co
   --netns NAME               create TAPs and run QEMU inside this network namespace
   --bridge NAME              create this bridge at start when missing (repeatable)
   --migration-address HOST   where incoming migration streams arrive (default: host of the first TCP --grpc-listen)
+  --insecure-migration       send migration and NBD streams in plaintext although the node has TLS
+                             (without TLS, migration is limited to loopback anyway)
+  --incoming-timeout-seconds N  discard an incoming VM whose stream has not begun after N s (default 600)
   --allowed-bridge NAME      NICs may only use these bridges (repeatable; default: any existing bridge)
   --tls-cert F --tls-key F --tls-ca F   TLS with client certificates for TCP listeners
   --accel auto|kvm|tcg       accelerator (default auto: KVM when it really works, else TCG)
@@ -139,6 +146,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'http-listen': { type: 'string' },
       'console-websocket': { type: 'boolean' },
       'console-log-max-bytes': { type: 'string' },
+      'insecure-migration': { type: 'boolean' },
+      'incoming-timeout-seconds': { type: 'string' },
       'image-root': { type: 'string', multiple: true },
       netns: { type: 'string' },
       bridge: { type: 'string', multiple: true },
@@ -195,6 +204,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     netns: values.netns,
     bridges: values.bridge ?? [],
     migrationAddress: values['migration-address'],
+    insecureMigration: values['insecure-migration'] ?? false,
+    incomingTimeoutSeconds: number('incoming-timeout-seconds', values['incoming-timeout-seconds'], 600, 1),
     allowedBridges: values['allowed-bridge'] ?? [],
     tls,
     accelerator: oneOf('accel', values.accel, ['auto', 'kvm', 'tcg'] as const, 'auto'),

@@ -221,9 +221,11 @@ async function openCells(config: DaemonConfig, accelerator: string, logger: Logg
 /** Source and target sides of live migration, plugged into the manager before it reconciles. */
 function setUpMigration(manager: VmManager, config: DaemonConfig): MigrationDeps {
   const registry = new MigrationRegistry();
-  const source = { manager, registry, connect: (target: string) => connectPeer(target, config.tls), nodeName: config.nodeName };
+  // With TLS, QEMU's streams use the node's certificate too, unless the operator opts out.
+  const streamTls = config.tls && !config.insecureMigration ? config.tls : undefined;
+  const source = { manager, registry, connect: (target: string) => connectPeer(target, config.tls), nodeName: config.nodeName, ...(streamTls ? { streamTls } : {}) };
   const outgoing = new OutgoingMigrations(source);
-  const incoming = new IncomingMigrations(manager, () => migrationAddress(config));
+  const incoming = new IncomingMigrations(manager, () => migrationAddress(config), { ...(streamTls ? { streamTls } : {}), incomingTimeoutMs: config.incomingTimeoutSeconds * 1000 });
   manager.migrationHooks = migrationHooks(source, incoming, outgoing);
   return { registry, outgoing, incoming, manager, nodeName: config.nodeName };
 }

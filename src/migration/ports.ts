@@ -13,6 +13,8 @@ export interface PrepareIncoming {
   mirroredDisks: string[];
   sourceNode: string;
   allowPostCopy: boolean;
+  /** The subject of the source's certificate (its DN forms); the only peer let into the streams under TLS. */
+  sourceSubjects?: string[];
 }
 
 /** Where the target listens: the migration stream's URI and one NBD export per mirrored disk. */

@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { VmletError, errorMessage, failedPrecondition } from '../model/errors.js';
+import type { TlsFiles } from '../model/machine.js';
+import { hostOf, isLoopbackAddress } from '../host/addresses.js';
 import type { Machine } from '../vm/ports.js';
+import { ownerOf } from '../vm/ops/owner.js';
 import type { VmManager, VmRecord } from '../vm/manager.js';
 import { FORCE, retire } from '../vm/ops/delete.js';
-import type { MigrationPeer, PeerConnector } from './ports.js';
+import type { IncomingReady, MigrationPeer, PeerConnector } from './ports.js';
 import type { MigrationInfo, MigrationRegistry } from './registry.js';
 
 export interface MigrationOptions {
@@ -31,6 +34,8 @@ export interface SourceContext {
   registry: MigrationRegistry;
   connect: PeerConnector;
   nodeName: string;
+  /** The node's certificate: the streams run over TLS to the target's certificate. Absent: plaintext. */
+  streamTls?: TlsFiles;
 }
 
 /** One outgoing migration as it runs. */
@@ -118,6 +123,8 @@ export class OutgoingMigrations {
         allowPostCopy: m.options.allowPostCopy,
       });
       m.prepared = true;
+      const targetHost = checkReady(ready, m.target, m.mirrored);
+      if (this.ctx.streamTls) await machine.secureStreams({ role: 'client', files: this.ctx.streamTls, hostname: targetHost }, ownerOf(record.status));
       registry.update(record.id, { phase: 'Running' });
       onRunning(registry.get(record.id)!);
       for (const e of ready.exports) await machine.mirrorDisk(e, m.signal);
@@ -244,4 +251,28 @@ export class OutgoingMigrations {
     await retire(this.ctx.manager.env, record, reason, FORCE);
     this.ctx.registry.update(record.id, { phase: 'Succeeded' });
   }
+}
+
+/**
+ * What the target answered must point at the target itself: a `tcp:` stream on the host this
+ * node dialled, and one NBD export there per mirrored disk, nothing else. Anything else (an
+ * `exec:` or `unix:` URI, a third host, an export of a disk not mirrored) aborts the migration
+ * before a byte of the guest leaves. Returns the target's host.
+ */
+export function checkReady(ready: IncomingReady, target: string, mirrored: readonly string[]): string {
+  const host = hostOf(target)!;
+  const bare = (h: string): string => h.replace(/^\[(.*)\]$/, '$1');
+  const loopback = (h: string): boolean => isLoopbackAddress(`${h}:0`);
+  const same = (h: string): boolean => bare(h) === bare(host) || (loopback(h) && loopback(host));
+  const uri = /^tcp:(\[[0-9a-fA-F:.]+\]|[^:[\]]+):(\d+)$/.exec(ready.migrationUri);
+  if (!uri || !same(uri[1]!)) {
+    throw new VmletError('ABORTED', `the target answered migration URI "${ready.migrationUri}"; only tcp: on the target's own address ${host} is accepted`);
+  }
+  const disks = ready.exports.map((e) => e.disk);
+  const wrongHost = ready.exports.find((e) => !same(e.host));
+  if (wrongHost) throw new VmletError('ABORTED', `the target exports disk ${wrongHost.disk} on ${wrongHost.host}, not on its own address ${host}`);
+  if (disks.length !== new Set(disks).size || disks.length !== mirrored.length || disks.some((d) => !mirrored.includes(d))) {
+    throw new VmletError('ABORTED', `the target exports disks [${disks.join(', ')}], but this node mirrors [${mirrored.join(', ')}]`);
+  }
+  return bare(uri[1]!);
 }

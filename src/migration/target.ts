@@ -1,5 +1,6 @@
-import { VmletError, failedPrecondition } from '../model/errors.js';
-import type { DiskExport } from '../model/machine.js';
+import { VmletError, failedPrecondition, invalidArgument } from '../model/errors.js';
+import type { DiskExport, TlsFiles } from '../model/machine.js';
+import type { VmSpec } from '../model/vm.js';
 import { freePort } from '../host/free-port.js';
 import type { VmManager, VmRecord } from '../vm/manager.js';
 import { validateSpec } from '../vm/validate.js';
@@ -7,10 +8,20 @@ import { runPlan, type Step } from '../vm/plan.js';
 import { launchSteps, type Launch } from '../vm/ops/launch.js';
 import { checkBridges, checkCapacity, checkMacsFree } from '../vm/ops/checks.js';
 import { FORCE, retire } from '../vm/ops/delete.js';
+import { ownerOf } from '../vm/ops/owner.js';
 import type { IncomingReady, PrepareIncoming } from './ports.js';
 
 /** How long the target waits for its QEMU to report the incoming migration complete. */
 const COMPLETE_TIMEOUT_MS = 60_000;
+
+/** How long an incoming VM waits for its stream to begin (and is checked again while it flows). */
+export const DEFAULT_INCOMING_TIMEOUT_MS = 10 * 60_000;
+
+export interface IncomingOptions {
+  /** The node's certificate: the streams run over TLS, open only to the source. Absent: plaintext. */
+  streamTls?: TlsFiles;
+  incomingTimeoutMs?: number;
+}
 
 /** An incoming VM being prepared: a start's launch, with the stream's endpoints. */
 interface Arrival extends Launch {
@@ -18,6 +29,7 @@ interface Arrival extends Launch {
   host: string;
   exports: DiskExport[];
   uri: string;
+  tls: TlsFiles | undefined;
 }
 
 const formatHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
@@ -26,6 +38,13 @@ const formatHost = (host: string): string => (host.includes(':') ? `[${host}]` :
 const receiveSteps: readonly Step<Arrival>[] = [
   { name: 'connect', run: (a) => a.machine!.ready() },
   { name: 'set capabilities', run: (a) => a.machine!.setMigrationCapabilities({ events: true, postcopyRam: a.request.allowPostCopy }) },
+  {
+    name: 'secure streams',
+    async run(a) {
+      if (!a.tls) return;
+      await a.machine!.secureStreams({ role: 'server', files: a.tls, peerSubjects: a.request.sourceSubjects ?? [] }, ownerOf(a.record.status));
+    },
+  },
   {
     name: 'export disks',
     async run(a) {
@@ -50,12 +69,18 @@ export class IncomingMigrations {
     private readonly m: VmManager,
     /** The address QEMU listens on for migration and NBD streams. */
     private readonly listenHost: () => string | undefined,
+    private readonly options: IncomingOptions = {},
   ) {}
 
   async prepare(req: PrepareIncoming): Promise<IncomingReady> {
     const host = this.listenHost();
     if (!host) throw failedPrecondition('this node has no TCP gRPC listener, so no address to receive migrations on (--grpc-listen HOST:PORT or --migration-address)');
+    const tls = this.options.streamTls;
+    if (tls && !req.sourceSubjects?.length) {
+      throw failedPrecondition('this node encrypts migration streams and lets in only the source node, but the caller presented no client certificate');
+    }
     const spec = validateSpec(req.spec);
+    checkMirroredDisks(spec, req.mirroredDisks);
     if (this.m.has(spec.id)) {
       const prepared = this.m.record(spec.id).status.migration?.uid === req.uid;
       throw new VmletError('ALREADY_EXISTS', `VM ${spec.id} already exists on this node${prepared ? ' (this migration was already prepared)' : ''}`);
@@ -84,15 +109,36 @@ export class IncomingMigrations {
       await env.store.remove(spec.id).catch(() => undefined);
       throw err;
     });
-    const arrival: Arrival = { env, record, wiring, pciPorts: req.pciPorts, incoming: true, nics: [], request: req, host, exports: [], uri: '' };
+    const arrival: Arrival = { env, record, wiring, pciPorts: req.pciPorts, incoming: true, nics: [], request: req, host, exports: [], uri: '', tls };
     try {
       await runPlan([...launchSteps, ...receiveSteps], arrival, record.log);
     } catch (err) {
       await this.discard(record, `prepare failed: ${(err as Error).message}`);
       throw err;
     }
-    record.log.info({ uri: arrival.uri, from: req.sourceNode, uid: req.uid }, 'waiting for incoming migration');
+    record.log.info({ uri: arrival.uri, from: req.sourceNode, uid: req.uid, tls: tls !== undefined }, 'waiting for incoming migration');
+    this.expireUnless(record, req.uid);
     return { migrationUri: arrival.uri, exports: arrival.exports };
+  }
+
+  /**
+   * An incoming VM whose source went away before its stream began is discarded after the
+   * timeout; one whose stream flows or is complete is kept (the source may have committed).
+   */
+  private expireUnless(record: VmRecord, uid: string): void {
+    const timeoutMs = this.options.incomingTimeoutMs ?? DEFAULT_INCOMING_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      void record.queue
+        .run(async () => {
+          const marker = record.status.migration;
+          if (!this.m.has(record.id) || marker?.role !== 'target' || marker.uid !== uid) return;
+          const progress = await record.machine?.migrationProgress().catch(() => undefined);
+          if (progress && progress.status !== 'none' && progress.status !== 'setup' && progress.status !== 'failed') return this.expireUnless(record, uid);
+          await this.discard(record, `no migration stream arrived within ${Math.round(timeoutMs / 1000)} s`);
+        })
+        .catch((err: unknown) => record.log.error({ err }, 'could not discard an expired incoming VM'));
+    }, timeoutMs);
+    timer.unref();
   }
 
   /** The source confirmed completion: wait for the stream to be complete, stop NBD, run (or keep paused). */
@@ -135,5 +181,17 @@ export class IncomingMigrations {
   async discard(record: VmRecord, reason: string): Promise<void> {
     record.log.info({ reason }, 'discarding incoming VM');
     await retire(this.m.env, record, reason, FORCE);
+  }
+}
+
+/** Only the per-VM overlays of writable disks are exported, each once: never a base image. */
+function checkMirroredDisks(spec: VmSpec, mirrored: readonly string[]): void {
+  const seen = new Set<string>();
+  for (const name of mirrored) {
+    const disk = spec.disks.find((d) => d.name === name);
+    if (!disk) throw invalidArgument('disks', `mirrored disk ${name} is not in the spec`);
+    if (!disk.overlay || disk.readonly) throw invalidArgument('disks', `disk ${name} is not a writable overlay; only overlays are mirrored`);
+    if (seen.has(name)) throw invalidArgument('disks', `disk ${name} is mirrored twice`);
+    seen.add(name);
   }
 }

@@ -5,6 +5,7 @@ import { MigrationRegistry } from '../../src/migration/registry.js';
 import { OutgoingMigrations, type MigrationOptions } from '../../src/migration/source.js';
 import { IncomingMigrations } from '../../src/migration/target.js';
 import { fakeDomain, phaseReached, specOf } from '../support/fake-ports.js';
+import { until } from '../support/poll.js';
 
 const OPTIONS: MigrationOptions = {
   maxBandwidthBytesPerSecond: 0,
@@ -70,7 +71,7 @@ function migrationEnded(registry: MigrationRegistry, id: string): Promise<string
 describe('outgoing migration (source)', () => {
   it('commits: mirrors the overlay, streams, tells the target to run, and retires the source', async () => {
     const s = await sourceWithRunningVm();
-    await s.outgoing.start('vm', 'node-b:7000', OPTIONS);
+    await s.outgoing.start('vm', '127.0.0.1:7000', OPTIONS);
     expect(await migrationEnded(s.registry, 'vm')).toBe('Succeeded');
     expect(s.peer.prepared!.mirroredDisks).toEqual(['root']);
     expect(s.peer.prepared!.nics.map((n) => n.port)).toEqual([0]);
@@ -84,7 +85,7 @@ describe('outgoing migration (source)', () => {
   it('rolls back before the commit point: the target discards, the guest goes on here', async () => {
     const s = await sourceWithRunningVm();
     s.machine.failOn.set('migrate tcp:127.0.0.1:4444', new VmletError('FAILED_PRECONDITION', 'QMP migrate failed: GenericError: bad uri'));
-    await s.outgoing.start('vm', 'node-b:7000', OPTIONS);
+    await s.outgoing.start('vm', '127.0.0.1:7000', OPTIONS);
     expect(await migrationEnded(s.registry, 'vm')).toBe('Failed');
     await phaseReached(s.manager, 'vm', 'Running');
     const vm = s.manager.get('vm');
@@ -98,7 +99,7 @@ describe('outgoing migration (source)', () => {
   it('a failed QEMU migration (status failed) rolls back the same way', async () => {
     const s = await sourceWithRunningVm();
     s.machine.migration = { status: 'failed', error: 'connection reset' };
-    await s.outgoing.start('vm', 'node-b:7000', OPTIONS);
+    await s.outgoing.start('vm', '127.0.0.1:7000', OPTIONS);
     expect(await migrationEnded(s.registry, 'vm')).toBe('Failed');
     expect(s.registry.get('vm')!.reason).toMatch(/connection reset/);
     await phaseReached(s.manager, 'vm', 'Running');
@@ -107,7 +108,7 @@ describe('outgoing migration (source)', () => {
   it('after the commit point the source never resumes, even if the target cannot confirm', async () => {
     const s = await sourceWithRunningVm();
     s.peer.finishError = new VmletError('FAILED_PRECONDITION', 'target node: VM vm is not receiving migration');
-    await s.outgoing.start('vm', 'node-b:7000', OPTIONS);
+    await s.outgoing.start('vm', '127.0.0.1:7000', OPTIONS);
     await s.manager.record('vm').queue.idle();
     expect(s.manager.get('vm').status.migration?.committed).toBe(true);
     // The one `run` is the start's; the guest was never resumed here after the commit.
@@ -172,3 +173,101 @@ describe('incoming migration (target)', () => {
     await expect(t.incoming.prepare(request())).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
   });
 });
+
+describe('trust between the two ends of a migration', () => {
+  const TLS = { ca: '/pki/ca.pem', cert: '/pki/node.pem', key: '/pki/node.key' };
+
+  async function sourceWith(answer: (r: PrepareIncoming) => { migrationUri: string; exports: { disk: string; host: string; port: number; name: string }[] }) {
+    const d = fakeDomain();
+    await d.manager.create(migratable, true);
+    const registry = new MigrationRegistry();
+    const peer = new FakePeer();
+    peer.prepareIncoming = async (r) => {
+      peer.calls.push('prepare');
+      return answer(r);
+    };
+    const outgoing = new OutgoingMigrations({ manager: d.manager, registry, connect: () => peer, nodeName: 'node-a', streamTls: TLS });
+    return { ...d, registry, peer, outgoing, machine: d.hypervisor.machines[0]! };
+  }
+
+  it('the source secures the streams to the target\'s own name before a byte leaves', async () => {
+    const s = await sourceWith((r) => ({ migrationUri: 'tcp:10.0.0.2:4444', exports: r.mirroredDisks.map((disk) => ({ disk, host: '10.0.0.2', port: 5555, name: disk })) }));
+    await s.outgoing.start('vm', '10.0.0.2:7000', OPTIONS);
+    expect(await migrationEnded(s.registry, 'vm')).toBe('Succeeded');
+    const calls = s.machine.calls;
+    expect(calls.indexOf('secureStreams client host=10.0.0.2')).toBeGreaterThanOrEqual(0);
+    expect(calls.indexOf('secureStreams client host=10.0.0.2')).toBeLessThan(calls.indexOf('mirrorDisk root'));
+  });
+
+  const refused: [string, (r: PrepareIncoming) => { migrationUri: string; exports: { disk: string; host: string; port: number; name: string }[] }, RegExp][] = [
+    ['an exec: URI', (r) => ({ migrationUri: 'exec:cat > /tmp/ram', exports: r.mirroredDisks.map((disk) => ({ disk, host: '10.0.0.2', port: 5555, name: disk })) }), /only tcp: on the target's own address/],
+    ['a unix: URI', (r) => ({ migrationUri: 'unix:/tmp/mig.sock', exports: r.mirroredDisks.map((disk) => ({ disk, host: '10.0.0.2', port: 5555, name: disk })) }), /only tcp: on the target's own address/],
+    ['a third host', (r) => ({ migrationUri: 'tcp:10.0.0.66:4444', exports: r.mirroredDisks.map((disk) => ({ disk, host: '10.0.0.2', port: 5555, name: disk })) }), /only tcp: on the target's own address/],
+    ['an export on a third host', (r) => ({ migrationUri: 'tcp:10.0.0.2:4444', exports: r.mirroredDisks.map((disk) => ({ disk, host: '10.0.0.66', port: 5555, name: disk })) }), /not on its own address/],
+    ['an export of an undeclared disk', () => ({ migrationUri: 'tcp:10.0.0.2:4444', exports: [{ disk: 'other', host: '10.0.0.2', port: 5555, name: 'other' }] }), /exports disks \[other\], but this node mirrors \[root\]/],
+  ];
+  for (const [what, answer, reason] of refused) {
+    it(`the source refuses ${what}: nothing is sent, the target discards, the guest runs on here`, async () => {
+      const s = await sourceWith(answer);
+      await expect(s.outgoing.start('vm', '10.0.0.2:7000', OPTIONS)).rejects.toMatchObject({ code: 'ABORTED', message: reason });
+      await phaseReached(s.manager, 'vm', 'Running');
+      expect(s.machine.calls.some((c) => c.startsWith('migrate ') || c.startsWith('mirrorDisk') || c.startsWith('secureStreams'))).toBe(false);
+      expect(s.peer.calls[1]).toMatch(/^abort /);
+      expect(s.hypervisor.processes.size).toBe(1);
+    });
+  }
+
+  function secureTarget(timeoutMs?: number) {
+    const d = fakeDomain();
+    return { ...d, incoming: new IncomingMigrations(d.manager, () => '127.0.0.1', { streamTls: TLS, ...(timeoutMs ? { incomingTimeoutMs: timeoutMs } : {}) }) };
+  }
+  const incomingRequest = (extra: Partial<PrepareIncoming> = {}): PrepareIncoming => ({
+    uid: 'u1',
+    spec: migratable,
+    nics: [{ name: 'eth0', tap: 'vmlsource', mac: '02:aa:bb:cc:dd:ee', bridge: 'br0', port: 2 }],
+    pciPorts: 5,
+    mirroredDisks: ['root'],
+    sourceNode: 'node-a',
+    allowPostCopy: false,
+    sourceSubjects: ['CN=node-a,O=vmlet', 'O=vmlet,CN=node-a'],
+    ...extra,
+  });
+
+  it('the target lets only the source\'s certificate into the streams, set before the exports and the listener', async () => {
+    const t = secureTarget();
+    await t.incoming.prepare(incomingRequest());
+    const calls = t.hypervisor.machines[0]!.calls;
+    const secured = calls.indexOf('secureStreams server allow=CN=node-a,O=vmlet|O=vmlet,CN=node-a');
+    expect(secured).toBeGreaterThanOrEqual(0);
+    expect(secured).toBeLessThan(calls.indexOf('exportDisks root'));
+    expect(secured).toBeLessThan(calls.findIndex((c) => c.startsWith('listen ')));
+  });
+
+  it('the target refuses a caller without a certificate, and a mirror of a disk that is not a writable overlay, before anything is made', async () => {
+    const t = secureTarget();
+    await expect(t.incoming.prepare(incomingRequest({ sourceSubjects: [] }))).rejects.toMatchObject({ code: 'FAILED_PRECONDITION', message: /presented no client certificate/ });
+    const base = specOf('vm', { disks: [{ name: 'root', imagePath: '/images/base.qcow2', overlay: false, readonly: false }] });
+    await expect(t.incoming.prepare(incomingRequest({ spec: base, nics: [] }))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: /not a writable overlay/ });
+    await expect(t.incoming.prepare(incomingRequest({ mirroredDisks: ['nope'] }))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: /nope is not in the spec/ });
+    expect(t.manager.has('vm')).toBe(false);
+    expect(t.hypervisor.launches).toHaveLength(0);
+    expect(t.store.specs.size).toBe(0);
+  });
+
+  it('an incoming VM whose stream never begins is discarded after the timeout; one whose stream flows is kept', async () => {
+    const t = secureTarget(30);
+    t.hypervisor.prepare = (m) => (m.migration = { status: 'none' });
+    await t.incoming.prepare(incomingRequest());
+    await until('the expired incoming VM discarded', async () => (t.manager.has('vm') ? undefined : true), 5000, 5);
+    expect(t.hypervisor.processes.size).toBe(0);
+    expect(t.network.taps.size).toBe(0);
+
+    t.hypervisor.prepare = (m) => (m.migration = { status: 'active' });
+    await t.incoming.prepare(incomingRequest({ uid: 'u2' }));
+    const machine = t.hypervisor.machines[t.hypervisor.machines.length - 1]!;
+    await until('the flowing stream checked twice', async () => (machine.calls.filter((c) => c === 'progress').length >= 2 ? true : undefined), 5000, 5);
+    expect(t.manager.get('vm').status.phase).toBe('Incoming');
+    await t.incoming.abort('u2', 'vm', 'test over');
+  });
+});
+

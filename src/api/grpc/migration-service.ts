@@ -1,3 +1,4 @@
+import { callerSubjects } from './peer-identity.js';
 import { VmletError, notFound } from '../../model/errors.js';
 import type { MigrationServiceHandlers } from './generated/vmlet/v1/MigrationService.js';
 import type { MigrationAgentServiceHandlers } from './generated/vmlet/v1/MigrationAgentService.js';
@@ -112,7 +113,7 @@ function untilTerminal(registry: MigrationRegistry, id: string): Promise<Migrati
 
 export function migrationAgentHandlers(d: MigrationDeps, ctx: CallContext): MigrationAgentServiceHandlers {
   return {
-    PrepareIncoming: unaryHandler(ctx, 'PrepareIncoming', async (req) => {
+    PrepareIncoming: unaryHandler(ctx, 'PrepareIncoming', async (req, call) => {
       const spec = specFromProto(req.spec);
       const res = await d.incoming.prepare({
         uid: req.uid,
@@ -122,6 +123,8 @@ export function migrationAgentHandlers(d: MigrationDeps, ctx: CallContext): Migr
         mirroredDisks: req.disks.filter((x) => x.mirror).map((x) => x.name),
         sourceNode: req.sourceNode,
         allowPostCopy: req.allowPostCopy,
+        // Who may connect to the streams: the caller's own certificate, never a field it sends.
+        sourceSubjects: callerSubjects(call),
       });
       return { migrationUri: res.migrationUri, exports: res.exports, targetNode: d.nodeName };
     }),
