@@ -15,6 +15,8 @@ export interface PrepareIncoming {
   allowPostCopy: boolean;
   /** The subject of the source's certificate (its DN forms); the only peer let into the streams under TLS. */
   sourceSubjects?: string[];
+  /** The address the source called from; the migration stream is let in only from there. Absent: loopback only. */
+  sourceAddress?: string;
 }
 
 /** Where the target listens: the migration stream's URI and one NBD export per mirrored disk. */

@@ -10,7 +10,8 @@ import type { OutgoingMigrations, SourceContext } from './source.js';
  * After a restart in the middle of a migration, each side ends in one consistent outcome:
  * a committed source finishes on the target; an uncommitted one rolls back and resumes (the
  * target never ran the guest, since it only runs it when a committed source says so); a target
- * keeps waiting for the source's word while its QEMU lives, and discards a dead one.
+ * whose stream was complete keeps waiting for the source's word while its QEMU lives, and
+ * discards any other.
  */
 export function migrationHooks(ctx: SourceContext, incoming: IncomingMigrations, outgoing: OutgoingMigrations): MigrationHooks {
   const { manager, registry } = ctx;
@@ -25,6 +26,10 @@ export function migrationHooks(ctx: SourceContext, incoming: IncomingMigrations,
             manager.transition(record, 'Running', `migrated from ${marker.peer}`, { migration: undefined });
             return;
           }
+          // The stream came through this daemon's gate, gone with the old process: unless it was
+          // complete, it can never be, and the source (not committed) rolls back.
+          const progress = await record.machine?.migrationProgress().catch(() => undefined);
+          if (progress?.status !== 'completed') return await incoming.discard(record, 'the incoming stream was cut by a vmlet restart');
           if (record.status.phase !== 'Incoming') manager.transition(record, 'Incoming', `adopted; waiting for ${marker.peer} to finish the migration`);
           record.log.info({ runState }, 'adopted incoming VM; waiting for the source');
           return;

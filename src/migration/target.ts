@@ -2,6 +2,7 @@ import { VmletError, failedPrecondition, invalidArgument } from '../model/errors
 import type { DiskExport, TlsFiles } from '../model/machine.js';
 import type { VmSpec } from '../model/vm.js';
 import { freePort } from '../host/free-port.js';
+import { openStreamGate, qemuStreamOpening, tlsOpening, type StreamGate } from '../host/stream-gate.js';
 import type { VmManager, VmRecord } from '../vm/manager.js';
 import { validateSpec } from '../vm/validate.js';
 import { runPlan, type Step } from '../vm/plan.js';
@@ -30,7 +31,11 @@ interface Arrival extends Launch {
   exports: DiskExport[];
   uri: string;
   tls: TlsFiles | undefined;
+  gate?: StreamGate;
 }
+
+/** How long a connection to the migration port may stay silent before the gate drops it. */
+const OPENING_TIMEOUT_MS = 5_000;
 
 const formatHost = (host: string): string => (host.includes(':') ? `[${host}]` : host);
 
@@ -52,10 +57,23 @@ const receiveSteps: readonly Step<Arrival>[] = [
     },
   },
   {
+    // QEMU listens on a unix socket in its run dir; vmlet's gate on the node's address lets
+    // through only the source's address and only a connection that opens the expected stream.
     name: 'listen',
     async run(a) {
-      a.uri = `tcp:${formatHost(a.host)}:${await freePort(a.host)}`;
-      await a.machine!.listenForMigration(a.uri);
+      const upstream = a.record.paths.migrationSocket;
+      await a.machine!.listenForMigration(`unix:${upstream}`);
+      const log = a.record.log;
+      a.gate = await openStreamGate({
+        host: a.host,
+        port: await freePort(a.host),
+        allowFrom: a.request.sourceAddress ? [a.request.sourceAddress] : ['127.0.0.1', '::1'],
+        upstream,
+        opening: a.tls ? tlsOpening : qemuStreamOpening,
+        openingTimeoutMs: OPENING_TIMEOUT_MS,
+        onRefused: (remote, reason) => log.warn({ remote, reason }, 'refused a connection to the migration port'),
+      });
+      a.uri = `tcp:${formatHost(a.host)}:${a.gate.port}`;
     },
   },
 ];
@@ -71,6 +89,15 @@ export class IncomingMigrations {
     private readonly listenHost: () => string | undefined,
     private readonly options: IncomingOptions = {},
   ) {}
+
+  /** The open migration ports, by VM id, until the stream is complete or the VM discarded. */
+  private readonly gates = new Map<string, StreamGate>();
+
+  private async closeGate(id: string): Promise<void> {
+    const gate = this.gates.get(id);
+    this.gates.delete(id);
+    await gate?.close();
+  }
 
   async prepare(req: PrepareIncoming): Promise<IncomingReady> {
     const host = this.listenHost();
@@ -112,7 +139,9 @@ export class IncomingMigrations {
     const arrival: Arrival = { env, record, wiring, pciPorts: req.pciPorts, incoming: true, nics: [], request: req, host, exports: [], uri: '', tls };
     try {
       await runPlan([...launchSteps, ...receiveSteps], arrival, record.log);
+      if (arrival.gate) this.gates.set(record.id, arrival.gate);
     } catch (err) {
+      await arrival.gate?.close();
       await this.discard(record, `prepare failed: ${(err as Error).message}`);
       throw err;
     }
@@ -131,7 +160,7 @@ export class IncomingMigrations {
       void record.queue
         .run(async () => {
           const marker = record.status.migration;
-          if (!this.m.has(record.id) || marker?.role !== 'target' || marker.uid !== uid) return;
+          if (!this.m.has(record.id) || marker?.role !== 'target' || marker.uid !== uid) return this.closeGate(record.id);
           const progress = await record.machine?.migrationProgress().catch(() => undefined);
           if (progress && progress.status !== 'none' && progress.status !== 'setup' && progress.status !== 'failed') return this.expireUnless(record, uid);
           await this.discard(record, `no migration stream arrived within ${Math.round(timeoutMs / 1000)} s`);
@@ -153,6 +182,7 @@ export class IncomingMigrations {
       const machine = record.machine;
       if (!machine) throw new VmletError('UNAVAILABLE', `the incoming QEMU of VM ${id} is gone; the migration cannot finish here`);
       await machine.incomingComplete(COMPLETE_TIMEOUT_MS);
+      await this.closeGate(id);
       await machine.stopExports();
       if (resume) await machine.run();
       this.m.transition(record, resume ? 'Running' : 'Paused', `migrated from ${marker.peer}`, {
@@ -180,6 +210,7 @@ export class IncomingMigrations {
   /** Kills the incoming QEMU and removes TAPs, overlays and state. */
   async discard(record: VmRecord, reason: string): Promise<void> {
     record.log.info({ reason }, 'discarding incoming VM');
+    await this.closeGate(record.id);
     await retire(this.m.env, record, reason, FORCE);
   }
 }

@@ -127,6 +127,8 @@ export interface VmPaths {
   runDir: string;
   qmpSocket: string;
   serialSocket: string;
+  /** Where the target's QEMU listens for the migration stream, behind vmlet's gate. */
+  migrationSocket: string;
   /** The serial output, written by vmlet in the state dir and rotated to `<consoleLog>.1` (console/rotating-log.ts). */
   consoleLog: string;
   pidFile: string;

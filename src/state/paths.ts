@@ -24,6 +24,7 @@ export function vmPaths(stateDir: string, runDir: string, id: string): VmPaths {
     runtimeStatusFile: join(vmRun, 'status.json'),
     qmpSocket: join(vmRun, 'qmp.sock'),
     serialSocket: join(vmRun, 'serial.sock'),
+    migrationSocket: join(vmRun, 'mig.sock'),
     consoleLog: join(vmState, 'console.log'),
     pidFile: join(vmRun, 'qemu.pid'),
     qemuLog: join(vmRun, 'qemu.log'),

@@ -44,6 +44,7 @@ export class FakeStore implements Store {
       runtimeStatusFile: `${r}/status.json`,
       qmpSocket: `${r}/qmp.sock`,
       serialSocket: `${r}/serial.sock`,
+      migrationSocket: `${r}/mig.sock`,
       consoleLog: `${r}/console.log`,
       pidFile: `${r}/qemu.pid`,
       qemuLog: `${r}/qemu.log`,

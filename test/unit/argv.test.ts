@@ -12,6 +12,7 @@ const paths: VmPaths = {
   runtimeStatusFile: '/run/vmlet/vms/web-1/status.json',
   qmpSocket: '/run/vmlet/vms/web-1/qmp.sock',
   serialSocket: '/run/vmlet/vms/web-1/serial.sock',
+  migrationSocket: '/run/vmlet/vms/web-1/mig.sock',
   consoleLog: '/run/vmlet/vms/web-1/console.log',
   pidFile: '/run/vmlet/vms/web-1/qemu.pid',
   qemuLog: '/run/vmlet/vms/web-1/qemu.log',

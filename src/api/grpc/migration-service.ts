@@ -1,4 +1,4 @@
-import { callerSubjects } from './peer-identity.js';
+import { callerAddress, callerSubjects } from './peer-identity.js';
 import { VmletError, notFound } from '../../model/errors.js';
 import type { MigrationServiceHandlers } from './generated/vmlet/v1/MigrationService.js';
 import type { MigrationAgentServiceHandlers } from './generated/vmlet/v1/MigrationAgentService.js';
@@ -125,6 +125,7 @@ export function migrationAgentHandlers(d: MigrationDeps, ctx: CallContext): Migr
         allowPostCopy: req.allowPostCopy,
         // Who may connect to the streams: the caller's own certificate, never a field it sends.
         sourceSubjects: callerSubjects(call),
+        sourceAddress: callerAddress(call),
       });
       return { migrationUri: res.migrationUri, exports: res.exports, targetNode: d.nodeName };
     }),
