@@ -18,6 +18,7 @@ declare -A want=(
   [pkill]=procps
   [protoc]=protobuf-compiler
   [setpriv]=util-linux
+  [tcpdump]=tcpdump
 )
 # Files some packages bring: protoc's well-known types, which the reflection test compiles against.
 declare -A want_files=(

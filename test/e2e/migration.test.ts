@@ -166,7 +166,7 @@ describe('live migration between two vmlet nodes (two namespaces, mutual TLS, no
     expect(['MIGRATION_PHASE_SUCCEEDED', 'MIGRATION_PHASE_FAILED']).toContain(phase);
     const onA = (await a.list()).filter((v) => v.spec?.id === 'crossing');
     const onB = (await rpc(nodes.b.daemon.clients).list()).filter((v) => v.spec?.id === 'crossing');
-    expect(onA.length + onB.length).toBe(1);
+    expect(onA.length + onB.length, JSON.stringify({ phase, a: onA.map((v) => [v.status?.phase, v.status?.reason]), b: onB.map((v) => [v.status?.phase, v.status?.reason]) })).toBe(1);
     expect([...onA, ...onB][0]!.status?.phase).toBe('PHASE_RUNNING');
     expect((await qemuPidsOf(['crossing'])).length).toBe(1);
   });

@@ -32,7 +32,7 @@ export class TwoNodes {
     private readonly dir: string,
   ) {}
 
-  static async start(options: { bridgeOnB?: boolean } = {}): Promise<TwoNodes> {
+  static async start(options: { bridgeOnB?: boolean; extraArgs?: string[] } = {}): Promise<TwoNodes> {
     const dir = await tempDirForQemu('vmlet-2n-');
     const images = join(dir, 'images');
     await promisify(execFile)('mkdir', ['-p', images]);
@@ -58,6 +58,7 @@ export class TwoNodes {
           '--grpc-listen', address,
           '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca,
           '--image-root', images,
+          ...(options.extraArgs ?? []),
         ],
       });
       return { name, ns, daemon, address };
