@@ -187,6 +187,10 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       throw new ConfigError(`--grpc-listen ${address}: a TCP listener beyond loopback needs --tls-cert, --tls-key and --tls-ca (client certificates are required)`);
     }
   }
+  const migrationHost = values['migration-address'];
+  if (migrationHost && !tls && !values['insecure-migration'] && !isLoopbackAddress(`${migrationHost}:0`)) {
+    throw new ConfigError(`--migration-address ${migrationHost}: migration streams beyond loopback are encrypted with the node's --tls-* certificates; without them, pass --insecure-migration to send guest memory in clear`);
+  }
   const httpListen = values['http-listen'] ?? DEFAULTS.httpListen;
   if (httpListen) listenHost(httpListen);
   const consoleWebsocket = values['console-websocket'] ?? false;

@@ -42,4 +42,13 @@ describe('parseDaemonArgs', () => {
     expect(migrationAddress({ grpcListen: ['0.0.0.0:7443'] })).toBeUndefined();
     expect(migrationAddress({ grpcListen: ['unix:///x'] })).toBeUndefined();
   });
+
+  it('migration streams beyond loopback need TLS or an explicit --insecure-migration', () => {
+    expect(() => parseDaemonArgs(['--migration-address', '10.0.0.5'])).toThrow(/--insecure-migration/);
+    expect(parseDaemonArgs(['--migration-address', '10.0.0.5', '--insecure-migration']).insecureMigration).toBe(true);
+    expect(parseDaemonArgs(['--migration-address', '127.0.0.1']).migrationAddress).toBe('127.0.0.1');
+    const tls = ['--tls-cert', 'c', '--tls-key', 'k', '--tls-ca', 'a'];
+    expect(parseDaemonArgs(['--migration-address', '10.0.0.5', ...tls]).insecureMigration).toBe(false);
+    expect(parseDaemonArgs([]).incomingTimeoutSeconds).toBe(600);
+  });
 });
