@@ -4,7 +4,7 @@
  * that differ only by --insecure-migration. All four daemons have TLS on their gRPC listeners.
  * TLS and plaintext runs alternate.
  */
-import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,7 +117,10 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const certs = await makeTestCerts(certDir);
   const base = join(images, 'data-base.raw');
   await promisify(execFile)('truncate', ['-s', `${DISK_MIB}M`, base]);
-  const tls = ['--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca];
+  // The nodes call each other with the node certificate (CN=server): peers.
+  const policy = join(certDir, 'authz.yaml');
+  await writeFile(policy, 'rules:\n  - role: peer\n    match: { cn: server }\n');
+  const tls = ['--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca, '--authz', policy];
 
   const pairs = {} as Record<Mode, Pair>;
   for (const mode of ['tls', 'plain'] as const) {

@@ -285,8 +285,8 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
       root: join(root, name),
       runDir: join(runRoot, name),
       qemuBinary,
-      // Loopback TCP needs no TLS; QEMU's migration stream binds the host of the first TCP listener.
-      extraArgs: ['--grpc-listen', address, '--node-name', `bench-${name}`],
+      // Plaintext loopback TCP (--insecure-tcp); QEMU's migration stream binds the host of the first TCP listener.
+      extraArgs: ['--grpc-listen', address, '--insecure-tcp', '--node-name', `bench-${name}`],
     });
     const logCopy = join(ctx.resultsDir, `migration-daemon-${name}.log`);
     ctx.cleanup.defer(`keep daemon ${name}'s log`, () => copyFile(daemon.logFile, logCopy));
@@ -352,7 +352,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     hostLoad: { before: loadBefore, after: loadAfter },
     method: {
       guest: `demo guest: 1 vCPU, ${MEMORY_MIB} MiB, .guest/vmlinuz + initrd.img, no disks (no NBD mirroring), no NICs; migrated once it printed ${READY_LINE}`,
-      nodes: 'two vmlet daemons on this host, own state/run dirs, each also on --grpc-listen 127.0.0.1:<free port> (loopback: plaintext, no TLS); QEMU migrates over tcp:127.0.0.1',
+      nodes: 'two vmlet daemons on this host, own state/run dirs, each also on --grpc-listen 127.0.0.1:<free port> (loopback: plaintext with --insecure-tcp, no TLS); QEMU migrates over tcp:127.0.0.1',
       vmlet: 'CreateVm{start} on A, wait for the ready line; timed: MigrationService.MigrateVm{id, target: B} then WatchMigration until SUCCEEDED (client-side wall); then DeleteVm on B (not timed)',
       raw: `same binary, buildQemuArgv argv (source startPaused + cont, target startPaused + incoming); target spawned and QMP-connected before the clock starts; timed: target migrate-set-capabilities [events] + migrate-incoming tcp:127.0.0.1:<free port>, source migrate-set-capabilities [events] + migrate, query-migrate every ${PROGRESS_POLL_MS} ms until completed, target query-migrate (completed) + cont`,
       pollMs: `${PROGRESS_POLL_MS} (PROGRESS_POLL_MS of src/migration/source.ts, used on both sides)`,

@@ -22,6 +22,10 @@ export interface DaemonConfig {
   netns?: string;
   /** Where QEMU listens for incoming migration and NBD streams (default: host of the first TCP --grpc-listen). */
   migrationAddress?: string;
+  /** `--authz FILE`: the policy mapping callers to roles. */
+  authzFile?: string;
+  /** Plaintext TCP gRPC listeners are allowed, and their callers trusted as admin. */
+  insecureTcp: boolean;
   /** Migration and NBD streams in plaintext even though the node has TLS. */
   insecureMigration: boolean;
   /** An incoming VM whose stream has not begun after this long is discarded. */
@@ -87,6 +91,9 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and co
   --incoming-timeout-seconds N  discard an incoming VM whose stream has not begun after N s (default 600)
   --allowed-bridge NAME      NICs may only use these bridges (repeatable; default: any existing bridge)
   --tls-cert F --tls-key F --tls-ca F   TLS with client certificates for TCP listeners
+  --authz FILE               policy (YAML) mapping certificate identities and unix uids/gids to roles
+                             (admin, operator, viewer, peer); TCP callers need a role from it
+  --insecure-tcp             allow plaintext TCP listeners (even on loopback), their callers as admin
   --accel auto|kvm|tcg       accelerator (default auto: KVM when it really works, else TCG)
   --qemu PATH                QEMU binary (default qemu-system-x86_64)
   --qemu-img PATH            qemu-img binary (default qemu-img)
@@ -147,6 +154,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'console-websocket': { type: 'boolean' },
       'console-log-max-bytes': { type: 'string' },
       'insecure-migration': { type: 'boolean' },
+      'insecure-tcp': { type: 'boolean' },
+      authz: { type: 'string' },
       'incoming-timeout-seconds': { type: 'string' },
       'image-root': { type: 'string', multiple: true },
       netns: { type: 'string' },
@@ -183,8 +192,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   for (const address of grpcListen) {
     if (address.startsWith('unix://')) continue;
     listenHost(address);
-    if (!tls && !isLoopbackAddress(address)) {
-      throw new ConfigError(`--grpc-listen ${address}: a TCP listener beyond loopback needs --tls-cert, --tls-key and --tls-ca (client certificates are required)`);
+    if (!tls && !values['insecure-tcp']) {
+      throw new ConfigError(`--grpc-listen ${address}: a TCP listener needs --tls-cert, --tls-key and --tls-ca (client certificates are required); --insecure-tcp allows plaintext, loopback or not, with every caller admin`);
     }
   }
   const migrationHost = values['migration-address'];
@@ -209,6 +218,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     bridges: values.bridge ?? [],
     migrationAddress: values['migration-address'],
     insecureMigration: values['insecure-migration'] ?? false,
+    insecureTcp: values['insecure-tcp'] ?? false,
+    authzFile: values.authz === undefined ? undefined : resolve(values.authz),
     incomingTimeoutSeconds: number('incoming-timeout-seconds', values['incoming-timeout-seconds'], 600, 1),
     allowedBridges: values['allowed-bridge'] ?? [],
     tls,

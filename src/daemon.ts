@@ -41,6 +41,9 @@ import { registerConsoleWebsocket } from './api/http/console-websocket.js';
 import { connectPeer } from './api/grpc/migration-peer.js';
 import { VMLET_VERSION } from './version.js';
 import { lockDir } from './host/single-instance.js';
+import { Authorizer } from './api/authz/authorizer.js';
+import { loadPolicy, needsPeerCredentials, type Policy } from './api/authz/policy.js';
+import { peerCredentialsAvailable } from './host/peercred.js';
 
 export interface RunningDaemon {
   manager: VmManager;
@@ -55,6 +58,7 @@ export interface RunningDaemon {
 export async function startDaemon(config: DaemonConfig, logger: Logger): Promise<RunningDaemon> {
   const tooLong = checkRunDirFits(config.runDir);
   if (tooLong) throw new Error(tooLong);
+  const policy = await loadAuthzPolicy(config);
   // Before any state is read or any QEMU looked at (see single-instance.ts); a live socket at a
   // listen address is refused by startGrpcServer.
   // Unprivileged QEMUs must pass through to their own VM's directory, and see nothing else.
@@ -140,7 +144,8 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     qemuVersion: version,
     vmletVersion: VMLET_VERSION,
   };
-  const ctx = { logger, observe: metrics.observeGrpc };
+  const authorizer = new Authorizer({ policy, socketGid: process.getegid?.() ?? 0, insecureTcp: config.insecureTcp, logger, onDenied: metrics.observeDenied });
+  const ctx = { logger, observe: metrics.observeGrpc, authorize: (method: string, call: Parameters<Authorizer['authorize']>[1]) => void authorizer.authorize(method, call), roleOf: (call: object) => authorizer.roleOfCall(call) };
   const grpc = await startGrpcServer({
     listen: config.grpcListen,
     tls: config.tls,
@@ -228,4 +233,14 @@ function setUpMigration(manager: VmManager, config: DaemonConfig): MigrationDeps
   const incoming = new IncomingMigrations(manager, () => migrationAddress(config), { ...(streamTls ? { streamTls } : {}), incomingTimeoutMs: config.incomingTimeoutSeconds * 1000 });
   manager.migrationHooks = migrationHooks(source, incoming, outgoing);
   return { registry, outgoing, incoming, manager, nodeName: config.nodeName };
+}
+
+/** `--authz FILE`, read and checked before anything else starts. */
+async function loadAuthzPolicy(config: DaemonConfig): Promise<Policy | undefined> {
+  if (!config.authzFile) return undefined;
+  const policy = await loadPolicy(config.authzFile);
+  if (needsPeerCredentials(policy) && !peerCredentialsAvailable()) {
+    throw new Error(`--authz ${config.authzFile} has uid/gid rules, but native/peercred is not built (run scripts/setup.sh)`);
+  }
+  return policy;
 }

@@ -22,6 +22,7 @@ export type ScrapeOptions = Pick<VmiCollectorOptions, 'node' | 'readLinks'> & Pa
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly grpcRequests = new Counter({ name: 'vmlet_grpc_requests_total', help: 'gRPC calls served, by method and status code.', labelNames: ['method', 'code'], registers: [this.registry] });
+  readonly grpcDenied = new Counter({ name: 'vmlet_grpc_denied_total', help: 'gRPC calls refused with PERMISSION_DENIED, by method and the caller\'s role (none: no role).', labelNames: ['method', 'role'], registers: [this.registry] });
   readonly grpcDuration = new Histogram({
     name: 'vmlet_grpc_request_duration_seconds',
     help: 'Time to serve a gRPC call.',
@@ -128,6 +129,10 @@ export class AgentMetrics {
   observeGrpc = (method: string, code: string, seconds: number): void => {
     this.grpcRequests.inc({ method, code });
     this.grpcDuration.observe({ method }, seconds);
+  };
+
+  observeDenied = (method: string, role: string): void => {
+    this.grpcDenied.inc({ method, role });
   };
 
   observeQmp = (command: string, seconds: number): void => {

@@ -1,6 +1,6 @@
 import { VmletError, failedPrecondition, invalidArgument } from '../model/errors.js';
 import type { DiskExport, TlsFiles } from '../model/machine.js';
-import type { VmSpec } from '../model/vm.js';
+import type { MigrationMarker, VmSpec } from '../model/vm.js';
 import { freePort } from '../host/free-port.js';
 import { openStreamGate, qemuStreamOpening, tlsOpening, type StreamGate } from '../host/stream-gate.js';
 import type { VmManager, VmRecord } from '../vm/manager.js';
@@ -125,7 +125,7 @@ export class IncomingMigrations {
 
     const paths = env.store.paths(spec.id);
     const status = this.m.newStatus('Incoming', `incoming migration from ${req.sourceNode}`);
-    status.migration = { uid: req.uid, role: 'target', peer: req.sourceNode };
+    status.migration = { uid: req.uid, role: 'target', peer: req.sourceNode, ...(req.sourceSubjects?.length ? { peerSubjects: req.sourceSubjects } : {}) };
     try {
       status.disks = await env.storage.prepareDisks(spec, paths);
     } catch (err) {
@@ -171,10 +171,11 @@ export class IncomingMigrations {
   }
 
   /** The source confirmed completion: wait for the stream to be complete, stop NBD, run (or keep paused). */
-  async finish(uid: string, id: string, resume: boolean): Promise<VmRecord> {
+  async finish(uid: string, id: string, resume: boolean, callerSubjects?: string[]): Promise<VmRecord> {
     const record = this.m.record(id);
     return record.queue.run(async () => {
       const marker = record.status.migration;
+      checkPeer(marker, callerSubjects, id);
       if (!marker || marker.role !== 'target' || marker.uid !== uid) {
         if (record.status.phase === 'Running' || record.status.phase === 'Paused') return record; // already finished
         throw failedPrecondition(`VM ${id} is not receiving migration ${uid}`);
@@ -194,11 +195,12 @@ export class IncomingMigrations {
   }
 
   /** The source gave up: every trace of the incoming VM goes. Refused once the guest runs here. */
-  async abort(uid: string, id: string, reason: string): Promise<void> {
+  async abort(uid: string, id: string, reason: string, callerSubjects?: string[]): Promise<void> {
     if (!this.m.has(id)) return;
     const record = this.m.record(id);
     await record.queue.run(async () => {
       const marker = record.status.migration;
+      checkPeer(marker, callerSubjects, id);
       if (!marker || marker.role !== 'target' || marker.uid !== uid) {
         if (!this.m.has(id)) return;
         throw failedPrecondition(`VM ${id} already runs on this node (migration ${uid} finished); it cannot be aborted`);
@@ -224,5 +226,13 @@ function checkMirroredDisks(spec: VmSpec, mirrored: readonly string[]): void {
     if (!disk.overlay || disk.readonly) throw invalidArgument('disks', `disk ${name} is not a writable overlay; only overlays are mirrored`);
     if (seen.has(name)) throw invalidArgument('disks', `disk ${name} is mirrored twice`);
     seen.add(name);
+  }
+}
+
+/** A peer-role caller (its subjects given) may only finish or abort a migration from itself. */
+function checkPeer(marker: MigrationMarker | undefined, callerSubjects: string[] | undefined, id: string): void {
+  if (!callerSubjects) return;
+  if (marker?.role !== 'target' || !marker.peerSubjects?.some((s) => callerSubjects.includes(s))) {
+    throw new VmletError('PERMISSION_DENIED', `VM ${id} is not migrating here from the calling node`);
   }
 }

@@ -88,6 +88,8 @@ export interface MigrationMarker {
   committed?: boolean;
   /** Source only: whether the guest ran before the migration (a paused VM stays paused). */
   wasRunning?: boolean;
+  /** Target only: the source's certificate subjects; a caller with the peer role must present one. */
+  peerSubjects?: string[];
 }
 
 export interface VmStatus {

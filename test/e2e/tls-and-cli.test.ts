@@ -56,8 +56,10 @@ describe('TCP listeners', () => {
 
   it('with TLS, only clients with a certificate from the CA get in', async () => {
     const port = await freePort();
+    const policy = join(dir, 'authz.yaml');
+    await writeFile(policy, 'rules:\n  - role: admin\n    match: { cn: client }\n');
     const d = await TestDaemon.start({
-      extraArgs: ['--grpc-listen', `127.0.0.1:${port}`, '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca],
+      extraArgs: ['--grpc-listen', `127.0.0.1:${port}`, '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca, '--authz', policy],
     });
     try {
       const good = connectClients({ endpoint: `127.0.0.1:${port}`, tlsCa: certs.ca, tlsCert: certs.clientCert, tlsKey: certs.clientKey });

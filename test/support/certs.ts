@@ -20,10 +20,10 @@ async function makeCa(dir: string, name: string): Promise<void> {
   await openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.crt`], dir);
 }
 
-async function makeLeaf(dir: string, ca: string, name: string, ext: string): Promise<void> {
+async function makeLeaf(dir: string, ca: string, name: string, ext: string, days = 1): Promise<void> {
   await writeFile(join(dir, `${name}.ext`), ext);
   await openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`], dir);
-  await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', '1', '-extfile', `${name}.ext`, '-out', `${name}.crt`], dir);
+  await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-days', String(days), '-extfile', `${name}.ext`, '-out', `${name}.crt`], dir);
 }
 
 /** A throw-away CA with a server certificate for 127.0.0.1/localhost and a client certificate. */
@@ -45,4 +45,13 @@ export async function makeTestCerts(dir: string, serverIps: string[] = ['127.0.0
     strangerCert: p('stranger.crt'),
     strangerKey: p('stranger.key'),
   };
+}
+
+/**
+ * One more client certificate with subject CN=`name` from the CA of makeTestCerts (run first, in
+ * the same dir); `days` -1 makes one that expired yesterday.
+ */
+export async function makeClientCert(dir: string, name: string, days = 1): Promise<{ cert: string; key: string }> {
+  await makeLeaf(dir, 'ca', name, 'extendedKeyUsage=clientAuth\n', days);
+  return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
 }

@@ -1,4 +1,4 @@
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -37,6 +37,10 @@ export class TwoNodes {
     const images = join(dir, 'images');
     await promisify(execFile)('mkdir', ['-p', images]);
     const certs = await makeTestCerts(dir, [NODE_IPS.a, NODE_IPS.b]);
+    // Each node calls the other with the node certificate (CN=server): a peer. Tests that call
+    // a node over TCP use the client certificate: an admin.
+    const policy = join(dir, 'authz.yaml');
+    await writeFile(policy, 'rules:\n  - role: peer\n    match: { cn: server }\n  - role: admin\n    match: { cn: client }\n');
     const nsA = await TestNetns.create('vmlet-na');
     const nsB = await TestNetns.create('vmlet-nb');
     const vethA = `va${nsA.name.slice(-6)}`;
@@ -57,6 +61,7 @@ export class TwoNodes {
           '--node-name', `node-${name}`,
           '--grpc-listen', address,
           '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca,
+          '--authz', policy,
           '--image-root', images,
           ...(options.extraArgs ?? []),
         ],

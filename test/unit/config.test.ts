@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, migrationAddress, parseDaemonArgs } from '../../src/config.js';
+import { migrationAddress, parseDaemonArgs } from '../../src/config.js';
 
 describe('parseDaemonArgs', () => {
   it('has defaults for everything', () => {
@@ -12,16 +12,14 @@ describe('parseDaemonArgs', () => {
     expect(c.memoryOvercommit).toBe(1);
   });
 
-  it.each([
-    ['0.0.0.0:7443', false],
-    ['10.0.0.1:7443', false],
-    ['127.0.0.1:7443', true],
-    ['localhost:7443', true],
-    ['[::1]:7443', true],
-  ])('TCP listener %s without TLS allowed: %s', (address, allowed) => {
-    const parse = () => parseDaemonArgs(['--grpc-listen', address]);
-    if (allowed) expect(parse().grpcListen).toEqual([address]);
-    else expect(parse).toThrow(ConfigError);
+  it.each(['0.0.0.0:7443', '10.0.0.1:7443', '127.0.0.1:7443', 'localhost:7443', '[::1]:7443'])('plaintext TCP listener %s needs --insecure-tcp', (address) => {
+    expect(() => parseDaemonArgs(['--grpc-listen', address])).toThrow(/--insecure-tcp/);
+    expect(parseDaemonArgs(['--grpc-listen', address, '--insecure-tcp']).grpcListen).toEqual([address]);
+  });
+
+  it('--authz names a policy file, resolved', () => {
+    expect(parseDaemonArgs(['--authz', 'policy.yaml']).authzFile).toMatch(/^\/.*policy\.yaml$/);
+    expect(parseDaemonArgs([]).authzFile).toBeUndefined();
   });
 
   it('TLS flags go together and then allow any TCP listener', () => {

@@ -1,3 +1,4 @@
+import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { callerAddress, callerSubjects } from './peer-identity.js';
 import { VmletError, notFound } from '../../model/errors.js';
 import type { MigrationServiceHandlers } from './generated/vmlet/v1/MigrationService.js';
@@ -129,13 +130,18 @@ export function migrationAgentHandlers(d: MigrationDeps, ctx: CallContext): Migr
       });
       return { migrationUri: res.migrationUri, exports: res.exports, targetNode: d.nodeName };
     }),
-    FinishIncoming: unaryHandler(ctx, 'FinishIncoming', async (req) => {
-      const record = await d.incoming.finish(req.uid, validateVmId(req.vmId, 'vm_id'), req.resume);
+    FinishIncoming: unaryHandler(ctx, 'FinishIncoming', async (req, call) => {
+      const record = await d.incoming.finish(req.uid, validateVmId(req.vmId, 'vm_id'), req.resume, peerCaller(ctx, call));
       return { vm: vmToProto({ spec: record.spec, status: record.status }, d.nodeName) };
     }),
-    AbortIncoming: unaryHandler(ctx, 'AbortIncoming', async (req) => {
-      await d.incoming.abort(req.uid, validateVmId(req.vmId, 'vm_id'), req.reason || 'aborted by the source');
+    AbortIncoming: unaryHandler(ctx, 'AbortIncoming', async (req, call) => {
+      await d.incoming.abort(req.uid, validateVmId(req.vmId, 'vm_id'), req.reason || 'aborted by the source', peerCaller(ctx, call));
       return {};
     }),
   };
+}
+
+/** A caller with the peer role may act only on migrations with itself: its certificate's subjects. */
+function peerCaller(ctx: CallContext, call: ServerUnaryCall<unknown, unknown>): string[] | undefined {
+  return ctx.roleOf?.(call) === 'peer' ? callerSubjects(call) : undefined;
 }

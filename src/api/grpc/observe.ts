@@ -1,5 +1,6 @@
 import { status, type ServerUnaryCall, type sendUnaryData, type ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from '../../host/log.js';
+import type { CallPeer } from '../authz/identity.js';
 import { codeName, toServiceError } from './status.js';
 
 /** Told about every finished call: metrics hook. */
@@ -8,6 +9,10 @@ export type CallObserver = (method: string, code: string, seconds: number) => vo
 export interface CallContext {
   logger: Logger;
   observe?: CallObserver;
+  /** Throws PERMISSION_DENIED when the caller may not call the method (see api/authz). */
+  authorize?: (method: string, call: CallPeer) => void;
+  /** The role authorize gave the call (undefined without authorization). */
+  roleOf?: (call: object) => string | undefined;
 }
 
 function finish(ctx: CallContext, method: string, started: bigint, code: status, err?: unknown, vm?: string): void {
@@ -34,7 +39,10 @@ export function unaryHandler<Req, Res>(ctx: CallContext, method: string, fn: (re
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     const started = process.hrtime.bigint();
     const vm = (call.request as { id?: string; spec?: { id?: string } }).id || (call.request as { spec?: { id?: string } }).spec?.id;
-    settle(() => fn(call.request, call)).then(
+    settle(() => {
+      ctx.authorize?.(method, call as unknown as CallPeer);
+      return fn(call.request, call);
+    }).then(
       // The reply is handed over first; the log line and metrics follow. (The line is written
       // before grpc-js writes the reply, at the end of this turn, so its time stamp is the reply's.)
       (res) => {
@@ -51,7 +59,7 @@ export function unaryHandler<Req, Res>(ctx: CallContext, method: string, fn: (re
 }
 
 /** The parts of a server-streaming or bidi call that ending it needs. */
-export interface StreamingCall {
+export interface StreamingCall extends CallPeer {
   readonly cancelled: boolean;
   end(): void;
   emit(event: 'error', error: unknown): boolean;
@@ -65,7 +73,10 @@ export interface StreamingCall {
 export function finishStreamingCall(ctx: CallContext, method: string, call: StreamingCall, run: (setVm: (id: string) => void) => Promise<void>): void {
   const started = process.hrtime.bigint();
   let vm: string | undefined;
-  settle(() => run((id) => (vm = id))).then(
+  settle(() => {
+    ctx.authorize?.(method, call);
+    return run((id) => (vm = id));
+  }).then(
     () => {
       finish(ctx, method, started, call.cancelled ? status.CANCELLED : status.OK, undefined, vm);
       if (!call.cancelled) call.end();

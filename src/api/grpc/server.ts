@@ -1,6 +1,9 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import { freeUnixSocketPath } from '../../host/single-instance.js';
 import { readFileSync } from 'node:fs';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { peerCredentials, supplementaryGroups } from '../../host/peercred.js';
+import { unixPeerTag } from '../authz/identity.js';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
@@ -47,6 +50,37 @@ function credentialsFor(address: string, tls: TlsConfig | undefined): grpc.Serve
   return grpc.ServerCredentials.createSsl(readFileSync(tls.ca), [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }], true);
 }
 
+/** The caller's uid, primary and supplementary groups and pid, stamped where getPeer() reads it. */
+function stampPeer(socket: Socket): void {
+  const cred = peerCredentials(socket);
+  if (!cred) return;
+  let groups: number[] = [];
+  try {
+    groups = supplementaryGroups(readFileSync(`/proc/${cred.pid}/status`, 'utf8'));
+  } catch {
+    // the caller is gone already; its primary group is all we know
+  }
+  const gids = [...new Set([cred.gid, ...groups])];
+  Object.defineProperty(socket, 'remoteAddress', { value: unixPeerTag(cred.uid, gids, cred.pid), configurable: true });
+}
+
+/** The unix socket is served through our own listener, which reads each caller's credentials first. */
+async function listenUnix(server: grpc.Server, path: string): Promise<NetServer> {
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = createServer((socket) => {
+    stampPeer(socket);
+    injector.injectConnection(socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(path, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
+  return listener;
+}
+
 function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
 }
@@ -60,12 +94,13 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   new ReflectionService(reflectionDefinition()).addToServer(server);
 
   const addresses: string[] = [];
+  const unixListeners: NetServer[] = [];
   for (const address of options.listen) {
     if (address.startsWith('unix://')) {
       const path = address.slice('unix://'.length);
       await mkdir(dirname(path), { recursive: true, mode: 0o750 });
       await freeUnixSocketPath(path);
-      await bind(server, address, credentialsFor(address, options.tls));
+      unixListeners.push(await listenUnix(server, path));
       await chmod(path, 0o660);
       addresses.push(address);
     } else {
@@ -79,6 +114,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     addresses,
     shutdown: () =>
       new Promise<void>((resolve) => {
+        for (const l of unixListeners) l.close();
         const timer = setTimeout(() => server.forceShutdown(), 5000);
         server.tryShutdown(() => {
           clearTimeout(timer);
