@@ -16,6 +16,12 @@ export interface DaemonConfig {
   httpListen: string;
   /** Serve the console websocket (`/v1/vms/:id/console`) on the HTTP listener; loopback only. */
   consoleWebsocket: boolean;
+  /** `--console-token-file`: the bearer token a console websocket client presents. */
+  consoleTokenFile?: string;
+  /** `--http-tls-cert/--http-tls-key`: HTTPS for /metrics, health and the console websocket. */
+  httpTls?: { cert: string; key: string };
+  /** Host names the console websocket accepts in the Host header. */
+  httpAllowedHosts: string[];
   /** A VM's console.log is rotated to console.log.1 at this size (two files kept). */
   consoleLogMaxBytes: number;
   imageRoots: string[];
@@ -80,7 +86,12 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and co
   --run-dir DIR              sockets, pidfiles, live status (default ${DEFAULTS.runDir})
   --grpc-listen ADDR         unix:///path or HOST:PORT; repeatable (default unix://<run-dir>/vmlet.sock)
   --http-listen HOST:PORT    metrics and health (default ${DEFAULTS.httpListen}; "" disables)
-  --console-websocket        also serve VM consoles as websockets on --http-listen (loopback only)
+  --console-websocket        also serve VM consoles as websockets on --http-listen; needs
+                             --console-token-file, or HTTPS with --tls-ca and --authz (client certificates)
+  --console-token-file F     bearer token (the file's content) that opens a console websocket as operator
+  --http-tls-cert F --http-tls-key F   serve HTTP over TLS (required for the console beyond loopback)
+  --http-allowed-hosts H,... Host header names the console websocket accepts (default: the listen host,
+                             plus localhost, 127.0.0.1 and ::1 on loopback)
   --console-log-max-bytes N  rotate a VM's console.log at N bytes, keeping console.log.1 (default ${DEFAULTS.consoleLogMaxBytes})
   --image-root DIR           where kernels, initrds and images may live; repeatable (default ${DEFAULTS.imageRoot})
   --netns NAME               create TAPs and run QEMU inside this network namespace
@@ -152,6 +163,10 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'grpc-listen': { type: 'string', multiple: true },
       'http-listen': { type: 'string' },
       'console-websocket': { type: 'boolean' },
+      'console-token-file': { type: 'string' },
+      'http-tls-cert': { type: 'string' },
+      'http-tls-key': { type: 'string' },
+      'http-allowed-hosts': { type: 'string' },
       'console-log-max-bytes': { type: 'string' },
       'insecure-migration': { type: 'boolean' },
       'insecure-tcp': { type: 'boolean' },
@@ -202,16 +217,33 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   }
   const httpListen = values['http-listen'] ?? DEFAULTS.httpListen;
   if (httpListen) listenHost(httpListen);
+  const httpTlsParts = [values['http-tls-cert'], values['http-tls-key']];
+  if (httpTlsParts.some(Boolean) && !httpTlsParts.every(Boolean)) throw new ConfigError('--http-tls-cert and --http-tls-key go together');
+  const httpTls = httpTlsParts.every(Boolean) ? { cert: values['http-tls-cert']!, key: values['http-tls-key']! } : undefined;
   const consoleWebsocket = values['console-websocket'] ?? false;
-  if (consoleWebsocket && !(httpListen && isLoopbackAddress(httpListen))) {
-    throw new ConfigError(`--console-websocket: a console is a shell on the guest and HTTP has no TLS yet, so it is only served on a loopback --http-listen (127.0.0.1:PORT, [::1]:PORT); got "${httpListen}"`);
+  if (consoleWebsocket) {
+    if (!httpListen) throw new ConfigError('--console-websocket needs an --http-listen address');
+    if (!httpTls && !isLoopbackAddress(httpListen)) {
+      throw new ConfigError(`--console-websocket: a console is a shell on the guest; beyond loopback it is only served over HTTPS (--http-tls-cert, --http-tls-key); got "${httpListen}"`);
+    }
+    const byCertificate = httpTls && tls && values.authz;
+    if (!values['console-token-file'] && !byCertificate) {
+      throw new ConfigError('--console-websocket needs --console-token-file, or HTTPS (--http-tls-*) with client certificates (--tls-ca) and roles (--authz)');
+    }
   }
+  const listenName = httpListen ? (hostOf(httpListen) ?? '').replace(/^\[(.*)\]$/, '$1').toLowerCase() : '';
+  const httpAllowedHosts = values['http-allowed-hosts']
+    ? values['http-allowed-hosts'].split(',').map((h) => h.trim().toLowerCase()).filter(Boolean)
+    : [listenName, ...(httpListen && isLoopbackAddress(httpListen) ? ['localhost', '127.0.0.1', '::1'] : [])].filter((h, i, all) => h && all.indexOf(h) === i);
   return {
     stateDir: resolve(values['state-dir'] ?? DEFAULTS.stateDir),
     runDir,
     grpcListen,
     httpListen,
     consoleWebsocket,
+    consoleTokenFile: values['console-token-file'] === undefined ? undefined : resolve(values['console-token-file']),
+    httpTls,
+    httpAllowedHosts,
     consoleLogMaxBytes: byteCount('console-log-max-bytes', values['console-log-max-bytes'], DEFAULTS.consoleLogMaxBytes, MIN_CONSOLE_LOG_MAX_BYTES),
     imageRoots: (values['image-root']?.length ? values['image-root'] : [DEFAULTS.imageRoot]).map((p) => resolve(p)),
     netns: values.netns,

@@ -1,4 +1,4 @@
-import { chmod, mkdir } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import type { DaemonConfig } from './config.js';
 import { checkRunDirFits } from './state/paths.js';
@@ -59,6 +59,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   const tooLong = checkRunDirFits(config.runDir);
   if (tooLong) throw new Error(tooLong);
   const policy = await loadAuthzPolicy(config);
+  const consoleToken = config.consoleTokenFile ? await readConsoleToken(config.consoleTokenFile) : undefined;
   // Before any state is read or any QEMU looked at (see single-instance.ts); a live socket at a
   // listen address is refused by startGrpcServer.
   // Unprivileged QEMUs must pass through to their own VM's directory, and see nothing else.
@@ -165,6 +166,11 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     grpcServing: () => grpcServing,
   });
 
+  const consoleAccess = {
+    ...(consoleToken ? { token: consoleToken } : {}),
+    allowedHosts: config.httpAllowedHosts,
+    ...(config.httpTls && config.tls ? { roleOfCertificate: (id: Parameters<Authorizer['roleOf']>[0]) => authorizer.roleOf(id) } : {}),
+  };
   let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
   if (config.httpListen) {
     http = await startHttpServer({
@@ -172,7 +178,8 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       metrics: () => metrics.render(),
       metricsContentType: metrics.contentType,
       notReady: readiness.notReady,
-      register: config.consoleWebsocket ? (app) => registerConsoleWebsocket(app, { hub: consoles, listen: config.httpListen, logger }) : undefined,
+      ...(config.httpTls ? { tls: { ...config.httpTls, ...(config.tls ? { ca: config.tls.ca } : {}) } } : {}),
+      register: config.consoleWebsocket ? (app) => registerConsoleWebsocket(app, { hub: consoles, access: consoleAccess, logger }) : undefined,
     });
     logger.info({ address: http.address }, 'HTTP serving /metrics /healthz /readyz');
   }
@@ -243,4 +250,11 @@ async function loadAuthzPolicy(config: DaemonConfig): Promise<Policy | undefined
     throw new Error(`--authz ${config.authzFile} has uid/gid rules, but native/peercred is not built (run scripts/setup.sh)`);
   }
   return policy;
+}
+
+/** The console token: the file's content without surrounding whitespace, at least 16 bytes. */
+async function readConsoleToken(file: string): Promise<string> {
+  const token = (await readFile(file, 'utf8')).trim();
+  if (Buffer.byteLength(token) < 16) throw new Error(`--console-token-file ${file}: the token must be at least 16 bytes`);
+  return token;
 }

@@ -17,6 +17,8 @@ import { expectCode } from '../support/rpc.js';
 import { parseMetrics } from '../support/metrics-text.js';
 import { connectClients, unary, type VmletClients } from '../../src/api/grpc/client.js';
 import { vmletV1 } from '../../src/api/grpc/proto.js';
+import { get } from 'node:https';
+import { wsConsole } from '../support/console-clients.js';
 
 const POLICY = `rules:
   - role: admin
@@ -73,7 +75,10 @@ describe('roles from an --authz policy', () => {
     const port = await freePort();
     endpoint = `127.0.0.1:${port}`;
     d = await TestDaemon.start({
-      extraArgs: ['--grpc-listen', endpoint, '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca, '--authz', join(dir, 'authz.yaml')],
+      extraArgs: [
+        '--grpc-listen', endpoint, '--tls-cert', certs.serverCert, '--tls-key', certs.serverKey, '--tls-ca', certs.ca, '--authz', join(dir, 'authz.yaml'),
+        '--http-tls-cert', certs.serverCert, '--http-tls-key', certs.serverKey, '--console-websocket',
+      ],
     });
   });
   afterAll(async () => {
@@ -107,7 +112,7 @@ describe('roles from an --authz policy', () => {
     const nobody = as(role.nobody.cert, role.nobody.key).vms;
     expect(await expectCode(() => unary(nobody.getNodeInfo.bind(nobody), {}), status.PERMISSION_DENIED)).toContain('CN=nobody');
 
-    const metrics = parseMetrics(await (await fetch(`${d.httpAddress}/metrics`)).text());
+    const metrics = parseMetrics(await httpsGet(`${d.httpAddress}/metrics`, certs.ca));
     const denied = (method: string, r: string) => metrics.find((m) => m.name === 'vmlet_grpc_denied_total' && m.labels.method === method && m.labels.role === r)?.value;
     expect(denied('StopVm', 'viewer')).toBe(1);
     expect(denied('CreateVm', 'peer')).toBe(1);
@@ -117,9 +122,32 @@ describe('roles from an --authz policy', () => {
     await unary(d.clients.vms.deleteVm.bind(d.clients.vms), { id: 'authz-1', force: true });
   });
 
+  it('over HTTPS, the console websocket takes a client certificate with a role; /metrics needs none', async () => {
+    expect(d.httpAddress).toMatch(/^https:/);
+    const tls = (r: { cert: string; key: string } | undefined) => ({ ca: readFileSync(certs.ca), ...(r ? { cert: readFileSync(r.cert), key: readFileSync(r.key) } : {}) });
+    // Past the identity check, a VM that does not exist is the next refusal.
+    await expect(wsConsole(d.httpAddress, 'no-such-vm', tls(role.operator))).rejects.toThrow('HTTP 404');
+    await expect(wsConsole(d.httpAddress, 'no-such-vm', tls(role.viewer))).rejects.toThrow('HTTP 404');
+    await expect(wsConsole(d.httpAddress, 'no-such-vm', tls(role.peer))).rejects.toThrow('HTTP 403');
+    await expect(wsConsole(d.httpAddress, 'no-such-vm', tls(role.nobody))).rejects.toThrow('HTTP 403');
+    await expect(wsConsole(d.httpAddress, 'no-such-vm', tls(undefined))).rejects.toThrow('HTTP 401');
+    expect(await httpsGet(`${d.httpAddress}/healthz`, certs.ca)).toContain('ok');
+  });
+
   it('an expired certificate and one from another CA never reach a handler', async () => {
     for (const c of [as(role.expired.cert, role.expired.key), as(certs.strangerCert, certs.strangerKey)]) {
       await expectCode(() => unary(c.vms.getNodeInfo.bind(c.vms), {}, { deadline: Date.now() + 5000 }), status.UNAVAILABLE);
     }
   });
 });
+
+/** GET over HTTPS trusting the CA in `caFile`, without a client certificate. */
+function httpsGet(url: string, caFile: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(url, { ca: readFileSync(caFile) }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}

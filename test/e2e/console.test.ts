@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
@@ -17,9 +19,13 @@ describe('console: gRPC, websocket and the CLI against a real guest', () => {
   let d: TestDaemon;
   let api: ReturnType<typeof rpc>;
   let log: string;
+  let tokenDir: string;
+  const token = randomBytes(24).toString('hex');
 
   beforeAll(async () => {
-    d = await TestDaemon.start({ extraArgs: ['--console-websocket'] });
+    tokenDir = await mkdtemp(join(tmpdir(), 'vmlet-token-'));
+    await writeFile(join(tokenDir, 'token'), `${token}\n`, { mode: 0o600 });
+    d = await TestDaemon.start({ extraArgs: ['--console-websocket', '--console-token-file', join(tokenDir, 'token')] });
     api = rpc(d.clients);
     await api.create(guestSpec(ID), true);
     log = join(d.stateDir, 'vms', ID, 'console.log');
@@ -28,6 +34,7 @@ describe('console: gRPC, websocket and the CLI against a real guest', () => {
   afterAll(async () => {
     await api?.delete(ID, true).catch(() => undefined);
     await d?.cleanup();
+    await rm(tokenDir, { recursive: true, force: true });
   });
 
   it('vmlet console in a pseudo-terminal: prompt, echo $((6*7)) gives 42, Ctrl-] leaves with exit 0', async () => {
@@ -66,7 +73,7 @@ describe('console: gRPC, websocket and the CLI against a real guest', () => {
   });
 
   it('a websocket client does the same round trip (binary frames)', async () => {
-    const c = await wsConsole(d.httpAddress, ID);
+    const c = await wsConsole(d.httpAddress, ID, { token });
     let binary = true;
     c.ws.on('message', (_data, isBinary) => (binary &&= isBinary));
     await c.out.until(READY_LINE);
@@ -83,9 +90,12 @@ describe('console: gRPC, websocket and the CLI against a real guest', () => {
       expect(await codeOf('nope')).toBe(status.NOT_FOUND);
       expect(await codeOf('con-idle')).toBe(status.FAILED_PRECONDITION);
       expect(await codeOf('Not A Valid Id')).toBe(status.INVALID_ARGUMENT);
-      await expect(wsConsole(d.httpAddress, 'nope')).rejects.toThrow('HTTP 404');
-      await expect(wsConsole(d.httpAddress, 'con-idle')).rejects.toThrow('HTTP 409');
-      await expect(wsConsole(d.httpAddress, ID, { origin: 'http://attacker.example' })).rejects.toThrow('HTTP 403');
+      await expect(wsConsole(d.httpAddress, 'nope', { token })).rejects.toThrow('HTTP 404');
+      await expect(wsConsole(d.httpAddress, 'con-idle', { token })).rejects.toThrow('HTTP 409');
+      await expect(wsConsole(d.httpAddress, ID, { token, origin: 'http://attacker.example' })).rejects.toThrow('HTTP 403');
+      await expect(wsConsole(d.httpAddress, ID, { token, headers: { host: 'attacker.example' } })).rejects.toThrow('HTTP 403');
+      await expect(wsConsole(d.httpAddress, ID)).rejects.toThrow('HTTP 401');
+      await expect(wsConsole(d.httpAddress, ID, { token: `${token}x` })).rejects.toThrow('HTTP 401');
       const logs = await run(process.execPath, [CLI, '--endpoint', d.socket, 'logs', 'nope']).catch((err: { code: number; stderr: string }) => err);
       expect(logs).toMatchObject({ code: 1, stderr: expect.stringContaining('NOT_FOUND') });
     } finally {

@@ -107,9 +107,10 @@ export interface WsConsole {
 }
 
 /** A websocket console client; resolves once open (rejects with the HTTP status when refused). */
-export function wsConsole(httpAddress: string, id: string, options: WebSocket.ClientOptions = {}): Promise<WsConsole> {
+export function wsConsole(httpAddress: string, id: string, options: WebSocket.ClientOptions & { token?: string } = {}): Promise<WsConsole> {
   const url = `${httpAddress.replace(/^http/, 'ws')}/v1/vms/${id}/console`;
-  const ws = new WebSocket(url, options);
+  const { token, ...wsOptions } = options;
+  const ws = new WebSocket(url, token ? { ...wsOptions, headers: { ...wsOptions.headers, authorization: `Bearer ${token}` } } : wsOptions);
   const out = new Received();
   ws.on('message', (data: Buffer) => out.add(data));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));

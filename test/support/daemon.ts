@@ -99,7 +99,7 @@ export class TestDaemon {
       child.stdout!.on('data', (b: Buffer) => {
         log.write(b);
         stdout += b.toString();
-        const m = /"address":"(http:\/\/[^"]+)"/.exec(stdout);
+        const m = /"address":"(https?:\/\/[^"]+)"/.exec(stdout);
         if (m && !this.httpAddress) {
           this.httpAddress = m[1]!;
           res();

@@ -6,17 +6,31 @@ describe('--console-websocket', () => {
     expect(parseDaemonArgs([]).consoleWebsocket).toBe(false);
   });
 
-  it('is accepted on a loopback --http-listen', () => {
-    expect(parseDaemonArgs(['--console-websocket']).consoleWebsocket).toBe(true);
-    expect(parseDaemonArgs(['--console-websocket', '--http-listen', '[::1]:9474']).consoleWebsocket).toBe(true);
-    expect(parseDaemonArgs(['--console-websocket', '--http-listen', 'localhost:0']).consoleWebsocket).toBe(true);
+  const token = ['--console-token-file', 'token'];
+  it('is accepted on a loopback --http-listen with a token', () => {
+    expect(parseDaemonArgs(['--console-websocket', ...token]).consoleWebsocket).toBe(true);
+    expect(parseDaemonArgs(['--console-websocket', ...token, '--http-listen', '[::1]:9474']).httpAllowedHosts).toEqual(['::1', 'localhost', '127.0.0.1']);
+    expect(parseDaemonArgs(['--console-websocket', ...token, '--http-listen', 'localhost:0']).consoleWebsocket).toBe(true);
   });
 
-  it('refuses to start on a non-loopback or disabled --http-listen', () => {
+  it('needs a token, or HTTPS with client certificates and roles', () => {
+    expect(() => parseDaemonArgs(['--console-websocket'])).toThrow(/--console-token-file/);
+    const https = ['--http-tls-cert', 'c', '--http-tls-key', 'k'];
+    const tls = ['--tls-cert', 'c', '--tls-key', 'k', '--tls-ca', 'a'];
+    expect(() => parseDaemonArgs(['--console-websocket', ...https, ...tls])).toThrow(/--authz/);
+    expect(parseDaemonArgs(['--console-websocket', ...https, ...tls, '--authz', 'p.yaml', '--http-listen', '0.0.0.0:9474']).httpTls).toEqual({ cert: 'c', key: 'k' });
+    expect(() => parseDaemonArgs(['--http-tls-cert', 'c'])).toThrow(/go together/);
+  });
+
+  it('refuses to start beyond loopback without HTTPS, or without an HTTP listener', () => {
     for (const listen of ['0.0.0.0:9474', '10.1.2.3:9474', '[::]:9474', '']) {
-      expect(() => parseDaemonArgs(['--console-websocket', '--http-listen', listen])).toThrow(ConfigError);
+      expect(() => parseDaemonArgs(['--console-websocket', ...token, '--http-listen', listen])).toThrow(ConfigError);
     }
-    expect(() => parseDaemonArgs(['--console-websocket', '--http-listen', '0.0.0.0:9474'])).toThrow(/only served on a loopback --http-listen/);
+    expect(() => parseDaemonArgs(['--console-websocket', ...token, '--http-listen', '0.0.0.0:9474'])).toThrow(/only served over HTTPS/);
+  });
+
+  it('--http-allowed-hosts replaces the default Host names', () => {
+    expect(parseDaemonArgs(['--http-allowed-hosts', 'Node-A.example, vmlet.local']).httpAllowedHosts).toEqual(['node-a.example', 'vmlet.local']);
   });
 });
 

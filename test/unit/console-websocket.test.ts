@@ -9,9 +9,13 @@ import { registerConsoleWebsocket } from '../../src/api/http/console-websocket.j
 import { silentLogger } from '../../src/host/log.js';
 import { FakeSerial } from '../support/fake-serial.js';
 import { FakeVms } from '../support/console-fakes.js';
-import { Received, wsConsole } from '../support/console-clients.js';
+import { Received, wsConsole as wsConsoleAs } from '../support/console-clients.js';
+import { checkConsoleAccess } from '../../src/api/http/console-access.js';
 
 const ID = 'web-1';
+const TOKEN = 'a-console-token-of-some-length';
+const wsConsole = (address: string, id: string, o: Parameters<typeof wsConsoleAs>[2] = {}) => wsConsoleAs(address, id, { token: TOKEN, ...o });
+const ACCESS = { token: TOKEN, allowedHosts: ['127.0.0.1', 'localhost'] };
 const LIMITS = { ...DEFAULT_CONSOLE_LIMITS, clientMaxPendingBytes: 256 * 1024, connectRetryMs: 10 };
 
 /** Polls `check` until true, failing after `timeoutMs`. */
@@ -37,7 +41,7 @@ describe('console websocket', () => {
     vms.set(ID, fake.paths, 'Running');
     vms.set('idle', fake.paths, 'Stopped', 0);
     app = Fastify();
-    await registerConsoleWebsocket(app, { hub, listen: '127.0.0.1:0', logger: silentLogger(), pingIntervalMs: 50 });
+    await registerConsoleWebsocket(app, { hub, access: ACCESS, logger: silentLogger(), pingIntervalMs: 50 });
     address = await app.listen({ host: '127.0.0.1', port: 0 });
   });
   afterEach(async () => {
@@ -91,7 +95,7 @@ describe('console websocket', () => {
       handshake.add(b);
       stuck.pause(); // never reads again
     });
-    stuck.write(`GET /v1/vms/${ID}/console HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    stuck.write(`GET /v1/vms/${ID}/console HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`);
     await handshake.until('101 Switching Protocols');
     const healthy = await wsConsole(address, ID);
     let got = 0;
@@ -111,9 +115,26 @@ describe('console websocket', () => {
     healthy.ws.close();
   }, 90_000);
 
-  it('is never served on a non-loopback address', async () => {
-    const other = Fastify();
-    await expect(registerConsoleWebsocket(other, { hub, listen: '0.0.0.0:9474', logger: silentLogger() })).rejects.toThrow(/loopback/);
-    await other.close();
+  it('refuses a missing or wrong token (401), a Host not allowed and a foreign origin (403)', async () => {
+    await expect(wsConsoleAs(address, ID)).rejects.toThrow('HTTP 401');
+    await expect(wsConsole(address, ID, { token: 'not-the-console-token' })).rejects.toThrow('HTTP 401');
+    await expect(wsConsole(address, ID, { headers: { host: 'attacker.example' } })).rejects.toThrow('HTTP 403');
+    await expect(wsConsole(address, ID, { origin: 'http://evil.example' })).rejects.toThrow('HTTP 403');
+  });
+});
+
+describe('console access by client certificate', () => {
+  const req = (cn: string, host = 'node-a.example:9474', authorized = true) =>
+    ({ headers: { host }, raw: { socket: { authorized, getPeerCertificate: () => ({ subject: { CN: cn }, subjectaltname: '' }) } } }) as unknown as Parameters<typeof checkConsoleAccess>[1];
+  const roles: Record<string, 'operator' | 'viewer' | 'peer'> = { ops: 'operator', watcher: 'viewer', 'node-b': 'peer' };
+  const access = { allowedHosts: ['node-a.example'], roleOfCertificate: (id: { kind: string; cn?: string }) => (id.kind === 'certificate' ? roles[id.cn!] : undefined) };
+
+  it('operators get a read-write console, viewers a read-only one, others none', () => {
+    expect(checkConsoleAccess(access, req('ops'))).toEqual({ mode: 'read-write', who: 'certificate CN=ops' });
+    expect(checkConsoleAccess(access, req('watcher'))).toEqual({ mode: 'read-only', who: 'certificate CN=watcher' });
+    expect(checkConsoleAccess(access, req('node-b'))).toMatchObject({ status: 403, message: expect.stringContaining('role peer may not read consoles') });
+    expect(checkConsoleAccess(access, req('stranger'))).toMatchObject({ status: 403 });
+    expect(checkConsoleAccess(access, req('ops', 'node-a.example:9474', false))).toMatchObject({ status: 401 });
+    expect(checkConsoleAccess(access, req('ops', 'evil.example'))).toMatchObject({ status: 403, message: expect.stringContaining('Host evil.example') });
   });
 });

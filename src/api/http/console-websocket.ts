@@ -2,7 +2,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { status } from '@grpc/grpc-js';
-import { isLoopbackAddress } from '../../host/addresses.js';
+import { checkConsoleAccess, type ConsoleAccessOptions, type ConsoleGrant } from './console-access.js';
 import { asVmletError, VmletError } from '../../model/errors.js';
 import type { Logger } from '../../host/log.js';
 import { validateVmId } from '../../vm/validate.js';
@@ -17,13 +17,16 @@ const MAX_INPUT_FRAME_BYTES = 64 * 1024;
 
 export interface ConsoleWebsocketOptions {
   hub: ConsoleHub;
-  /** The HTTP listen address: the console is only served on loopback (there is no HTTPS yet). */
-  listen: string;
+  /** Who may attach (token, client certificate) and which Host headers are accepted. */
+  access: ConsoleAccessOptions;
   logger: Logger;
   pingIntervalMs?: number;
 }
 
 type ConsoleRequest = FastifyRequest<{ Params: { id: string } }>;
+
+/** What each admitted upgrade request was granted, for the handler that serves it. */
+const grants = new WeakMap<object, ConsoleGrant>();
 
 const HTTP_STATUS: Partial<Record<VmletError['code'], number>> = { INVALID_ARGUMENT: 400, NOT_FOUND: 404, FAILED_PRECONDITION: 409 };
 
@@ -38,21 +41,29 @@ const reasonOf = (message: string): string => (Buffer.byteLength(message) <= 123
 /**
  * `GET /v1/vms/:id/console` upgraded to a websocket: binary frames of guest output (history tail,
  * then live) out, frames of input in. Refused before the upgrade with 404/409/400 like the gRPC
- * Console, and with 403 for a browser page of another origin (websockets are not bound by CORS).
+ * Console, with 401/403 for a caller without the token or a certificate with a role or with a
+ * Host header not allowed, and with 403 for a browser page of another origin (websockets are not
+ * bound by CORS). A viewer's console is read-only: its input is dropped.
  */
 export async function registerConsoleWebsocket(app: FastifyInstance, options: ConsoleWebsocketOptions): Promise<void> {
-  if (!isLoopbackAddress(options.listen)) {
-    throw new Error(`the console websocket is only served on a loopback HTTP address (no HTTPS yet), not ${options.listen}`);
-  }
   await app.register(async (scope) => {
     await scope.register(fastifyWebsocket, { options: { maxPayload: MAX_INPUT_FRAME_BYTES } });
-    scope.get(CONSOLE_WEBSOCKET_PATH, { websocket: true, preValidation: (req: ConsoleRequest, reply) => refuse(options.hub, req, reply) }, (socket, req: ConsoleRequest) =>
-      serve(socket, req.params.id, options),
+    scope.get(CONSOLE_WEBSOCKET_PATH, { websocket: true, preValidation: (req: ConsoleRequest, reply) => refuse(options, req, reply) }, (socket, req: ConsoleRequest) =>
+      serve(socket, req.params.id, options, grants.get(req)?.mode === 'read-only'),
     );
   });
 }
 
-async function refuse(hub: ConsoleHub, req: ConsoleRequest, reply: FastifyReply): Promise<void> {
+async function refuse(options: ConsoleWebsocketOptions, req: ConsoleRequest, reply: FastifyReply): Promise<void> {
+  const grant = checkConsoleAccess(options.access, req);
+  if ('status' in grant) {
+    options.logger.warn({ remote: req.ip, host: req.headers.host, reason: grant.message }, 'console websocket refused');
+    if (grant.status === 401) void reply.header('www-authenticate', 'Bearer');
+    await reply.code(grant.status).send({ code: grant.status === 401 ? 'UNAUTHENTICATED' : 'PERMISSION_DENIED', message: grant.message });
+    return;
+  }
+  grants.set(req, grant);
+  const hub = options.hub;
   const origin = req.headers.origin;
   if (origin !== undefined && !sameOrigin(origin, req.headers.host)) {
     await reply.code(403).send({ code: 'PERMISSION_DENIED', message: `websocket from origin ${origin} refused: only same-origin pages and non-browser clients may attach` });
@@ -74,7 +85,7 @@ function sameOrigin(origin: string, host: string | undefined): boolean {
   }
 }
 
-function serve(socket: WebSocket, id: string, options: ConsoleWebsocketOptions): void {
+function serve(socket: WebSocket, id: string, options: ConsoleWebsocketOptions, readOnly: boolean): void {
   const log = options.logger.child({ vm: id, transport: 'websocket' });
   const sink: ConsoleSink = {
     write: (chunk, flushed) => socket.send(chunk, { binary: true }, () => flushed()),
@@ -95,7 +106,7 @@ function serve(socket: WebSocket, id: string, options: ConsoleWebsocketOptions):
   socket.on('error', (err) => log.debug({ err }, 'console websocket error'));
   try {
     const session = options.hub.attachable(id);
-    socket.on('message', (data: RawData) => session.input(toBuffer(data)));
+    if (!readOnly) socket.on('message', (data: RawData) => session.input(toBuffer(data)));
     session.attach(client).catch((err: unknown) => client.fail(asVmletError(err)));
   } catch (err) {
     client.fail(asVmletError(err));

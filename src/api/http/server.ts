@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { hostOf } from '../../host/addresses.js';
 
@@ -9,13 +10,23 @@ export interface HttpOptions {
   metricsContentType: string;
   /** Null when ready, else why not. */
   notReady: () => Promise<string | null>;
+  /** HTTPS; with `ca`, clients are asked for a certificate (optional: /metrics needs none). */
+  tls?: { cert: string; key: string; ca?: string };
   /** More routes (the console websocket), registered before the server listens. */
   register?: (app: FastifyInstance) => Promise<void>;
 }
 
 /** Metrics and health over HTTP: `/metrics`, `/healthz` (the process is up), `/readyz`. */
 export async function startHttpServer(options: HttpOptions): Promise<{ app: FastifyInstance; address: string }> {
-  const app = Fastify({ logger: false });
+  const tls = options.tls;
+  const app = (
+    tls
+      ? Fastify({
+          logger: false,
+          https: { cert: readFileSync(tls.cert), key: readFileSync(tls.key), ...(tls.ca ? { ca: readFileSync(tls.ca), requestCert: true, rejectUnauthorized: false } : {}) },
+        })
+      : Fastify({ logger: false })
+  ) as FastifyInstance;
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const why = await options.notReady();
