@@ -14,6 +14,7 @@ GUEST_MODULES=(
   virtio_pci virtio_blk virtio_net virtio_console virtio_rng virtio_balloon
   ext4 crc32c_generic
   button evdev
+  pvpanic_mmio
 )
 
 die() { echo "build-guest: $*" >&2; exit 1; }

@@ -35,7 +35,16 @@ export interface VmSpec {
   nics: NicSpec[];
   /** Hard CPU cap in thousandths of a CPU; 0 (or absent): none. */
   cpuLimitMillicores?: number;
+  /** What happens when QEMU exits; absent: Manual. */
+  runStrategy?: RunStrategy;
+  /** An i6300esb watchdog and what its expiry does. */
+  watchdog?: { action: WatchdogAction };
 }
+
+export const RUN_STRATEGIES = ['Manual', 'Always', 'RerunOnFailure', 'Halted'] as const;
+export type RunStrategy = (typeof RUN_STRATEGIES)[number];
+export const WATCHDOG_ACTIONS = ['reset', 'poweroff', 'shutdown'] as const;
+export type WatchdogAction = (typeof WATCHDOG_ACTIONS)[number];
 
 export const PHASES = [
   'Pending',
@@ -106,6 +115,12 @@ export interface VmStatus {
   uid?: number;
   /** The VM's cgroup while QEMU runs. */
   cgroup?: string;
+  /** Restarts by the run strategy since the last StartVm (reset after 10 minutes running). */
+  restartCount?: number;
+  /** When the run strategy restarts the VM next. */
+  nextRestartAt?: string;
+  /** StopVm was called: no run strategy restarts the VM until StartVm. */
+  stopRequested?: boolean;
   createdAt: string;
   startedAt?: string;
   stoppedAt?: string;

@@ -199,6 +199,9 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
   }
   // Last on pcie.0, so that adding it left the slots of disks, NICs and ports unchanged.
   argv.push('-device', jsonDevice('virtio-balloon-pci', { id: BALLOON_DEVICE_ID }));
+  // A guest kernel panic reaches vmlet as GUEST_PANICKED, then QEMU shuts down (the run strategy decides what next).
+  argv.push('-device', 'pvpanic', '-action', 'panic=shutdown');
+  if (spec.watchdog) argv.push('-device', jsonDevice('i6300esb', { id: 'watchdog0' }), '-action', `watchdog=${spec.watchdog.action}`);
   if (plan.startPaused) argv.push('-S');
   if (plan.incoming === true) argv.push('-incoming', 'defer');
   return argv;

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../host/log.js';
-import { VmletError } from '../model/errors.js';
+import { VmletError, failedPrecondition } from '../model/errors.js';
 import type { OperationName } from '../model/events.js';
 import type { NicSpec, Vm, VmSpec, VmStatus } from '../model/vm.js';
 import { validateSpec } from './validate.js';
@@ -9,6 +9,7 @@ import { VmRegistry, snapshot, type VmRecord } from './registry.js';
 import type { DomainSettings, OpEnv } from './ops/env.js';
 import { createVm } from './ops/create.js';
 import { start } from './ops/start.js';
+import { cancelRestart, openSerialRestarts, planRestart } from './ops/restart.js';
 import { stop } from './ops/stop.js';
 import { pause, reboot, resume } from './ops/vcpus.js';
 import { attachNic, detachNic } from './ops/nic.js';
@@ -31,7 +32,7 @@ export class VmManager extends VmRegistry {
 
   constructor(ports: ManagerPorts, settings: DomainSettings, logger: Logger) {
     super(ports.store, ports.clock, logger);
-    this.env = { vms: this, ...ports, settings, reservedUids: new Set() };
+    this.env = { vms: this, ...ports, settings, reservedUids: new Set(), afterExit: (record, kind, options) => planRestart(this.env, record, kind, options) };
   }
 
   /** Loads state and adopts running QEMUs; never touches a guest that is alive. */
@@ -51,6 +52,7 @@ export class VmManager extends VmRegistry {
     await this.killStrayQemus();
     await this.removeStrayTaps();
     await this.removeStrayCells();
+    openSerialRestarts(this.env);
   }
 
   /** Cells of VMs that no longer hold one (deleted, or stopped while vmlet was down). */
@@ -149,12 +151,23 @@ export class VmManager extends VmRegistry {
     }
   }
 
+  /** StartVm: refused under the Halted run strategy; calls off a planned restart and starts now. */
   start(id: string): Promise<Vm> {
-    return this.operate('start', id, (r) => start(this.env, r));
+    return this.operate('start', id, async (r) => {
+      if (r.spec.runStrategy === 'Halted') throw failedPrecondition(`VM ${id} has run strategy HALTED, which keeps it stopped; change the strategy to start it`);
+      cancelRestart(r);
+      if (r.status.stopRequested || r.status.nextRestartAt || r.status.restartCount) this.update(r, { stopRequested: undefined, nextRestartAt: undefined, restartCount: undefined });
+      await start(this.env, r);
+    });
   }
 
+  /** StopVm: the VM stays stopped, whatever its run strategy, until StartVm. */
   stop(id: string, graceSeconds: number | undefined, force: boolean): Promise<Vm> {
-    return this.operate('stop', id, (r) => stop(this.env, r, { graceSeconds: graceSeconds || this.env.settings.defaultStopGraceSeconds, force }));
+    return this.operate('stop', id, async (r) => {
+      cancelRestart(r);
+      if (!r.status.stopRequested || r.status.nextRestartAt) this.update(r, { stopRequested: true, nextRestartAt: undefined });
+      await stop(this.env, r, { graceSeconds: graceSeconds || this.env.settings.defaultStopGraceSeconds, force });
+    });
   }
 
   pause(id: string): Promise<Vm> {
@@ -187,6 +200,7 @@ export class VmManager extends VmRegistry {
 
   async delete(id: string, force: boolean): Promise<void> {
     const record = this.record(id);
+    cancelRestart(record);
     await this.timed('delete', id, () => record.queue.run(() => deleteVm(this.env, record, force)));
   }
 

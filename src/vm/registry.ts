@@ -30,6 +30,8 @@ export interface RegistryEvents {
   change: [VmChange];
   transition: [PhaseTransition];
   operation: [OperationDone];
+  /** The run strategy restarts a VM now (after a clean power-off or a failure). */
+  restart: [{ id: string; kind: 'poweroff' | 'failure' }];
 }
 
 /**

@@ -10,7 +10,7 @@ import { isAbsolute } from 'node:path';
 import { invalidArgument } from '../model/errors.js';
 import { ifNameProblem, validateMac } from '../model/names.js';
 import { labelKeyProblem, labelValueProblem } from './label-selector.js';
-import type { DiskSpec, KernelBoot, NicSpec, VmSpec } from '../model/vm.js';
+import { RUN_STRATEGIES, WATCHDOG_ACTIONS, type DiskSpec, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
 
 const DEFAULT_VCPUS = 1;
 const DEFAULT_MEMORY_MIB = 256;
@@ -205,9 +205,26 @@ export function validateSpec(raw: VmSpec, limits: SpecLimits = {}): VmSpec {
     disks: disks(raw.disks),
     nics: nics(raw.nics),
     ...(cpuLimit ? { cpuLimitMillicores: cpuLimit } : {}),
+    ...runStrategy(raw.runStrategy),
+    ...watchdog(raw.watchdog),
   };
   if (k === undefined && spec.disks.length === 0) {
     throw invalidArgument('spec.disks', 'nothing to boot: give spec.kernel (direct kernel boot) or at least one disk (boots from the first)');
   }
   return spec;
+}
+
+function runStrategy(raw: unknown): { runStrategy?: RunStrategy } {
+  if (raw === undefined || raw === 'Manual') return {};
+  if (!(RUN_STRATEGIES as readonly unknown[]).includes(raw)) throw invalidArgument('spec.run_strategy', `must be one of ${RUN_STRATEGIES.join(', ')}, got ${String(raw)}`);
+  return { runStrategy: raw as RunStrategy };
+}
+
+function watchdog(raw: unknown): { watchdog?: { action: WatchdogAction } } {
+  if (raw === undefined || raw === null) return {};
+  const action = (raw as { action?: unknown }).action;
+  if (!(WATCHDOG_ACTIONS as readonly unknown[]).includes(action)) {
+    throw invalidArgument('spec.watchdog.action', `must be one of ${WATCHDOG_ACTIONS.join(', ')} (WATCHDOG_ACTION_RESET, _POWEROFF, _SHUTDOWN), got ${String(action)}`);
+  }
+  return { watchdog: { action: action as WatchdogAction } };
 }

@@ -19,7 +19,7 @@ const ts = (msAgo: number) => ({ seconds: Math.floor((NOW.getTime() - msAgo) / 1
 
 function vm(id: string, over: Partial<Vm__Output['status'] & object> = {}): Vm__Output {
   return {
-    spec: { id, labels: {}, vcpus: 1, memoryMib: 256, kernel: null, disks: [], nics: [], cpuLimitMillicores: 0 },
+    spec: { id, labels: {}, vcpus: 1, memoryMib: 256, kernel: null, disks: [], nics: [], cpuLimitMillicores: 0, runStrategy: 'RUN_STRATEGY_MANUAL', watchdog: null },
     status: {
       phase: 'PHASE_RUNNING',
       reason: '',
@@ -35,6 +35,8 @@ function vm(id: string, over: Partial<Vm__Output['status'] & object> = {}): Vm__
       generation: 1,
       uid: 0,
       cgroup: '',
+      restartCount: 0,
+      nextRestartAt: null,
       ...over,
     },
   };

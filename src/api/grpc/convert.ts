@@ -2,7 +2,7 @@ import type { Timestamp } from './generated/google/protobuf/Timestamp.js';
 import type { Phase as ProtoPhase } from './generated/vmlet/v1/Phase.js';
 import type { Vm as ProtoVm } from './generated/vmlet/v1/Vm.js';
 import type { VmSpec as ProtoVmSpec, VmSpec__Output } from './generated/vmlet/v1/VmSpec.js';
-import type { VmSpec, Vm, Phase } from '../../model/vm.js';
+import type { VmSpec, Vm, Phase, RunStrategy, WatchdogAction } from '../../model/vm.js';
 import type { Nic__Output } from './generated/vmlet/v1/Nic.js';
 import type { DiskSpec, NicSpec } from '../../model/vm.js';
 import type { Disk as ProtoDisk, Disk__Output } from './generated/vmlet/v1/Disk.js';
@@ -54,7 +54,30 @@ export function specFromProto(s: VmSpec__Output | null | undefined): VmSpec {
     disks: (spec.disks ?? []).map(diskFromProto),
     nics: (spec.nics ?? []).map(nicFromProto),
     ...(spec.cpuLimitMillicores ? { cpuLimitMillicores: spec.cpuLimitMillicores } : {}),
+    ...runStrategyFromProto(spec.runStrategy),
+    ...(spec.watchdog ? { watchdog: { action: WATCHDOG_FROM_PROTO[spec.watchdog.action] ?? ('unspecified' as WatchdogAction) } } : {}),
   };
+}
+
+const RUN_STRATEGY_FROM_PROTO: Record<string, RunStrategy> = {
+  RUN_STRATEGY_MANUAL: 'Manual',
+  RUN_STRATEGY_ALWAYS: 'Always',
+  RUN_STRATEGY_RERUN_ON_FAILURE: 'RerunOnFailure',
+  RUN_STRATEGY_HALTED: 'Halted',
+};
+const RUN_STRATEGY_TO_PROTO: Record<RunStrategy, string> = {
+  Manual: 'RUN_STRATEGY_MANUAL',
+  Always: 'RUN_STRATEGY_ALWAYS',
+  RerunOnFailure: 'RUN_STRATEGY_RERUN_ON_FAILURE',
+  Halted: 'RUN_STRATEGY_HALTED',
+};
+const WATCHDOG_FROM_PROTO: Record<string, WatchdogAction> = { WATCHDOG_ACTION_RESET: 'reset', WATCHDOG_ACTION_POWEROFF: 'poweroff', WATCHDOG_ACTION_SHUTDOWN: 'shutdown' };
+const WATCHDOG_TO_PROTO: Record<WatchdogAction, string> = { reset: 'WATCHDOG_ACTION_RESET', poweroff: 'WATCHDOG_ACTION_POWEROFF', shutdown: 'WATCHDOG_ACTION_SHUTDOWN' };
+
+/** Unspecified (or a number the enum does not know yet) is Manual, which is also what absent means. */
+function runStrategyFromProto(value: string | number | undefined): { runStrategy?: RunStrategy } {
+  const strategy = typeof value === 'string' ? RUN_STRATEGY_FROM_PROTO[value] : undefined;
+  return strategy && strategy !== 'Manual' ? { runStrategy: strategy } : {};
 }
 
 export function specToProto(spec: VmSpec): ProtoVmSpec {
@@ -67,6 +90,8 @@ export function specToProto(spec: VmSpec): ProtoVmSpec {
     disks: spec.disks.map(diskToProto),
     nics: spec.nics,
     cpuLimitMillicores: spec.cpuLimitMillicores ?? 0,
+    runStrategy: RUN_STRATEGY_TO_PROTO[spec.runStrategy ?? 'Manual'] as ProtoVmSpec['runStrategy'],
+    watchdog: spec.watchdog ? { action: WATCHDOG_TO_PROTO[spec.watchdog.action] as never } : null,
   };
 }
 
@@ -89,6 +114,8 @@ export function vmToProto(vm: Vm, node: string): ProtoVm {
       generation: s.generation,
       uid: s.uid ?? 0,
       cgroup: s.cgroup ?? '',
+      restartCount: s.restartCount ?? 0,
+      nextRestartAt: s.nextRestartAt ? timestamp(s.nextRestartAt) : null,
     },
   };
 }

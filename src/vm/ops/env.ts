@@ -1,6 +1,6 @@
 import type { CapacityPolicy } from '../capacity.js';
 import type { Cells, Clock, Hypervisor, Network, Storage, Store } from '../ports.js';
-import type { VmRegistry } from '../registry.js';
+import type { VmRecord, VmRegistry } from '../registry.js';
 
 /** Node-wide settings the operations read. */
 export interface DomainSettings {
@@ -25,4 +25,6 @@ export interface OpEnv {
   settings: DomainSettings;
   /** Uids handed to creates that have not recorded them yet. */
   reservedUids: Set<number>;
+  /** Told when a VM's QEMU went away outside an operation (the run strategy; see restart.ts). */
+  afterExit?: (record: VmRecord, kind: 'poweroff' | 'failure', options?: { serial?: boolean }) => void;
 }

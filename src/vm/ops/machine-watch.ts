@@ -61,6 +61,8 @@ async function onExit(env: OpEnv, record: VmRecord, machine: Machine): Promise<v
   const shutdown = machine.shutdown;
   if (oomKilled) {
     env.vms.transition(record, 'Failed', `QEMU was OOM-killed in its cgroup ${cell} (memory limit of the VM reached)`, extra);
+  } else if (shutdown?.reason === 'guest-panic') {
+    env.vms.transition(record, 'Failed', 'guest panicked', extra);
   } else if (shutdown?.guest) {
     env.vms.transition(record, 'Stopped', 'guest powered off', extra);
   } else if (shutdown) {
@@ -69,4 +71,6 @@ async function onExit(env: OpEnv, record: VmRecord, machine: Machine): Promise<v
     const tail = await env.hypervisor.logTail(record.paths, 500);
     env.vms.transition(record, 'Failed', `QEMU exited unexpectedly${tail ? `: ${tail}` : ''}`, extra);
   }
+  // Only a power-off the guest asked for is clean; a kill, a crash or a panic is a failure.
+  env.afterExit?.(record, shutdown?.guest && shutdown.reason !== 'guest-panic' && !oomKilled ? 'poweroff' : 'failure');
 }

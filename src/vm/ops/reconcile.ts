@@ -77,6 +77,11 @@ export async function reconcile(env: OpEnv, record: VmRecord, hooks: MigrationHo
         : `QEMU (pid ${pid}) exited while vmlet was down`;
     if (status.phase === 'Deleting') env.vms.update(record, RELEASED);
     else env.vms.transition(record, wasStopping ? 'Stopped' : 'Failed', reason, RELEASED);
+    // A node reboot: the run strategy brings the VM back, one start at a time.
+    if (!wasStopping && status.phase !== 'Deleting') env.afterExit?.(record, 'failure', { serial: true });
+  } else if (status.nextRestartAt && !status.stopRequested) {
+    // A restart was planned when vmlet went down: plan it again.
+    env.afterExit?.(record, 'failure', { serial: true });
   }
   if (record.status.phase === 'Deleting') await finishDelete(env, record);
 }
