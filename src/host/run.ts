@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams, type StdioOptions } from 'node:child_process';
 import { VmletError } from '../model/errors.js';
 
 export interface RunOptions {
@@ -9,6 +9,8 @@ export interface RunOptions {
   /** Run inside this network namespace (`ip netns exec NAME …`). */
   netns?: string;
   env?: NodeJS.ProcessEnv;
+  /** Open files the command gets as fds 3, 4, … (flock(1) locks an fd it is given). */
+  passFds?: readonly number[];
 }
 
 export interface RunResult {
@@ -53,7 +55,8 @@ export function run(command: string, args: readonly string[], options: RunOption
   const [cmd, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, command, ...args]] : [command, args];
   const timeoutMs = options.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env, detached: true });
+    const stdio: StdioOptions = ['pipe', 'pipe', 'pipe', ...(options.passFds ?? [])];
+    const child = spawn(cmd, argv, { stdio, env: options.env ?? process.env, detached: true }) as ChildProcessWithoutNullStreams;
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
