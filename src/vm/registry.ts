@@ -174,6 +174,17 @@ export class VmRegistry extends EventEmitter<RegistryEvents> {
       .catch((err: unknown) => record.log.error({ err }, 'failed to persist VM status'));
   }
 
+  /**
+   * Writes the status as it is now to the durable copy, after the writes queued before it, fsynced
+   * with its directory, and rejects if that fails: for a commit point, which must be on disk
+   * before anyone acts on it. (Ordinary saves are logged on failure, never thrown.)
+   */
+  commit(record: VmRecord): Promise<void> {
+    const write = record.saving.then(() => this.store.commitStatus(record.id, record.status));
+    record.saving = write.catch((err: unknown) => record.log.error({ err }, 'failed to persist VM status'));
+    return write;
+  }
+
   /** Announces a VM that was just registered. */
   announce(record: VmRecord): void {
     this.emit('change', { type: 'ADDED', vm: snapshot(record) });

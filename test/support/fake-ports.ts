@@ -79,8 +79,12 @@ export class FakeStore implements Store {
     return path;
   }
 
+  /** Every status written through commitStatus, in order. */
+  readonly commits: VmStatus[] = [];
+
   async commitStatus(id: string, status: VmStatus): Promise<void> {
     if (this.failCommit) throw this.failCommit;
+    this.commits.push(status);
     this.durable.set(id, status);
   }
 
