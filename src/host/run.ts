@@ -26,6 +26,8 @@ export class CommandError extends VmletError {
     readonly exitCode: number | null,
     readonly stderr: string,
     why: string,
+    /** Killed at its deadline: whatever it was doing may or may not have been done. */
+    readonly timedOut = false,
   ) {
     const detail = stderr.trim() ? `: ${stderr.trim()}` : '';
     super('UNAVAILABLE', `${[command, ...args].join(' ')} ${why}${detail}`);
@@ -76,7 +78,7 @@ export function run(command: string, args: readonly string[], options: RunOption
       const why = exited
         ? `exited (${exited.signal ? `signal ${exited.signal}` : `exit ${exited.code}`}) but something it started still held its output after ${timeoutMs} ms`
         : `timed out after ${timeoutMs} ms (killed with its process group)`;
-      settle(() => reject(new CommandError(cmd, argv, exited?.code ?? null, text(err), why)));
+      settle(() => reject(new CommandError(cmd, argv, exited?.code ?? null, text(err), why, true)));
     }, timeoutMs);
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));

@@ -37,6 +37,7 @@ describe('run', () => {
     expect(err.exitCode).toBe(3);
     expect(err.message).toContain('failed (exit 3): broken');
     expect(err.code).toBe('UNAVAILABLE');
+    expect(err.timedOut).toBe(false);
   });
 
   it('fails clearly when the command does not exist', async () => {
@@ -49,6 +50,7 @@ describe('run', () => {
     const err = await failure(run('sh', ['-c', `sleep 300 & echo $! > ${file}; wait`], { timeoutMs: 300 }));
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(err.message).toContain('timed out after 300 ms');
+    expect(err.timedOut).toBe(true);
     // The shell's child was in its group: it goes too.
     expect(await waitForExit(readPid(file), 2000)).toBe(true);
   });
@@ -59,6 +61,7 @@ describe('run', () => {
     const err = await failure(run('sh', ['-c', `sleep 300 & echo $! > ${file}; exit 0`], { timeoutMs: 300 }));
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(err.message).toContain('still held its output after 300 ms');
+    expect(err.timedOut).toBe(true);
     expect(await waitForExit(readPid(file), 2000)).toBe(true);
   });
 
