@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TestDaemon } from '../support/daemon.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { CLI, TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { expectCode, rpc } from '../support/rpc.js';
 import { parseMetrics } from '../support/metrics-text.js';
@@ -107,5 +109,25 @@ describe('startup never destroys data', () => {
     expect(await waitForExit(pid, 10_000)).toBe(true);
     expect((await api.start(id)).status?.phase).toBe('PHASE_RUNNING');
     await api.delete(id, true);
+  });
+
+  it('the state dir lock is an flock: a second daemon is refused while the first lives, and a kill -9 frees it', async () => {
+    const holder = Number((await readFile(join(d.stateDir, 'vmlet.lock'), 'utf8')).trim());
+    expect(holder).toBe(d.child!.pid);
+    // A daemon on the same dirs (and socket: so it is watched for its exit, not asked over gRPC).
+    const second = spawn(process.execPath, [CLI, ...d.args()], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    second.stdout.on('data', (b: Buffer) => (output += b.toString()));
+    second.stderr.on('data', (b: Buffer) => (output += b.toString()));
+    const [code] = (await once(second, 'exit')) as [number | null];
+    expect(code).not.toBe(0);
+    expect(output).toContain(`another vmlet (pid ${holder}) is using the state dir ${d.stateDir}`);
+    expect(await isAlive(holder)).toBe(true);
+    await d.kill9();
+    // The lock file stays, naming the dead daemon; the kernel dropped the lock with its process.
+    expect(Number((await readFile(join(d.stateDir, 'vmlet.lock'), 'utf8')).trim())).toBe(holder);
+    await d.restart();
+    expect(Number((await readFile(join(d.stateDir, 'vmlet.lock'), 'utf8')).trim())).toBe(d.child!.pid);
+    expect((await rpc(d.clients).node()).accelerator).toBe('tcg');
   });
 });
