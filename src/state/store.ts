@@ -85,7 +85,7 @@ export class StateStore {
     const unreadable: UnreadableVm[] = [];
     for (const id of await readdir(join(this.stateDir, 'vms'))) {
       const p = this.paths(id);
-      const [spec, durable, runtime] = await Promise.all([readSpec(p.specFile, id), readJson<VmStatus>(p.statusFile), readJson<VmStatus>(p.runtimeStatusFile)]);
+      const [spec, durable, runtime] = await Promise.all([readSpec(p.specFile, id), readStatus(p.statusFile), readStatus(p.runtimeStatusFile)]);
       const status = newer(durable, runtime);
       if (spec === undefined) unfinished.push(id);
       else if (typeof spec === 'string') unreadable.push({ id, reason: spec, ...(status ? { status } : {}) });
@@ -150,6 +150,16 @@ async function readSpec(file: string, id: string): Promise<VmSpec | string | und
   }
   if (typeof spec !== 'object' || spec === null || (spec as VmSpec).id !== id) return `spec.json does not describe VM ${id}`;
   return spec as VmSpec;
+}
+
+/**
+ * A status copy, or undefined when it cannot be read, parsed, or lacks what reconciling reads
+ * (a phase, a generation, lists of NICs and disks): JSON of the wrong shape counts as lost.
+ */
+async function readStatus(file: string): Promise<VmStatus | undefined> {
+  const s = await readJson<Partial<VmStatus> | null>(file);
+  if (!s || typeof s !== 'object' || typeof s.phase !== 'string' || typeof s.generation !== 'number' || !Array.isArray(s.nics) || !Array.isArray(s.disks)) return undefined;
+  return s as VmStatus;
 }
 
 async function exists(path: string): Promise<boolean> {

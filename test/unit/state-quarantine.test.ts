@@ -55,4 +55,14 @@ describe('StateStore: a spec that cannot be used', () => {
     expect(second).not.toBe(first);
     expect(await readFile(join(first, 'disks', 'root.qcow2'), 'utf8')).toBe('guest data');
   });
+
+  it('a status copy of the wrong shape counts as lost; the other copy, if good, is used', async () => {
+    await store.create(spec('vm'), status('Running'));
+    await writeFile(store.paths('vm').statusFile, JSON.stringify({ ...status('Running'), nics: 5, generation: 9 }));
+    expect((await store.loadAll()).vms[0]!.status).toBeUndefined();
+    store.saveLiveStatus('vm', status('Paused'));
+    expect((await store.loadAll()).vms[0]!.status).toEqual(status('Paused'));
+    await writeFile(store.paths('vm').runtimeStatusFile, 'null');
+    expect((await store.loadAll()).vms[0]!.status).toBeUndefined();
+  });
 });
