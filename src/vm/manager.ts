@@ -46,7 +46,7 @@ export class VmManager extends VmRegistry {
     const { vms, unfinished, unreadable } = await store.loadAll();
     for (const id of unfinished) {
       this.log.warn({ vm: id }, 'removing leftovers of a create or delete that never finished');
-      await store.remove(id);
+      await store.remove(id).catch((err: unknown) => this.log.error({ vm: id, err }, 'could not remove the leftovers of an unfinished create or delete'));
     }
     for (const vm of unreadable) await this.quarantine(vm);
     const qemus = await this.runningQemus();
