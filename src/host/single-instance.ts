@@ -4,50 +4,57 @@
  * one on the same run dir would kill the first one's QEMUs as orphans; one on the same socket path
  * would delete the first one's socket. The dirs are locked before any state is read.
  */
-import { closeSync, lstatSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, lstatSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { VmletError } from '../model/errors.js';
-import { isAlive, processCmdline } from './process.js';
+import { VmletError, errorMessage } from '../model/errors.js';
+import { CommandError, run } from './run.js';
 
 const LOCK_FILE = 'vmlet.lock';
+/** What flock(1) exits with when the lock is held by someone else (EX_TEMPFAIL). */
+const HELD = 75;
 
-/** The pid in the lock file, if that process is alive and is a vmlet (not a reused pid). */
-async function holder(lockPath: string): Promise<number | undefined> {
-  let pid: number;
+/** The pid the holder wrote into the lock file, for the message; the lock itself is the flock. */
+function writtenPid(lockPath: string): number | undefined {
   try {
-    pid = Number(readFileSync(lockPath, 'utf8').trim());
+    const pid = Number(readFileSync(lockPath, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
   }
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || !(await isAlive(pid))) return undefined;
-  const cmdline = (await processCmdline(pid)) ?? [];
-  return cmdline.some((arg) => arg.includes('vmlet') || arg.endsWith('cli/main.js')) ? pid : undefined;
 }
 
 /**
- * Claims `<dir>/vmlet.lock` for this process: FAILED_PRECONDITION if a live vmlet holds it. A lock
- * left by a vmlet that died (kill -9) is taken over. `what` names the dir's flag ('state', 'run').
- * Returns the release function.
+ * Claims `<dir>/vmlet.lock` for this process with an exclusive flock: FAILED_PRECONDITION while
+ * another process holds it. The kernel drops the lock when the holder's last fd on the file
+ * closes, so a vmlet that died (even by kill -9) leaves nothing to take over, and a reused pid is
+ * never taken for a vmlet. flock(1) takes the lock on the fd vmlet opened (close-on-exec, so
+ * QEMUs and commands never inherit it) and exits; the lock stays with the open file. The pid
+ * written into the file only names the holder in the message. `what` names the dir's flag
+ * ('state', 'run'). Returns the release function.
  */
 export async function lockDir(dir: string, what: string): Promise<() => void> {
   const lockPath = join(dir, LOCK_FILE);
-  const other = await holder(lockPath);
-  if (other !== undefined) {
-    throw new VmletError('FAILED_PRECONDITION', `another vmlet (pid ${other}) is using the ${what} dir ${dir}; stop it first or use another --${what}-dir`);
-  }
-  const fd = openSync(lockPath, 'w', 0o640);
+  // Not truncated on open: until the lock is ours, the pid in it is the holder's.
+  const fd = openSync(lockPath, constants.O_RDWR | constants.O_CREAT, 0o640);
   try {
-    writeSync(fd, `${process.pid}\n`);
-  } finally {
+    await run('flock', ['--exclusive', '--nonblock', '--conflict-exit-code', String(HELD), '3'], { passFds: [fd], timeoutMs: 10_000 });
+  } catch (err) {
     closeSync(fd);
-  }
-  return () => {
-    try {
-      if (readFileSync(lockPath, 'utf8').trim() === String(process.pid)) rmSync(lockPath, { force: true });
-    } catch {
-      // Already gone.
+    if (err instanceof CommandError && err.exitCode === HELD) {
+      const pid = writtenPid(lockPath);
+      throw new VmletError('FAILED_PRECONDITION', `another vmlet${pid ? ` (pid ${pid})` : ''} is using the ${what} dir ${dir} (it holds ${lockPath}); stop it first or use another --${what}-dir`);
     }
+    throw new VmletError('FAILED_PRECONDITION', `could not lock the ${what} dir ${dir}: ${errorMessage(err)}`, { cause: err });
+  }
+  ftruncateSync(fd, 0);
+  writeSync(fd, `${process.pid}\n`, 0);
+  // The file stays: removing it would let a second daemon lock a new file while a third still
+  // waits on the old one.
+  let held = true;
+  return () => {
+    if (held) closeSync(fd);
+    held = false;
   };
 }
 

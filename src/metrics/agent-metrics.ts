@@ -53,6 +53,11 @@ export class AgentMetrics {
   });
   readonly restarts = new Counter({ name: 'vmlet_vm_restarts_total', help: 'VMs restarted by their run strategy, by what ended the previous run (poweroff or failure).', labelNames: ['kind'], registers: [this.registry] });
   readonly scrapeErrors = new Counter({ name: 'vmlet_scrape_errors_total', help: 'VMs (or the TAP listing) whose figures could not be read during a scrape.', registers: [this.registry] });
+  readonly quarantined = new Counter({
+    name: 'vmlet_vm_quarantined_total',
+    help: 'VM directories moved aside to <state-dir>/quarantine at startup because their spec could not be read.',
+    registers: [this.registry],
+  });
   readonly buildInfo = new Gauge({ name: 'vmlet_build_info', help: 'Always 1; labels say what runs.', labelNames: ['version', 'qemu_version', 'accelerator'], registers: [this.registry] });
   /** Per-VM series; set by watchManager. */
   vmi: VmiCollector | undefined;
@@ -82,6 +87,7 @@ export class AgentMetrics {
     });
     manager.on('transition', (t) => this.phaseTransitions.observe({ phase: t.from }, t.seconds));
     manager.on('restart', (r) => this.restarts.inc({ kind: r.kind }));
+    manager.on('quarantine', () => this.quarantined.inc());
     manager.on('operation', (op) => this.operationDuration.observe({ operation: op.operation, result: op.result }, op.seconds));
     this.collectVms(
       {

@@ -137,9 +137,17 @@ export class OutgoingMigrations {
       await this.rollback(m, err);
       throw err;
     }
-    // The commit point: from here the target may run the guest, so the source never resumes.
+    // The commit point: from here the target may run the guest, so the source never resumes. The
+    // marker is on disk (fsynced) before the target hears of it; if it cannot be written, a
+    // restarted vmlet would not know the guest may run elsewhere, so the migration is rolled back.
     manager.update(record, { migration: { ...record.status.migration!, committed: true } });
-    await record.saving;
+    try {
+      await manager.commit(record);
+    } catch (err) {
+      const failure = new VmletError('ABORTED', `the migration's commit marker could not be written (${errorMessage(err)}); the guest stays on this node`, { cause: err });
+      await this.rollback(m, failure);
+      throw failure;
+    }
     await this.finishOnTarget(record, peer, m.uid, m.wasRunning);
     // Succeeded is reported once the source is gone: a watcher then finds the VM on exactly one node.
     await this.retireSource(record, `migrated to ${m.target}`);

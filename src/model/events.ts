@@ -27,3 +27,11 @@ export interface OperationDone {
   /** From the call to the end, time in the VM's queue included. */
   seconds: number;
 }
+
+/** A VM directory whose spec could not be read, moved aside at startup (metrics: vmlet_vm_quarantined_total). */
+export interface Quarantined {
+  id: string;
+  /** Where the directory went; empty when it could not be moved and stays where it was. */
+  path: string;
+  reason: string;
+}

@@ -1,4 +1,5 @@
 import { failedPrecondition } from '../model/errors.js';
+import { CommandError } from '../host/run.js';
 import { type IpTool, isNoSuchDevice } from './ip.js';
 
 interface IpLink {
@@ -31,7 +32,14 @@ export async function getBridge(ip: IpTool, bridge: string): Promise<BridgeInfo>
 /** A persistent TAP on the bridge, up; `owner` may open it without capabilities (its QEMU). */
 export async function createTap(ip: IpTool, name: string, bridge: BridgeInfo, multiQueue: boolean, owner?: { uid: number; gid: number }): Promise<void> {
   const ownedBy = owner ? ['user', String(owner.uid), 'group', String(owner.gid)] : [];
-  await ip.exec(['tuntap', 'add', 'dev', name, 'mode', 'tap', 'vnet_hdr', ...(multiQueue ? ['multi_queue'] : []), ...ownedBy]);
+  try {
+    await ip.exec(['tuntap', 'add', 'dev', name, 'mode', 'tap', 'vnet_hdr', ...(multiQueue ? ['multi_queue'] : []), ...ownedBy]);
+  } catch (err) {
+    // Killed at its deadline, the command may have made the TAP before it hung: the name is
+    // this NIC's (plug picked one nobody holds), so it is removed rather than left behind.
+    if (err instanceof CommandError && err.timedOut) await deleteTap(ip, name).catch(() => undefined);
+    throw err;
+  }
   try {
     await ip.exec(['link', 'set', 'dev', name, 'mtu', String(bridge.mtu), 'master', bridge.name, 'up']);
   } catch (err) {

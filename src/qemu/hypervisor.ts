@@ -7,9 +7,10 @@ import { buildQemuArgv } from './argv.js';
 import { isQemuOf, killHard, launchQemu, qemuLogTail } from './launcher.js';
 import { QemuMachine } from './machine.js';
 import { qemusUnder } from './orphans.js';
+import { recoverStatus } from './recover.js';
 import { QmpClient, type QmpConnectOptions } from './qmp.js';
 import type { Spawner } from './spawner.js';
-import type { DiskStatus, NicStatus, VmSpec } from '../model/vm.js';
+import type { DiskStatus, NicStatus, VmSpec, VmStatus } from '../model/vm.js';
 
 const QMP_CONNECT_TIMEOUT_MS = 5000;
 
@@ -87,6 +88,10 @@ export class QemuHypervisor {
 
   logTail(paths: VmPaths, maxBytes: number): Promise<string> {
     return qemuLogTail(paths, maxBytes);
+  }
+
+  recover(pid: number, spec: VmSpec): Promise<Partial<VmStatus>> {
+    return recoverStatus(pid, spec);
   }
 
   running(): Promise<{ pid: number; id: string }[]> {

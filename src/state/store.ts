@@ -1,9 +1,16 @@
 import { mkdirSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errorMessage } from '../model/errors.js';
 import type { VmSpec, VmStatus } from '../model/vm.js';
 import { json, replaceFileSync, writeFilesAtomic, writeJsonAtomic } from './atomic-file.js';
 import { vmPaths } from './paths.js';
+
+/** A VM's spec and status as found on disk; the status is missing when no copy could be read. */
+export interface StoredVm {
+  spec: VmSpec;
+  status?: VmStatus;
+}
 
 /** Durable VM state: one directory per VM under <state-dir>/vms, every write atomic. */
 export class StateStore {
@@ -47,6 +54,11 @@ export class StateStore {
     return writeJsonAtomic(this.paths(id).statusFile, status, { syncDir: false });
   }
 
+  /** The durable copy written as a commit point: the file and the directory's rename fsynced before it resolves. */
+  commitStatus(id: string, status: VmStatus): Promise<void> {
+    return writeJsonAtomic(this.paths(id).statusFile, status);
+  }
+
   /**
    * The live copy of the status, in the VM's run dir: rewritten after every change with
    * synchronous calls (the run dir is a tmpfs, /run, so nothing here waits for a disk), renamed into
@@ -61,23 +73,39 @@ export class StateStore {
   /**
    * Every VM on disk. The spec file is written last on create and removed first on delete, so a
    * directory without one is a create or delete that never finished: returned as `unfinished`.
-   * The status is the newer of the durable and the live copy (by generation; the live one wins a
-   * tie). A VM whose status cannot be read gets `status: undefined` (the caller decides what it is).
+   * A spec file that is there but cannot be read or parsed (or names another id) is not a VM
+   * vmlet can run, nor one it may throw away: returned as `unreadable`, with the status if one
+   * copy of it reads. The status is the newer of the durable and the live copy (by generation;
+   * the live one wins a tie). A VM whose status cannot be read gets `status: undefined` (the
+   * caller decides what it is).
    */
-  async loadAll(): Promise<{ vms: { spec: VmSpec; status?: VmStatus }[]; unfinished: string[] }> {
-    const vms: { spec: VmSpec; status?: VmStatus }[] = [];
+  async loadAll(): Promise<{ vms: StoredVm[]; unfinished: string[]; unreadable: UnreadableVm[] }> {
+    const vms: StoredVm[] = [];
     const unfinished: string[] = [];
+    const unreadable: UnreadableVm[] = [];
     for (const id of await readdir(join(this.stateDir, 'vms'))) {
       const p = this.paths(id);
-      const spec = await readJson<VmSpec>(p.specFile);
-      if (!spec) {
-        unfinished.push(id);
-        continue;
-      }
-      const [durable, runtime] = await Promise.all([readJson<VmStatus>(p.statusFile), readJson<VmStatus>(p.runtimeStatusFile)]);
-      vms.push({ spec, status: newer(durable, runtime) });
+      const [spec, durable, runtime] = await Promise.all([readSpec(p.specFile, id), readStatus(p.statusFile), readStatus(p.runtimeStatusFile)]);
+      const status = newer(durable, runtime);
+      if (spec === undefined) unfinished.push(id);
+      else if (typeof spec === 'string') unreadable.push({ id, reason: spec, ...(status ? { status } : {}) });
+      else vms.push({ spec, ...(status ? { status } : {}) });
     }
-    return { vms, unfinished };
+    return { vms, unfinished, unreadable };
+  }
+
+  /**
+   * Moves the VM's directory, overlays and all, to <state-dir>/quarantine/<id>-<time>/, for an
+   * operator to look at; returns where. Nothing in it is deleted, and the VM is gone from vms/.
+   */
+  async quarantine(id: string, at: Date): Promise<string> {
+    const dir = join(this.stateDir, 'quarantine');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const stamp = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    let target = join(dir, `${id}-${stamp}`);
+    for (let n = 1; await exists(target); n++) target = join(dir, `${id}-${stamp}.${n}`);
+    await rename(this.paths(id).stateDir, target);
+    return target;
   }
 
   async removeRuntime(id: string): Promise<void> {
@@ -96,6 +124,51 @@ export class StateStore {
 function newer(durable: VmStatus | undefined, runtime: VmStatus | undefined): VmStatus | undefined {
   if (!durable || !runtime) return runtime ?? durable;
   return runtime.generation >= durable.generation ? runtime : durable;
+}
+
+/** A VM directory whose spec file is there but is not a VM's spec. */
+export interface UnreadableVm {
+  id: string;
+  reason: string;
+  status?: VmStatus;
+}
+
+/** The spec; undefined when there is no spec file; a string saying why when it cannot be used. */
+async function readSpec(file: string, id: string): Promise<VmSpec | string | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return `spec.json cannot be read: ${errorMessage(err)}`;
+  }
+  let spec: unknown;
+  try {
+    spec = JSON.parse(text);
+  } catch (err) {
+    return `spec.json is not valid JSON (${text.length} bytes): ${errorMessage(err)}`;
+  }
+  if (typeof spec !== 'object' || spec === null || (spec as VmSpec).id !== id) return `spec.json does not describe VM ${id}`;
+  return spec as VmSpec;
+}
+
+/**
+ * A status copy, or undefined when it cannot be read, parsed, or lacks what reconciling reads
+ * (a phase, a generation, lists of NICs and disks): JSON of the wrong shape counts as lost.
+ */
+async function readStatus(file: string): Promise<VmStatus | undefined> {
+  const s = await readJson<Partial<VmStatus> | null>(file);
+  if (!s || typeof s !== 'object' || typeof s.phase !== 'string' || typeof s.generation !== 'number' || !Array.isArray(s.nics) || !Array.isArray(s.disks)) return undefined;
+  return s as VmStatus;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function readJson<T>(file: string): Promise<T | undefined> {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import { errorMessage, failedPrecondition, invalidArgument } from '../model/errors.js';
+import { VmletError, errorMessage, failedPrecondition, invalidArgument } from '../model/errors.js';
+import { fsyncPath } from '../host/fsync.js';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { ImageRoots } from './image-roots.js';
 import { createOverlay, inspectImage } from './qemu-img.js';
@@ -10,13 +11,17 @@ import type { DiskSpec, DiskStatus, VmPaths, VmSpec } from '../model/vm.js';
 export interface StorageOptions {
   imageRoots: ImageRoots;
   qemuImgBinary: string;
+  /** How a new overlay and its directory reach the disk; fsync unless a test says otherwise. */
+  sync?: (path: string) => Promise<void>;
 }
 
 /**
  * Checks every path the spec names against the image roots, settles each disk's format (the
  * spec's, else the file's header: docs/disk-formats.md), checks the backing chains and makes the
  * per-VM overlays. Returns what QEMU will open, in spec order, each with the format QEMU is told.
- * Files it made are inside paths.disksDir, which the caller removes when creation fails.
+ * Files it made are inside paths.disksDir, which the caller removes when creation fails. The
+ * overlays and the directory's entries are fsynced before it returns: the VM is recorded next,
+ * and a recorded VM whose overlay a power loss took (or left empty) would boot from nothing.
  */
 export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: StorageOptions): Promise<DiskStatus[]> {
   const [, ...resolved] = await allInSpecOrder<string | void>([
@@ -40,6 +45,16 @@ export async function prepareDisks(spec: VmSpec, paths: VmPaths, options: Storag
       throw failedPrecondition(`spec.disks[${i}]: could not create its overlay on ${disk.imagePath} (${errorMessage(err)})`);
     });
     disks.push({ name: disk.name, path: overlay, format: 'qcow2' });
+  }
+  const made = disks.filter((d) => d.path.startsWith(paths.disksDir + '/')).map((d) => d.path);
+  if (made.length) {
+    const sync = options.sync ?? fsyncPath;
+    try {
+      await Promise.all(made.map(sync));
+      await sync(paths.disksDir);
+    } catch (err) {
+      throw new VmletError('UNAVAILABLE', `the overlays of VM ${spec.id} could not be synced to disk (${errorMessage(err)}); nothing was created`, { cause: err });
+    }
   }
   return disks;
 }

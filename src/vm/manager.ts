@@ -1,9 +1,10 @@
 import { isDeepStrictEqual } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../host/log.js';
-import { VmletError, failedPrecondition } from '../model/errors.js';
+import { VmletError, errorMessage, failedPrecondition } from '../model/errors.js';
 import type { OperationName } from '../model/events.js';
 import type { NicSpec, Vm, VmSpec, VmStatus } from '../model/vm.js';
+import type { UnreadableVm } from './ports.js';
 import { validateSpec } from './validate.js';
 import { VmRegistry, snapshot, type VmRecord } from './registry.js';
 import type { DomainSettings, OpEnv } from './ops/env.js';
@@ -35,43 +36,108 @@ export class VmManager extends VmRegistry {
     this.env = { vms: this, ...ports, settings, reservedUids: new Set(), afterExit: (record, kind, options) => planRestart(this.env, record, kind, options) };
   }
 
-  /** Loads state and adopts running QEMUs; never touches a guest that is alive. */
+  /**
+   * Loads state and adopts running QEMUs; never touches a guest that is alive, never deletes a
+   * VM's data. A VM whose spec cannot be read is moved aside (quarantined); one whose reconcile
+   * fails is Failed with the reason, and the others are served.
+   */
   async init(): Promise<void> {
     const { store } = this.env;
     await store.init();
-    const { vms, unfinished } = await store.loadAll();
+    const { vms, unfinished, unreadable } = await store.loadAll();
     for (const id of unfinished) {
       this.log.warn({ vm: id }, 'removing leftovers of a create or delete that never finished');
-      await store.remove(id);
+      await store.remove(id).catch((err: unknown) => this.log.error({ vm: id, err }, 'could not remove the leftovers of an unfinished create or delete'));
     }
-    const records = vms.map(({ spec, status }) => this.add(spec, status ?? this.newStatus('Stopped', 'status file was lost; VM marked stopped')));
+    for (const vm of unreadable) await this.quarantine(vm);
+    const qemus = await this.runningQemus();
+    const records: VmRecord[] = [];
+    for (const { spec, status } of vms) {
+      const qemu = status ? undefined : qemus.find((q) => q.id === spec.id);
+      records.push(this.add(spec, status ?? (qemu ? await this.recoveredStatus(spec, qemu.pid) : this.newStatus('Stopped', 'status file was lost; VM marked stopped'))));
+      // A recovered status is written at once, so the next restart finds it.
+      if (qemu) this.update(records.at(-1)!, {});
+    }
     // All at once: a QEMU that does not answer QMP holds up only its own VM.
     const results = await Promise.allSettled(records.map((r) => r.queue.run(() => reconcile(this.env, r, this.migrationHooks))));
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    for (const [i, result] of results.entries()) {
+      if (result.status === 'rejected') this.failReconcile(records[i]!, result.reason);
+    }
     await this.killStrayQemus();
     await this.removeStrayTaps();
     await this.removeStrayCells();
     openSerialRestarts(this.env);
   }
 
+  /** VM directories moved aside at this startup (their QEMU, TAPs and cgroup are left alone). */
+  readonly quarantined: { id: string; path: string; reason: string; status?: VmStatus }[] = [];
+
+  /** Moves a VM directory whose spec cannot be read out of vms/, whole, logged and counted. */
+  private async quarantine(vm: UnreadableVm): Promise<void> {
+    let path = '';
+    try {
+      path = await this.env.store.quarantine(vm.id, this.env.clock.now());
+      this.log.error({ vm: vm.id, reason: vm.reason, movedTo: path }, 'VM spec cannot be read: its directory is moved aside whole, nothing deleted; look at it, then restore or remove it');
+    } catch (err) {
+      this.log.error({ vm: vm.id, reason: vm.reason, err }, 'VM spec cannot be read and its directory could not be moved aside; it stays where it is and is not loaded');
+    }
+    this.quarantined.push({ ...vm, path });
+    this.emit('quarantine', { id: vm.id, path, reason: vm.reason });
+  }
+
+  /**
+   * Both status copies are lost but the VM's QEMU runs: it is adopted (reconcile connects to it)
+   * with what its command line says of its NICs, disks and uid, never killed as an orphan.
+   */
+  private async recoveredStatus(spec: VmSpec, pid: number): Promise<VmStatus> {
+    const found = await this.env.hypervisor.recover(pid, spec).catch((err: unknown) => {
+      this.log.warn({ vm: spec.id, pid, err }, 'could not read the running QEMU of a VM whose status was lost');
+      return {};
+    });
+    this.log.warn({ vm: spec.id, pid }, 'status files lost, but the VM\'s QEMU runs: adopting it with what its command line says');
+    return { ...this.newStatus('Running', `status files were lost; adopted its running QEMU (pid ${pid})`), ...found, pid };
+  }
+
+  /** One VM that cannot be reconciled does not keep the daemon from serving the others. */
+  private failReconcile(record: VmRecord, err: unknown): void {
+    record.log.error({ err }, 'could not reconcile the VM at startup; it is marked Failed and the others are served');
+    this.transition(record, 'Failed', `could not be reconciled at startup: ${errorMessage(err)}; stop, start or delete it`);
+  }
+
+  private async runningQemus(): Promise<{ pid: number; id: string }[]> {
+    try {
+      return await this.env.hypervisor.running();
+    } catch (err) {
+      this.log.error({ err }, 'could not list running QEMUs');
+      return [];
+    }
+  }
+
   /** Cells of VMs that no longer hold one (deleted, or stopped while vmlet was down). */
   private async removeStrayCells(): Promise<void> {
     const { cells } = this.env;
     if (!cells) return;
-    const holding = new Set(this.all().filter((r) => r.status.cgroup).map((r) => r.id));
+    // A VM with a machine but no recorded cell had its status recovered: its QEMU may sit in one.
+    const holding = new Set([...this.all().filter((r) => r.status.cgroup || r.machine).map((r) => r.id), ...this.quarantined.map((q) => q.id)]);
     for (const path of await cells.stray(holding).catch(() => [])) {
       this.log.info({ cgroup: path }, 'removing orphan VM cgroup');
       await cells.remove(path).catch((err: unknown) => this.log.error({ err, cgroup: path }, 'could not remove orphan VM cgroup'));
     }
   }
 
-  /** QEMUs of this run dir that no VM holds (a crash between spawning QEMU and recording its pid). */
+  /**
+   * QEMUs of this run dir that no VM holds (a crash between spawning QEMU and recording its pid).
+   * The QEMU of a quarantined VM is left running: its guest may hold data nobody has looked at.
+   */
   private async killStrayQemus(): Promise<void> {
     const { hypervisor } = this.env;
-    for (const { pid, id } of await hypervisor.running()) {
+    for (const { pid, id } of await this.runningQemus()) {
       const record = this.has(id) ? this.record(id) : undefined;
       if (record && (record.machine?.pid === pid || record.status.pid === pid)) continue;
+      if (this.quarantined.some((q) => q.id === id)) {
+        this.log.warn({ vm: id, pid }, 'the QEMU of a quarantined VM is left running, unmanaged; stop it once its data is safe');
+        continue;
+      }
       this.log.warn({ vm: id, pid }, 'killing an orphan QEMU that no VM holds (left by a crash during a start)');
       await hypervisor.kill(pid).catch((err: unknown) => this.log.error({ err, pid }, 'could not kill orphan QEMU'));
     }
@@ -82,7 +148,9 @@ export class VmManager extends VmRegistry {
     const { network } = this.env;
     let stray: string[];
     try {
-      stray = await network.strayTaps(this.tapsInUse());
+      const held = this.tapsInUse();
+      for (const q of this.quarantined) for (const nic of q.status?.nics ?? []) held.add(nic.tap);
+      stray = await network.strayTaps(held);
     } catch (err) {
       this.log.warn({ err }, 'could not list TAP devices; orphan TAPs are not removed');
       return;

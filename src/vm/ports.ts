@@ -18,16 +18,29 @@ export interface StoredVm {
   status?: VmStatus;
 }
 
+/** A VM directory whose spec file exists but cannot be read or parsed. */
+export interface UnreadableVm {
+  id: string;
+  /** What is wrong with the spec file. */
+  reason: string;
+  /** Its status, when one copy of it could be read. */
+  status?: VmStatus;
+}
+
 /** Durable VM state (state/store.ts). */
 export interface Store {
   init(): Promise<void>;
   paths(id: string): VmPaths;
-  loadAll(): Promise<{ vms: StoredVm[]; unfinished: string[] }>;
+  loadAll(): Promise<{ vms: StoredVm[]; unfinished: string[]; unreadable: UnreadableVm[] }>;
+  /** Moves a VM's directory whole out of the way (never deletes it); returns where it went. */
+  quarantine(id: string, at: Date): Promise<string>;
   /** Writes a new VM's status and spec; the spec file last, so it marks a complete VM. */
   create(spec: VmSpec, status: VmStatus): Promise<void>;
   saveSpec(spec: VmSpec): Promise<void>;
   /** The durable copy, which outlives a node reboot. */
   saveStatus(id: string, status: VmStatus): Promise<void>;
+  /** The durable copy, fsynced with its directory before it resolves; rejects when it cannot be written. */
+  commitStatus(id: string, status: VmStatus): Promise<void>;
   /** The live copy on the run dir's tmpfs, written synchronously. */
   saveLiveStatus(id: string, status: VmStatus): void;
   /** Every file of the VM, spec first. */
@@ -88,6 +101,11 @@ export interface Hypervisor {
   kill(pid: number): Promise<void>;
   /** The last of what QEMU wrote to stderr. */
   logTail(paths: VmPaths, maxBytes: number): Promise<string>;
+  /**
+   * What a running QEMU's command line and process say of its VM (NICs and their TAPs, disks,
+   * accelerator, root ports, uid): the status of a VM whose status files were lost.
+   */
+  recover(pid: number, spec: VmSpec): Promise<Partial<VmStatus>>;
   /** QEMUs of this node's run dir, by VM id. */
   running(): Promise<{ pid: number; id: string }[]>;
   /** Removes the sockets and pid file a QEMU leaves in the run dir. */

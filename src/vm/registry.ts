@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../host/log.js';
 import { VmletError, errorMessage, notFound } from '../model/errors.js';
-import type { OperationDone, PhaseTransition, VmChange } from '../model/events.js';
+import type { OperationDone, PhaseTransition, Quarantined, VmChange } from '../model/events.js';
 import { ACTIVE_PHASES, type Phase, type Vm, type VmSpec, type VmStatus } from '../model/vm.js';
 import { matchesSelector, parseLabelSelector } from './label-selector.js';
 import { OpQueue } from './op-queue.js';
@@ -32,6 +32,7 @@ export interface RegistryEvents {
   operation: [OperationDone];
   /** The run strategy restarts a VM now (after a clean power-off or a failure). */
   restart: [{ id: string; kind: 'poweroff' | 'failure' }];
+  quarantine: [Quarantined];
 }
 
 /**
@@ -173,6 +174,17 @@ export class VmRegistry extends EventEmitter<RegistryEvents> {
         return this.store.saveStatus(record.id, record.status);
       })
       .catch((err: unknown) => record.log.error({ err }, 'failed to persist VM status'));
+  }
+
+  /**
+   * Writes the status as it is now to the durable copy, after the writes queued before it, fsynced
+   * with its directory, and rejects if that fails: for a commit point, which must be on disk
+   * before anyone acts on it. (Ordinary saves are logged on failure, never thrown.)
+   */
+  commit(record: VmRecord): Promise<void> {
+    const write = record.saving.then(() => this.store.commitStatus(record.id, record.status));
+    record.saving = write.catch((err: unknown) => record.log.error({ err }, 'failed to persist VM status'));
+    return write;
   }
 
   /** Announces a VM that was just registered. */

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { VmletError } from '../../src/model/errors.js';
 import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../../src/model/machine.js';
 import type { DiskStatus, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../../src/model/vm.js';
-import type { Clock, Hypervisor, LaunchRequest, Machine, Network, Storage, Store, StoredVm } from '../../src/vm/ports.js';
+import type { Clock, Hypervisor, LaunchRequest, Machine, Network, Storage, Store, StoredVm, UnreadableVm } from '../../src/vm/ports.js';
 import { VmManager } from '../../src/vm/manager.js';
 import type { DomainSettings } from '../../src/vm/ops/env.js';
 
@@ -28,7 +28,14 @@ export class FakeStore implements Store {
   readonly specs = new Map<string, VmSpec>();
   readonly durable = new Map<string, VmStatus>();
   readonly live = new Map<string, VmStatus>();
+  /** VM directories whose spec cannot be read, by id: why. */
+  readonly unreadable = new Map<string, string>();
+  /** Where quarantine moved each directory, by id. */
+  readonly quarantined = new Map<string, string>();
   failCreate: Error | undefined;
+  failQuarantine: Error | undefined;
+  /** Makes commitStatus (the fsynced write) fail. */
+  failCommit: Error | undefined;
 
   async init(): Promise<void> {}
 
@@ -51,14 +58,35 @@ export class FakeStore implements Store {
     };
   }
 
-  async loadAll(): Promise<{ vms: StoredVm[]; unfinished: string[] }> {
+  async loadAll(): Promise<{ vms: StoredVm[]; unfinished: string[]; unreadable: UnreadableVm[] }> {
     const vms = [...this.specs.values()].map((spec) => {
       const live = this.live.get(spec.id);
       const durable = this.durable.get(spec.id);
       const status = live && (!durable || live.generation >= durable.generation) ? live : durable;
       return status ? { spec, status } : { spec };
     });
-    return { vms, unfinished: [] };
+    const unreadable = [...this.unreadable].map(([id, reason]) => {
+      const status = this.live.get(id) ?? this.durable.get(id);
+      return status ? { id, reason, status } : { id, reason };
+    });
+    return { vms, unfinished: [], unreadable };
+  }
+
+  async quarantine(id: string, at: Date): Promise<string> {
+    if (this.failQuarantine) throw this.failQuarantine;
+    const path = `/state/quarantine/${id}-${at.toISOString()}`;
+    this.unreadable.delete(id);
+    this.quarantined.set(id, path);
+    return path;
+  }
+
+  /** Every status written through commitStatus, in order. */
+  readonly commits: VmStatus[] = [];
+
+  async commitStatus(id: string, status: VmStatus): Promise<void> {
+    if (this.failCommit) throw this.failCommit;
+    this.commits.push(status);
+    this.durable.set(id, status);
   }
 
   async create(spec: VmSpec, status: VmStatus): Promise<void> {
@@ -348,6 +376,13 @@ export class FakeHypervisor implements Hypervisor {
 
   async logTail(): Promise<string> {
     return 'qemu: fake log';
+  }
+
+  /** What recover() finds on a pid's "command line". */
+  readonly commandLines = new Map<number, Partial<VmStatus>>();
+
+  async recover(pid: number): Promise<Partial<VmStatus>> {
+    return this.commandLines.get(pid) ?? {};
   }
 
   async running(): Promise<{ pid: number; id: string }[]> {

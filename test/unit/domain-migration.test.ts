@@ -105,6 +105,33 @@ describe('outgoing migration (source)', () => {
     await phaseReached(s.manager, 'vm', 'Running');
   });
 
+  it('the commit marker is written through the synced commit before the target is told to run the guest', async () => {
+    const s = await sourceWithRunningVm();
+    let committedOnDisk: boolean | undefined;
+    const finish = s.peer.finishIncoming.bind(s.peer);
+    s.peer.finishIncoming = async (uid, id, resume) => {
+      committedOnDisk = s.store.commits.at(-1)?.migration?.committed;
+      return finish(uid, id, resume);
+    };
+    await s.outgoing.start('vm', '127.0.0.1:7000', OPTIONS);
+    expect(await migrationEnded(s.registry, 'vm')).toBe('Succeeded');
+    expect(committedOnDisk).toBe(true);
+  });
+
+  it('a commit marker that cannot be written aborts the migration: the target never runs the guest, it goes on here', async () => {
+    const s = await sourceWithRunningVm();
+    s.store.failCommit = new Error('EIO: i/o error, fsync');
+    await s.outgoing.start('vm', '127.0.0.1:7000', OPTIONS);
+    expect(await migrationEnded(s.registry, 'vm')).toBe('Failed');
+    await phaseReached(s.manager, 'vm', 'Running');
+    const vm = s.manager.get('vm');
+    expect(vm.status.reason).toContain("migration failed: the migration's commit marker could not be written (EIO: i/o error, fsync)");
+    expect(vm.status.migration).toBeUndefined();
+    expect(s.peer.calls.some((c) => c.startsWith('finish'))).toBe(false);
+    expect(s.peer.calls[1]).toMatch(/^abort /);
+    expect(s.hypervisor.processes.size).toBe(1);
+  });
+
   it('after the commit point the source never resumes, even if the target cannot confirm', async () => {
     const s = await sourceWithRunningVm();
     s.peer.finishError = new VmletError('FAILED_PRECONDITION', 'target node: VM vm is not receiving migration');

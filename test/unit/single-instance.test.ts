@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir, readlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -23,31 +24,46 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A process whose command line looks like a vmlet's. */
-function fakeVmlet(): ChildProcess {
-  const c = spawn('/bin/sh', ['-c', 'sleep 30; true', 'vmlet']);
+/** A process that holds an flock on the file, as a vmlet does, until it is killed. */
+async function holder(file: string): Promise<ChildProcess> {
+  const c = spawn('/bin/sh', ['-c', `exec 9>>"$1"; flock -n 9 || exit 1; echo locked; exec sleep 300`, 'sh', file]);
   children.push(c);
+  const [line] = (await once(c.stdout!, 'data')) as [Buffer];
+  expect(line.toString()).toBe('locked\n');
   return c;
 }
 
 describe('one vmlet per state dir', () => {
-  it('refuses a state dir a live vmlet holds, takes over a dead one, and releases its own', async () => {
-    const other = fakeVmlet();
-    writeFileSync(join(dir, 'vmlet.lock'), `${other.pid}\n`);
-    await expect(lockDir(dir, 'state')).rejects.toThrow(`another vmlet (pid ${other.pid}) is using the state dir`);
+  it('refuses a dir another process holds the lock of, and takes it once that holder is killed', async () => {
+    const lock = join(dir, 'vmlet.lock');
+    writeFileSync(lock, '4242\n');
+    const other = await holder(lock);
+    await expect(lockDir(dir, 'state')).rejects.toThrow(`another vmlet (pid 4242) is using the state dir ${dir}`);
     other.kill('SIGKILL');
     await waitForExit(other.pid!, 5000);
+    // kill -9 leaves the file, not the lock.
     const release = await lockDir(dir, 'state');
-    expect(readFileSync(join(dir, 'vmlet.lock'), 'utf8').trim()).toBe(String(process.pid));
+    expect(readFileSync(lock, 'utf8')).toBe(`${process.pid}\n`);
     release();
-    expect(existsSync(join(dir, 'vmlet.lock'))).toBe(false);
   });
 
-  it('does not take a pid that now belongs to some other program for a vmlet', async () => {
-    const unrelated = spawn('/bin/sleep', ['30']);
-    children.push(unrelated);
-    writeFileSync(join(dir, 'vmlet.lock'), `${unrelated.pid}\n`);
-    (await lockDir(dir, 'state'))();
+  it('is exclusive within one process too, and released by its release function', async () => {
+    const release = await lockDir(dir, 'run');
+    await expect(lockDir(dir, 'run')).rejects.toThrow(`another vmlet (pid ${process.pid}) is using the run dir`);
+    release();
+    release();
+    (await lockDir(dir, 'run'))();
+  });
+
+  it('is not inherited by the commands vmlet runs (a QEMU must not keep the dir locked after vmlet dies)', async () => {
+    const release = await lockDir(dir, 'state');
+    const c = spawn('/bin/sleep', ['30']);
+    children.push(c);
+    await once(c, 'spawn');
+    const fds = await readdir(`/proc/${c.pid}/fd`);
+    const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${c.pid}/fd/${fd}`).catch(() => '')));
+    expect(targets).not.toContain(join(dir, 'vmlet.lock'));
+    release();
   });
 });
 

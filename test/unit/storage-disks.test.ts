@@ -81,6 +81,29 @@ describe('disks: formats and backing chains, at create and at every start', () =
     });
   });
 
+  describe('overlays reach the disk before the VM is recorded', () => {
+    it('each new overlay and the disks dir are fsynced before prepareDisks returns; base images are not', async () => {
+      const synced: string[] = [];
+      const spec = specOf(disk(join(images, 'base.raw'), { overlay: true }), disk(join(images, 'base.raw'), { name: 'data', readonly: true }));
+      const paths = vmPaths(join(dir, 'state'), join(dir, 'run'), spec.id);
+      const disks = await prepareDisks(spec, paths, { imageRoots: roots, qemuImgBinary: 'qemu-img', sync: async (p) => void synced.push(p) });
+      expect(synced).toEqual([join(paths.disksDir, 'root.qcow2'), paths.disksDir]);
+      expect(disks.map((d) => d.path)).toEqual([join(paths.disksDir, 'root.qcow2'), join(images, 'base.raw')]);
+      // The real fsync works on what was made.
+      await prepareDisks(specOf(disk(join(images, 'base.raw'), { overlay: true })), vmPaths(join(dir, 'state'), join(dir, 'run'), 'real'), { imageRoots: roots, qemuImgBinary: 'qemu-img' });
+    });
+
+    it('an overlay that cannot be synced fails the create', async () => {
+      const spec = specOf(disk(join(images, 'base.raw'), { overlay: true }));
+      const failing = prepareDisks(spec, vmPaths(join(dir, 'state'), join(dir, 'run'), spec.id), {
+        imageRoots: roots,
+        qemuImgBinary: 'qemu-img',
+        sync: () => Promise.reject(new Error('EIO: i/o error, fsync')),
+      });
+      await expect(failing).rejects.toThrow(`the overlays of VM ${spec.id} could not be synced to disk (EIO: i/o error, fsync)`);
+    });
+  });
+
   describe('qcow2 images QEMU would make open files no spec names', () => {
     it('an external data file is refused, even one inside the roots, overlay or not', async () => {
       const image = join(images, 'df.qcow2');
