@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../host/log.js';
 import { VmletError, errorMessage, notFound } from '../model/errors.js';
-import type { OperationDone, PhaseTransition, VmChange } from '../model/events.js';
+import type { GuestPanic, OperationDone, PhaseTransition, VmChange } from '../model/events.js';
 import { ACTIVE_PHASES, type Phase, type Vm, type VmSpec, type VmStatus } from '../model/vm.js';
 import { matchesSelector, parseLabelSelector } from './label-selector.js';
 import { OpQueue } from './op-queue.js';
@@ -30,6 +30,7 @@ export interface RegistryEvents {
   change: [VmChange];
   transition: [PhaseTransition];
   operation: [OperationDone];
+  panic: [GuestPanic];
 }
 
 /**
