@@ -125,7 +125,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     },
     logger,
   );
-  metrics.watchManager(manager, { node: config.nodeName, readLinks: () => ip.json<IpLinkStats[]>(['-s', 'link', 'show']) });
+  metrics.watchManager(manager, { node: config.nodeName, namespace: config.metricsNamespace, readLinks: () => ip.json<IpLinkStats[]>(['-s', 'link', 'show']) });
   const migration = setUpMigration(manager, config);
   metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
   await manager.init();

@@ -5,6 +5,15 @@ import type { VmManager } from '../vm/manager.js';
 import type { Logger } from '../host/log.js';
 import { VmiCollector, type MigrationFiguresSource, type VmiCollectorOptions } from './vmi-collector.js';
 import { scrapeTargets } from './vm-targets.js';
+import { KUBEVIRT_SERIES, PHASE_TRANSITION_BUCKETS, type SeriesKey } from './kubevirt-series.js';
+import { panicLabels } from './guest-panic.js';
+import type { PhaseTransition } from '../model/events.js';
+
+/** prom-client options of a series shared with KubeVirt: its name, help and label names. */
+const kubevirtOpts = (key: SeriesKey) => ({ name: KUBEVIRT_SERIES[key].name, help: KUBEVIRT_SERIES[key].help, labelNames: [...KUBEVIRT_SERIES[key].labels] });
+
+/** Phases after which a run is over: no VMI any more in KubeVirt's terms. */
+const RUN_ENDS = new Set(['Stopped', 'Failed', 'Pending', 'Deleting']);
 
 /**
  * prom-client's default gauges named `*_total`, which `promtool check metrics` rejects
@@ -16,7 +25,7 @@ const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_req
 /** A VM that keeps failing is logged once a minute, not on every scrape. */
 const SCRAPE_ERROR_LOG_INTERVAL_MS = 60_000;
 
-export type ScrapeOptions = Pick<VmiCollectorOptions, 'node' | 'readLinks'> & Partial<Pick<VmiCollectorOptions, 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs'>>;
+export type ScrapeOptions = Pick<VmiCollectorOptions, 'node' | 'readLinks'> & Partial<Pick<VmiCollectorOptions, 'namespace' | 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs'>>;
 
 /** vmlet's own series (gRPC calls, QMP commands, operations, VMs by phase, build info) and, once a manager is watched, the per-VM series. */
 export class AgentMetrics {
@@ -43,19 +52,27 @@ export class AgentMetrics {
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers: [this.registry],
   });
+  /** KubeVirt's semantics: `phase` is the phase entered, `last_phase` the one left, the value the time spent in it. */
   readonly phaseTransitions = new Histogram({
-    name: 'kubevirt_vmi_phase_transition_time_seconds',
-    help: 'Time a VM spent in a phase before moving to the next.',
-    labelNames: ['phase'],
-    buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600],
+    ...kubevirtOpts('phaseTransition'),
+    buckets: PHASE_TRANSITION_BUCKETS,
     registers: [this.registry],
   });
+  /** Time from the start of a run (the VM entering Starting, where KubeVirt creates a VMI) to each phase of that run. */
+  readonly phaseTransitionsFromCreation = new Histogram({
+    ...kubevirtOpts('phaseTransitionFromCreation'),
+    buckets: PHASE_TRANSITION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly guestPanics = new Counter({ ...kubevirtOpts('guestPanics'), registers: [this.registry] });
   readonly scrapeErrors = new Counter({ name: 'vmlet_scrape_errors_total', help: 'VMs (or the TAP listing) whose figures could not be read during a scrape.', registers: [this.registry] });
   readonly buildInfo = new Gauge({ name: 'vmlet_build_info', help: 'Always 1; labels say what runs.', labelNames: ['version', 'qemu_version', 'accelerator'], registers: [this.registry] });
   /** Per-VM series; set by watchManager. */
   vmi: VmiCollector | undefined;
   /** When a VM's (or, under '', the TAP listing's) failure was last logged. */
   private readonly scrapeErrorLogged = new Map<string, number>();
+  /** When each VM's current run began (performance.now()), for the from-creation histogram. */
+  private readonly runStarted = new Map<string, number>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -78,7 +95,7 @@ export class AgentMetrics {
         for (const phase of PHASES) this.set({ phase }, counts.get(phase) ?? 0);
       },
     });
-    manager.on('transition', (t) => this.phaseTransitions.observe({ phase: t.from }, t.seconds));
+    manager.on('transition', (t) => this.observeTransition(t));
     manager.on('operation', (op) => this.operationDuration.observe({ operation: op.operation, result: op.result }, op.seconds));
     this.collectVms(
       {
@@ -88,8 +105,22 @@ export class AgentMetrics {
       manager.log,
     );
     manager.on('change', (c) => {
-      if (c.type === 'DELETED') this.scrapeErrorLogged.delete(c.vm.spec.id);
+      if (c.type !== 'DELETED') return;
+      this.scrapeErrorLogged.delete(c.vm.spec.id);
+      this.runStarted.delete(c.vm.spec.id);
     });
+    manager.on('panic', (p) => {
+      const labels = manager.has(p.id) ? manager.record(p.id).spec.labels : {};
+      this.guestPanics.inc(panicLabels(p, this.vmi!.namespaceOf(labels)));
+    });
+  }
+
+  observeTransition(t: PhaseTransition, now = performance.now()): void {
+    this.phaseTransitions.observe({ phase: t.to, last_phase: t.from }, t.seconds);
+    if (t.to === 'Starting') this.runStarted.set(t.id, now);
+    const started = this.runStarted.get(t.id);
+    if (started !== undefined && t.to !== 'Starting') this.phaseTransitionsFromCreation.observe({ phase: t.to }, (now - started) / 1000);
+    if (RUN_ENDS.has(t.to)) this.runStarted.delete(t.id);
   }
 
   /**
