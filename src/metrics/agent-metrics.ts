@@ -97,7 +97,7 @@ export class AgentMetrics {
     });
     manager.on('transition', (t) => this.observeTransition(t));
     manager.on('operation', (op) => this.operationDuration.observe({ operation: op.operation, result: op.result }, op.seconds));
-    this.collectVms(
+    const collector = this.collectVms(
       {
         ...scrape,
         targets: () => scrapeTargets(manager),
@@ -111,10 +111,11 @@ export class AgentMetrics {
     });
     manager.on('panic', (p) => {
       const labels = manager.has(p.id) ? manager.record(p.id).spec.labels : {};
-      this.guestPanics.inc(panicLabels(p, this.vmi!.namespaceOf(labels)));
+      this.guestPanics.inc(panicLabels(p, collector.namespaceOf(labels)));
     });
   }
 
+  /** Both phase histograms, with KubeVirt's semantics; `now` (performance.now()) for tests. */
   observeTransition(t: PhaseTransition, now = performance.now()): void {
     this.phaseTransitions.observe({ phase: t.to, last_phase: t.from }, t.seconds);
     if (t.to === 'Starting') this.runStarted.set(t.id, now);

@@ -1,4 +1,5 @@
 /** The pure parts behind the series vmlet shares with KubeVirt: status mapping, guest memory, the VM family, disk sizes, panics. */
+import { EventEmitter } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { statusGroup, vmiPhase, vmStatus } from '../../src/metrics/kubevirt-stat
 import { parseSchedWaitSeconds } from '../../src/metrics/procfs.js';
 import { vmFamilySamples, type VmFacts } from '../../src/metrics/vm-family.js';
 import { PHASES, type Phase } from '../../src/model/vm.js';
+import type { VmManager } from '../../src/vm/manager.js';
 import { parseMetrics } from '../support/metrics-text.js';
 
 describe('vmlet phases in KubeVirt\'s words', () => {
@@ -186,6 +188,28 @@ describe('phase transition histograms with KubeVirt\'s semantics', () => {
     expect(sums('kubevirt_vmi_phase_transition_time_from_creation_seconds_sum')).toEqual([
       ['Running', undefined, 2.2],
       ['Stopped', undefined, 61.5],
+    ]);
+  });
+});
+
+describe('guest panics from the manager\'s panic events', () => {
+  it('count per VM with the VM\'s namespace', async () => {
+    const manager = Object.assign(new EventEmitter(), {
+      phaseCounts: () => new Map(),
+      list: () => [],
+      has: (id: string) => id === 'w',
+      record: () => ({ spec: { labels: { 'vmlet.io/namespace': 'team-a' } } }),
+      log: undefined,
+    });
+    const m = new AgentMetrics();
+    m.watchManager(manager as unknown as VmManager, { node: 'n', namespace: 'vms', readLinks: async () => [] });
+    manager.emit('panic', { id: 'w', detail: { action: 'pause' } });
+    manager.emit('panic', { id: 'w', detail: { action: 'pause' } });
+    manager.emit('panic', { id: 'gone', detail: { action: 'run', info: { type: 'hyper-v', arg1: 0x1e } } });
+    const lines = parseMetrics(await m.registry.metrics()).filter((l) => l.name === 'kubevirt_vmi_guest_os_panic_total');
+    expect(lines.map((l) => [l.labels.namespace, l.labels.name, l.labels.type, l.labels.bugcheck_code, l.value])).toEqual([
+      ['team-a', 'w', 'unknown', 'unknown', 2],
+      ['vms', 'gone', 'hyper-v', '0x1e', 1],
     ]);
   });
 });
