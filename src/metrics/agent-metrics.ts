@@ -25,7 +25,7 @@ const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_req
 /** A VM that keeps failing is logged once a minute, not on every scrape. */
 const SCRAPE_ERROR_LOG_INTERVAL_MS = 60_000;
 
-export type ScrapeOptions = Pick<VmiCollectorOptions, 'node' | 'readLinks'> & Partial<Pick<VmiCollectorOptions, 'namespace' | 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs'>>;
+export type ScrapeOptions = Pick<VmiCollectorOptions, 'node' | 'readLinks'> & Partial<Pick<VmiCollectorOptions, 'namespace' | 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs' | 'memoryOverheadBytes'>>;
 
 /** vmlet's own series (gRPC calls, QMP commands, operations, VMs by phase, build info) and, once a manager is watched, the per-VM series. */
 export class AgentMetrics {

@@ -118,6 +118,12 @@ export const KUBEVIRT_SERIES = series({
       'vmi_pod',
     ],
   },
+  launcherOverhead: {
+    name: 'kubevirt_vmi_launcher_memory_overhead_bytes',
+    type: 'gauge',
+    help: "Estimation of the memory amount required for virt-launcher's infrastructure components (e.g. libvirt, QEMU).",
+    labels: ['namespace', 'name'],
+  },
   nonEvictable: {
     name: 'kubevirt_vmi_non_evictable',
     type: 'gauge',

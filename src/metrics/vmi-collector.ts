@@ -111,10 +111,14 @@ export interface VmiCollectorOptions {
   vmDeadlineMs?: number;
   /** Each QMP query. Default 1000 ms. */
   qmpTimeoutMs?: number;
+  /** The memory a VM's cell allows beyond its guest's; absent without cells (no overhead series). */
+  memoryOverheadBytes?: (spec: { memoryMib: number; vcpus: number }) => number;
 }
 
 /** VMs a scrape reads at once: it then takes about as long as its slowest VM, not rounds of them. */
 export const DEFAULT_SCRAPE_CONCURRENCY = 64;
+
+const MIB = 1024 * 1024;
 
 /** QMP error class of `query-balloon` when the VM has no balloon device. */
 const NO_BALLOON = 'DeviceNotActive';
@@ -327,6 +331,8 @@ export class VmiCollector {
           1,
         );
         add('nonEvictable', base, 0);
+        const overhead = this.options.memoryOverheadBytes?.({ memoryMib: target.memoryBytes / MIB, vcpus: target.vcpus });
+        if (overhead !== undefined) add('launcherOverhead', { namespace, name: target.id }, overhead);
       }
       const migration = this.migrations?.migrationFigures(target.id);
       if (migration) this.addMigration(add, base, namespace, target.id, migration);

@@ -107,6 +107,7 @@ describe('what a scrape writes under KubeVirt\'s names', () => {
       node: 'node-a',
       targets: () => targets,
       readLinks: async () => [{ ifname: 'tap-on', stats64: { rx: { bytes: 1 }, tx: { bytes: 2 } } }],
+      memoryOverheadBytes: ({ vcpus }) => (200 + vcpus * 8) * 1024 * 1024,
       migrations: {
         migrationFigures: (id) =>
           id === 'on'
