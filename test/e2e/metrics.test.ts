@@ -94,7 +94,11 @@ describe('metrics with a real guest, promtool and a real Prometheus', () => {
     expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, problems: '' });
     const lines = parseMetrics(text);
     const vmLabels = { name: ID, namespace: 'default', node: 'node-m', kubernetes_vmi_label_app_kubernetes_io_name: 'metrics-e2e', kubernetes_vmi_label_tier: 'web' };
-    for (const l of lines.filter((x) => x.labels.name === ID && x.name.startsWith('kubevirt_vmi_'))) expect(l.labels).toMatchObject(vmLabels);
+    // virt-controller's overhead estimate has KubeVirt's two labels only; the rest are virt-handler's or the VMI's.
+    const overhead = 'kubevirt_vmi_launcher_memory_overhead_bytes';
+    for (const l of lines.filter((x) => x.labels.name === ID && x.name.startsWith('kubevirt_vmi_') && x.name !== overhead)) expect(l.labels).toMatchObject(vmLabels);
+    expect(lines.filter((l) => l.name === overhead).map((l) => l.labels)).toEqual([{ namespace: 'default', name: ID }]);
+    expect(value(lines, overhead, { name: ID })).toBeGreaterThan(64 * 1024 * 1024);
     expect(value(lines, 'kubevirt_vm_info', { name: ID, namespace: 'default', status: 'running', status_group: 'running' })).toBe(1);
     expect(value(lines, 'kubevirt_vm_disk_allocated_size_bytes', { name: ID, device: 'data', volume_mode: 'Filesystem' })).toBe(1024 * 1024);
 
