@@ -7,13 +7,11 @@ import { VmiCollector, type MigrationFiguresSource, type VmiCollectorOptions } f
 import { scrapeTargets } from './vm-targets.js';
 import { KUBEVIRT_SERIES, PHASE_TRANSITION_BUCKETS, type SeriesKey } from './kubevirt-series.js';
 import { panicLabels } from './guest-panic.js';
+import { runPhase } from './kubevirt-status.js';
 import type { PhaseTransition } from '../model/events.js';
 
 /** prom-client options of a series shared with KubeVirt: its name, help and label names. */
 const kubevirtOpts = (key: SeriesKey) => ({ name: KUBEVIRT_SERIES[key].name, help: KUBEVIRT_SERIES[key].help, labelNames: [...KUBEVIRT_SERIES[key].labels] });
-
-/** Phases after which a run is over: no VMI any more in KubeVirt's terms. */
-const RUN_ENDS = new Set(['Stopped', 'Failed', 'Pending', 'Deleting']);
 
 /**
  * prom-client's default gauges named `*_total`, which `promtool check metrics` rejects
@@ -52,13 +50,13 @@ export class AgentMetrics {
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers: [this.registry],
   });
-  /** KubeVirt's semantics: `phase` is the phase entered, `last_phase` the one left, the value the time spent in it. */
+  /** KubeVirt's semantics: `phase` is the VMI phase entered, `last_phase` the one left, the value the time spent in it. */
   readonly phaseTransitions = new Histogram({
     ...kubevirtOpts('phaseTransition'),
     buckets: PHASE_TRANSITION_BUCKETS,
     registers: [this.registry],
   });
-  /** Time from the start of a run (the VM entering Starting, where KubeVirt creates a VMI) to each phase of that run. */
+  /** Time from the start of a run (the VM entering Starting, where KubeVirt creates a VMI) to each VMI phase of that run. */
   readonly phaseTransitionsFromCreation = new Histogram({
     ...kubevirtOpts('phaseTransitionFromCreation'),
     buckets: PHASE_TRANSITION_BUCKETS,
@@ -71,8 +69,8 @@ export class AgentMetrics {
   vmi: VmiCollector | undefined;
   /** When a VM's (or, under '', the TAP listing's) failure was last logged. */
   private readonly scrapeErrorLogged = new Map<string, number>();
-  /** When each VM's current run began (performance.now()), for the from-creation histogram. */
-  private readonly runStarted = new Map<string, number>();
+  /** Each VM's current run (a VMI in KubeVirt's terms): when it began, its VMI phase and since when (performance.now()). */
+  private readonly runs = new Map<string, { started: number; phase: string; since: number }>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -107,7 +105,7 @@ export class AgentMetrics {
     manager.on('change', (c) => {
       if (c.type !== 'DELETED') return;
       this.scrapeErrorLogged.delete(c.vm.spec.id);
-      this.runStarted.delete(c.vm.spec.id);
+      this.runs.delete(c.vm.spec.id);
     });
     manager.on('panic', (p) => {
       const labels = manager.has(p.id) ? manager.record(p.id).spec.labels : {};
@@ -115,13 +113,28 @@ export class AgentMetrics {
     });
   }
 
-  /** Both phase histograms, with KubeVirt's semantics; `now` (performance.now()) for tests. */
+  /**
+   * Both phase histograms, with KubeVirt's semantics and phase names: a run of the VM is a VMI,
+   * observed when its VMI phase changes (`phase` entered, `last_phase` left, the time in it; and
+   * the time since the run began). `now` (performance.now()) for tests.
+   */
   observeTransition(t: PhaseTransition, now = performance.now()): void {
-    this.phaseTransitions.observe({ phase: t.to, last_phase: t.from }, t.seconds);
-    if (t.to === 'Starting') this.runStarted.set(t.id, now);
-    const started = this.runStarted.get(t.id);
-    if (started !== undefined && t.to !== 'Starting') this.phaseTransitionsFromCreation.observe({ phase: t.to }, (now - started) / 1000);
-    if (RUN_ENDS.has(t.to)) this.runStarted.delete(t.id);
+    const next = runPhase(t.to);
+    if (next === 'Scheduled') {
+      this.runs.set(t.id, { started: now, phase: next, since: now });
+      return;
+    }
+    const run = this.runs.get(t.id);
+    if (!run) return;
+    if (next === undefined) {
+      this.runs.delete(t.id);
+      return;
+    }
+    if (next === run.phase) return;
+    this.phaseTransitions.observe({ phase: next, last_phase: run.phase }, (now - run.since) / 1000);
+    this.phaseTransitionsFromCreation.observe({ phase: next }, (now - run.started) / 1000);
+    if (next === 'Succeeded' || next === 'Failed') this.runs.delete(t.id);
+    else Object.assign(run, { phase: next, since: now });
   }
 
   /**

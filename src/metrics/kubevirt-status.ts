@@ -68,3 +68,26 @@ const VMI_PHASE: Record<Phase, string | undefined> = {
 export function vmiPhase(phase: Phase): string | undefined {
   return VMI_PHASE[phase];
 }
+
+/**
+ * The VMI phase a run of the VM is in, as KubeVirt names it in its phase-transition histograms:
+ * a run begins when the VM enters Starting (KubeVirt's VMI is then Scheduled) and ends Succeeded
+ * (Stopped) or Failed. undefined: no run (Pending, Incoming, whose run goes on from the source's,
+ * and Deleting, which after a migration is the source handing over, not the guest ending).
+ */
+const RUN_PHASE: Record<Phase, 'Scheduled' | 'Running' | 'Succeeded' | 'Failed' | undefined> = {
+  Pending: undefined,
+  Starting: 'Scheduled',
+  Running: 'Running',
+  Paused: 'Running',
+  Stopping: 'Running',
+  Stopped: 'Succeeded',
+  Migrating: 'Running',
+  Incoming: undefined,
+  Failed: 'Failed',
+  Deleting: undefined,
+};
+
+export function runPhase(phase: Phase): 'Scheduled' | 'Running' | 'Succeeded' | 'Failed' | undefined {
+  return RUN_PHASE[phase];
+}

@@ -169,25 +169,35 @@ describe('guest panics and vCPU wait', () => {
 });
 
 describe('phase transition histograms with KubeVirt\'s semantics', () => {
-  it('phase is the phase entered, last_phase the one left; from creation counts from the start of the run', async () => {
+  it('a run is a VMI: phase is the VMI phase entered, last_phase the one left; from creation counts from the start of the run', async () => {
     const m = new AgentMetrics();
-    m.observeTransition({ id: 'a', from: 'Pending', to: 'Starting', reason: '', seconds: 40 }, 10_000);
-    m.observeTransition({ id: 'a', from: 'Starting', to: 'Running', reason: '', seconds: 1.5 }, 11_500);
-    m.observeTransition({ id: 'a', from: 'Running', to: 'Stopped', reason: '', seconds: 60 }, 71_500);
-    // A new run starts its own clock.
-    m.observeTransition({ id: 'a', from: 'Stopped', to: 'Starting', reason: '', seconds: 100 }, 171_500);
-    m.observeTransition({ id: 'a', from: 'Starting', to: 'Running', reason: '', seconds: 0.7 }, 172_200);
+    const t = (id: string, from: Phase, to: Phase, now: number) => m.observeTransition({ id, from, to, reason: '', seconds: 999 }, now);
+    t('a', 'Pending', 'Starting', 10_000);
+    t('a', 'Starting', 'Running', 11_500);
+    t('a', 'Running', 'Paused', 20_000); // still a Running VMI
+    t('a', 'Paused', 'Running', 30_000);
+    t('a', 'Running', 'Stopped', 71_500);
+    // A new run starts its own clock; its VMI leaves this node by migration: no end observed.
+    t('a', 'Stopped', 'Starting', 171_500);
+    t('a', 'Starting', 'Running', 172_200);
+    t('a', 'Running', 'Migrating', 180_000);
+    t('a', 'Migrating', 'Deleting', 190_000);
+    // The target side continues the source's run; a start that fails ends Failed.
+    t('b', 'Incoming', 'Running', 0);
+    t('c', 'Stopped', 'Starting', 0);
+    t('c', 'Starting', 'Failed', 2_000);
     const lines = parseMetrics(await m.registry.metrics());
     const sums = (name: string) => lines.filter((l) => l.name === name).map((l) => [l.labels.phase, l.labels.last_phase, l.value]);
     expect(sums('kubevirt_vmi_phase_transition_time_seconds_sum')).toEqual([
-      ['Starting', 'Pending', 40],
-      ['Running', 'Starting', 2.2],
-      ['Stopped', 'Running', 60],
-      ['Starting', 'Stopped', 100],
+      ['Running', 'Scheduled', 2.2],
+      ['Succeeded', 'Running', 60],
+      ['Failed', 'Scheduled', 2],
     ]);
+    expect(sums('kubevirt_vmi_phase_transition_time_seconds_count').map((x) => x[2])).toEqual([2, 1, 1]);
     expect(sums('kubevirt_vmi_phase_transition_time_from_creation_seconds_sum')).toEqual([
       ['Running', undefined, 2.2],
-      ['Stopped', undefined, 61.5],
+      ['Succeeded', undefined, 61.5],
+      ['Failed', undefined, 2],
     ]);
   });
 });
