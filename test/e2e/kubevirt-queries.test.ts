@@ -155,6 +155,16 @@ describe('KubeVirt\'s dashboards and alerts on vmlet\'s metrics, in a real Prome
     expect(Object.keys(byVm(top)).sort()).toEqual(RUNNING);
   });
 
+  it('VMI phase histograms in KubeVirt\'s phases, as the control-plane dashboard filters them', async () => {
+    const counts = await prom!.waitFor('sum by (phase, last_phase) (kubevirt_vmi_phase_transition_time_seconds_count)', (x) => x.length > 0, 30_000);
+    expect(counts.map((s) => [s.metric.phase, s.metric.last_phase, Number(s.value[1])])).toEqual([['Running', 'Scheduled', RUNNING.length]]);
+    const [p95] = await prom!.query('histogram_quantile(0.95, sum by (le, phase) (kubevirt_vmi_phase_transition_time_seconds_bucket{phase="Running", instance=~".*"}))');
+    expect(Number(p95!.value[1])).toBeGreaterThan(0);
+    expect(Number(p95!.value[1])).toBeLessThanOrEqual(60);
+    const fromCreation = await prom!.query('sum by (phase) (kubevirt_vmi_phase_transition_time_from_creation_seconds_count{phase="Running", instance=~".*"})');
+    expect(fromCreation.map((s) => Number(s.value[1]))).toEqual([RUNNING.length]);
+  });
+
   it('memory-pressure alert: evaluated cleanly, quiet for idle guests; without its thresholds, one series per VM', async () => {
     const unthresholded = MEMORY_PRESSURE.replace('< 0.05', '<= 1').replace('> 5 ', '>= 0 ').replace('> 1048576', '>= 0');
     expect(unthresholded).not.toBe(MEMORY_PRESSURE);
