@@ -56,6 +56,7 @@ const QMP_SERIES: Record<string, string> = {
   'query-cpus-fast': 'kubevirt_vmi_vcpu_seconds_total, kubevirt_vmi_vcpu_delay_seconds_total (vCPU thread ids)',
   'query-blockstats': 'kubevirt_vmi_storage_* (drives)',
   'query-balloon': 'kubevirt_vmi_memory_actual_balloon_bytes',
+  'qom-get': 'kubevirt_vmi_memory_{available,usable,unused,cached}_bytes, swap, page faults (balloon guest-stats)',
 };
 
 function vmCount(): number {

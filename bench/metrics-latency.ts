@@ -42,6 +42,8 @@ export interface MetricsLatencyOptions {
   /** How long the guests get to boot (VMLET-GUEST-READY on every console) before measuring. Default 600 s. */
   bootTimeoutMs?: number;
   qemuBinary?: string;
+  /** More daemon flags (`--cpu-overcommit 20` lets 40 one-vCPU VMs onto a 2-core host). */
+  daemonArgs?: string[];
 }
 
 interface Scrapes {
@@ -139,7 +141,7 @@ export async function metricsLatencyBench(options: MetricsLatencyOptions): Promi
     qemuBinary,
     http: true,
     // 20 demo guests use far less than their 128 MiB each; do not let a small host refuse them.
-    extraArgs: ['--memory-overcommit', '4', ...(netns ? ['--netns', netns] : [])],
+    extraArgs: ['--memory-overcommit', '4', ...(netns ? ['--netns', netns] : []), ...(options.daemonArgs ?? [])],
   });
   if (options.resultsDir) {
     const copy = join(options.resultsDir, 'metrics-latency-daemon.log');

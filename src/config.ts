@@ -45,6 +45,8 @@ export interface DaemonConfig {
   qemuBinary: string;
   qemuImgBinary: string;
   nodeName: string;
+  /** `namespace` label of the metrics of VMs without a `vmlet.io/namespace` label. */
+  metricsNamespace: string;
   reservedCpus: number;
   reservedMemoryMib: number;
   cpuOvercommit: number;
@@ -109,6 +111,7 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and co
   --qemu PATH                QEMU binary (default qemu-system-x86_64)
   --qemu-img PATH            qemu-img binary (default qemu-img)
   --node-name NAME           node name in status and metrics (default: hostname)
+  --metrics-namespace NS     namespace label of VMs without a vmlet.io/namespace label (default default)
   --reserved-cpus N          CPUs kept for the host (default ${DEFAULTS.reservedCpus})
   --reserved-memory-mib N    memory kept for the host (default ${DEFAULTS.reservedMemoryMib})
   --cpu-overcommit R         vCPUs per allocatable CPU (default ${DEFAULTS.cpuOvercommit})
@@ -184,6 +187,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       qemu: { type: 'string' },
       'qemu-img': { type: 'string' },
       'node-name': { type: 'string' },
+      'metrics-namespace': { type: 'string' },
       'reserved-cpus': { type: 'string' },
       'reserved-memory-mib': { type: 'string' },
       'cpu-overcommit': { type: 'string' },
@@ -259,6 +263,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     qemuBinary: values.qemu ?? 'qemu-system-x86_64',
     qemuImgBinary: values['qemu-img'] ?? 'qemu-img',
     nodeName: values['node-name'] ?? hostname(),
+    metricsNamespace: kubernetesName('metrics-namespace', values['metrics-namespace'] ?? 'default'),
     reservedCpus: number('reserved-cpus', values['reserved-cpus'], DEFAULTS.reservedCpus, 0),
     reservedMemoryMib: number('reserved-memory-mib', values['reserved-memory-mib'], DEFAULTS.reservedMemoryMib, 0),
     cpuOvercommit: number('cpu-overcommit', values['cpu-overcommit'], DEFAULTS.cpuOvercommit, 0.1),
@@ -270,6 +275,14 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     cgroupParent: values['cgroup-parent'] ?? DEFAULTS.cgroupParent,
     ...(values['memory-overhead-mib'] === undefined ? {} : { memoryOverheadMib: number('memory-overhead-mib', values['memory-overhead-mib'], 0, 0) }),
   };
+}
+
+/** A Kubernetes namespace name (an RFC 1123 label), as KubeVirt's queries expect. */
+function kubernetesName(name: string, raw: string): string {
+  if (raw.length > 63 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(raw)) {
+    throw new ConfigError(`--${name}: a Kubernetes namespace name (lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit), got "${raw}"`);
+  }
+  return raw;
 }
 
 /** --qemu-user root opts out of unprivileged QEMU; otherwise --qemu-uid-range START:COUNT. */

@@ -130,7 +130,12 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     },
     logger,
   );
-  metrics.watchManager(manager, { node: config.nodeName, readLinks: () => ip.json<IpLinkStats[]>(['-s', 'link', 'show']) });
+  metrics.watchManager(manager, {
+    node: config.nodeName,
+    namespace: config.metricsNamespace,
+    readLinks: () => ip.json<IpLinkStats[]>(['-s', 'link', 'show']),
+    ...(cells ? { memoryOverheadBytes: (spec) => cells.overheadBytes(spec) } : {}),
+  });
   const migration = setUpMigration(manager, config);
   metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
   await manager.init();

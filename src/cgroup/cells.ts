@@ -3,7 +3,7 @@ import type { VmSpec } from '../model/vm.js';
 import { isAlive } from '../host/process.js';
 import type { CgroupDriver } from './driver.js';
 import { cpuQuotaFromMillicores, cpuWeightForVcpus, DEFAULT_PIDS_MAX, type CgroupLimits } from './limits.js';
-import { memoryLimitBytes, type OverheadOptions } from './overhead.js';
+import { memoryLimitBytes, memoryOverhead, type OverheadOptions } from './overhead.js';
 
 const MIB = 1024 * 1024;
 /** How long a cell may still list exited processes that are not reaped yet. */
@@ -34,6 +34,12 @@ export class CgroupCells {
 
   async create(spec: VmSpec): Promise<string> {
     return (await this.driver.create(spec.id, limitsOf(spec, this.overhead))).path;
+  }
+
+  /** The memory a VM's cell allows beyond its guest's (kubevirt_vmi_launcher_memory_overhead_bytes). */
+  overheadBytes(spec: Pick<VmSpec, 'memoryMib' | 'vcpus'>): number {
+    const fixed = this.overhead.fixedMib;
+    return fixed === undefined ? memoryOverhead(spec.memoryMib * MIB, spec.vcpus, this.overhead) : fixed * MIB;
   }
 
   enter(path: string, pid: number): Promise<void> {

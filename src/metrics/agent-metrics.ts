@@ -5,6 +5,13 @@ import type { VmManager } from '../vm/manager.js';
 import type { Logger } from '../host/log.js';
 import { VmiCollector, type MigrationFiguresSource, type VmiCollectorOptions } from './vmi-collector.js';
 import { scrapeTargets } from './vm-targets.js';
+import { KUBEVIRT_SERIES, PHASE_TRANSITION_BUCKETS, type SeriesKey } from './kubevirt-series.js';
+import { panicLabels } from './guest-panic.js';
+import { runPhase } from './kubevirt-status.js';
+import type { PhaseTransition } from '../model/events.js';
+
+/** prom-client options of a series shared with KubeVirt: its name, help and label names. */
+const kubevirtOpts = (key: SeriesKey) => ({ name: KUBEVIRT_SERIES[key].name, help: KUBEVIRT_SERIES[key].help, labelNames: [...KUBEVIRT_SERIES[key].labels] });
 
 /**
  * prom-client's default gauges named `*_total`, which `promtool check metrics` rejects
@@ -16,7 +23,7 @@ const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_req
 /** A VM that keeps failing is logged once a minute, not on every scrape. */
 const SCRAPE_ERROR_LOG_INTERVAL_MS = 60_000;
 
-export type ScrapeOptions = Pick<VmiCollectorOptions, 'node' | 'readLinks'> & Partial<Pick<VmiCollectorOptions, 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs'>>;
+export type ScrapeOptions = Pick<VmiCollectorOptions, 'node' | 'readLinks'> & Partial<Pick<VmiCollectorOptions, 'namespace' | 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs' | 'memoryOverheadBytes'>>;
 
 /** vmlet's own series (gRPC calls, QMP commands, operations, VMs by phase, build info) and, once a manager is watched, the per-VM series. */
 export class AgentMetrics {
@@ -44,14 +51,20 @@ export class AgentMetrics {
     buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers: [this.registry],
   });
+  /** KubeVirt's semantics: `phase` is the VMI phase entered, `last_phase` the one left, the value the time spent in it. */
   readonly phaseTransitions = new Histogram({
-    name: 'kubevirt_vmi_phase_transition_time_seconds',
-    help: 'Time a VM spent in a phase before moving to the next.',
-    labelNames: ['phase'],
-    buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600],
+    ...kubevirtOpts('phaseTransition'),
+    buckets: PHASE_TRANSITION_BUCKETS,
     registers: [this.registry],
   });
   readonly restarts = new Counter({ name: 'vmlet_vm_restarts_total', help: 'VMs restarted by their run strategy, by what ended the previous run (poweroff or failure).', labelNames: ['kind'], registers: [this.registry] });
+  /** Time from the start of a run (the VM entering Starting, where KubeVirt creates a VMI) to each VMI phase of that run. */
+  readonly phaseTransitionsFromCreation = new Histogram({
+    ...kubevirtOpts('phaseTransitionFromCreation'),
+    buckets: PHASE_TRANSITION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly guestPanics = new Counter({ ...kubevirtOpts('guestPanics'), registers: [this.registry] });
   readonly scrapeErrors = new Counter({ name: 'vmlet_scrape_errors_total', help: 'VMs (or the TAP listing) whose figures could not be read during a scrape.', registers: [this.registry] });
   readonly quarantined = new Counter({
     name: 'vmlet_vm_quarantined_total',
@@ -63,6 +76,8 @@ export class AgentMetrics {
   vmi: VmiCollector | undefined;
   /** When a VM's (or, under '', the TAP listing's) failure was last logged. */
   private readonly scrapeErrorLogged = new Map<string, number>();
+  /** Each VM's current run (a VMI in KubeVirt's terms): when it began, its VMI phase and since when (performance.now()). */
+  private readonly runs = new Map<string, { started: number; phase: string; since: number }>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -85,11 +100,11 @@ export class AgentMetrics {
         for (const phase of PHASES) this.set({ phase }, counts.get(phase) ?? 0);
       },
     });
-    manager.on('transition', (t) => this.phaseTransitions.observe({ phase: t.from }, t.seconds));
+    manager.on('transition', (t) => this.observeTransition(t));
     manager.on('restart', (r) => this.restarts.inc({ kind: r.kind }));
     manager.on('quarantine', () => this.quarantined.inc());
     manager.on('operation', (op) => this.operationDuration.observe({ operation: op.operation, result: op.result }, op.seconds));
-    this.collectVms(
+    const collector = this.collectVms(
       {
         ...scrape,
         targets: () => scrapeTargets(manager),
@@ -97,8 +112,38 @@ export class AgentMetrics {
       manager.log,
     );
     manager.on('change', (c) => {
-      if (c.type === 'DELETED') this.scrapeErrorLogged.delete(c.vm.spec.id);
+      if (c.type !== 'DELETED') return;
+      this.scrapeErrorLogged.delete(c.vm.spec.id);
+      this.runs.delete(c.vm.spec.id);
     });
+    manager.on('panic', (p) => {
+      const labels = manager.has(p.id) ? manager.record(p.id).spec.labels : {};
+      this.guestPanics.inc(panicLabels(p, collector.namespaceOf(labels)));
+    });
+  }
+
+  /**
+   * Both phase histograms, with KubeVirt's semantics and phase names: a run of the VM is a VMI,
+   * observed when its VMI phase changes (`phase` entered, `last_phase` left, the time in it; and
+   * the time since the run began). `now` (performance.now()) for tests.
+   */
+  observeTransition(t: PhaseTransition, now = performance.now()): void {
+    const next = runPhase(t.to);
+    if (next === 'Scheduled') {
+      this.runs.set(t.id, { started: now, phase: next, since: now });
+      return;
+    }
+    const run = this.runs.get(t.id);
+    if (!run) return;
+    if (next === undefined) {
+      this.runs.delete(t.id);
+      return;
+    }
+    if (next === run.phase) return;
+    this.phaseTransitions.observe({ phase: next, last_phase: run.phase }, (now - run.since) / 1000);
+    this.phaseTransitionsFromCreation.observe({ phase: next }, (now - run.started) / 1000);
+    if (next === 'Succeeded' || next === 'Failed') this.runs.delete(t.id);
+    else Object.assign(run, { phase: next, since: now });
   }
 
   /**

@@ -25,7 +25,20 @@ export function vmiLabels(labels: Readonly<Record<string, string>>): Record<stri
   return out;
 }
 
-/** The labels every per-VM series carries: `name` (VM id), `node`, then the VM's labels. */
-export function vmLabelSet(id: string, node: string, labels: Readonly<Record<string, string>>): Labels {
-  return { name: id, node, ...vmiLabels(labels) };
+/** The VM label that says which Kubernetes namespace a VM's series belong to. */
+export const NAMESPACE_LABEL = 'vmlet.io/namespace';
+/** The namespace of VMs without that label when the daemon is not told otherwise (`--metrics-namespace`). */
+export const DEFAULT_METRICS_NAMESPACE = 'default';
+
+/** A VM's `namespace` label: its `vmlet.io/namespace` label, else the daemon's default. */
+export function vmNamespace(labels: Readonly<Record<string, string>>, fallback: string): string {
+  return labels[NAMESPACE_LABEL] || fallback;
+}
+
+/**
+ * The labels every per-VM series carries: `name` (VM id), `namespace`, `node`, then the VM's
+ * labels (after them, so that a VM label cannot stand in for one of these).
+ */
+export function vmLabelSet(id: string, node: string, labels: Readonly<Record<string, string>>, namespace = vmNamespace(labels, DEFAULT_METRICS_NAMESPACE)): Labels {
+  return { name: id, namespace, node, ...vmiLabels(labels) };
 }

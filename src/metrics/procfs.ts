@@ -76,3 +76,17 @@ export async function readResidentBytes(pid: number): Promise<number> {
   if (rss === undefined) throw new Error(`/proc/${pid}/status has no VmRSS (process exiting?)`);
   return rss;
 }
+
+/**
+ * `wait_sum` of /proc/<pid>/task/<tid>/sched in seconds: time the thread was runnable but not
+ * running, what libvirt reports as `vcpu.N.wait`. The kernel keeps it only with schedstats on
+ * (`kernel.sched_schedstats`); without, the line is missing and this gives 0, as libvirt does.
+ */
+export function parseSchedWaitSeconds(text: string): number {
+  const m = /^(?:se\.statistics\.|se\.)?wait_sum\s*:\s*([\d.]+)$/m.exec(text);
+  return m ? Number(m[1]) / 1000 : 0;
+}
+
+export async function readThreadWaitSeconds(pid: number, tid: number): Promise<number> {
+  return parseSchedWaitSeconds(await readFile(`/proc/${pid}/task/${tid}/sched`, 'utf8'));
+}

@@ -2,6 +2,7 @@
 import type { VmManager } from '../vm/manager.js';
 import type { QmpQuerier, ScrapeTarget } from './vmi-collector.js';
 import type { Machine } from '../vm/ports.js';
+import type { MetricsQuery } from '../model/machine.js';
 
 export function scrapeTargets(manager: VmManager): ScrapeTarget[] {
   const targets: ScrapeTarget[] = [];
@@ -12,11 +13,16 @@ export function scrapeTargets(manager: VmManager): ScrapeTarget[] {
       id: spec.id,
       labels: spec.labels,
       phase: status.phase,
+      vcpus: spec.vcpus,
       memoryBytes: spec.memoryMib * 1024 * 1024,
+      ...(spec.cpuLimitMillicores ? { cpuLimitCores: spec.cpuLimitMillicores / 1000 } : {}),
+      createdAt: status.createdAt,
+      lastTransitionAt: status.lastTransitionAt,
       // A closed QMP connection is a QEMU that exited; the manager has not processed it yet.
       ...(machine && !machine.closed ? { qemu: { pid: machine.pid, qmp: querier(machine) } } : {}),
       nics: status.nics.map((n) => ({ name: n.name, tap: n.tap })),
       disks: spec.disks.map((d) => d.name),
+      diskFiles: status.disks.map((d) => ({ name: d.name, path: d.path, format: d.format })),
     });
   }
   return targets;
@@ -25,7 +31,9 @@ export function scrapeTargets(manager: VmManager): ScrapeTarget[] {
 /** The machine's read-only queries in the shape the collector asks them. */
 function querier(machine: Machine): QmpQuerier {
   return {
-    execute: <T>(command: string, _args?: Record<string, unknown>, options?: { timeoutMs?: number }) =>
-      machine.query<T>(command as Parameters<Machine['query']>[0], options?.timeoutMs ?? 1000),
+    execute: <T>(command: string, args?: Record<string, unknown>, options?: { timeoutMs?: number }) => {
+      const what: MetricsQuery = command === 'qom-get' && args?.property === 'guest-stats' ? 'balloon-guest-stats' : (command as MetricsQuery);
+      return machine.query<T>(what, options?.timeoutMs ?? 1000);
+    },
   };
 }

@@ -1,20 +1,30 @@
 /**
- * Per-VM series with KubeVirt's names (virt-handler's domainstats), read on demand at scrape time.
+ * Per-VM series with KubeVirt's names: virt-handler's domainstats for VMs with a QEMU, and what
+ * virt-controller says of VMs and VMIs (`kubevirt_vm_*`, `kubevirt_vmi_info`) for every VM.
  *
  * One scrape: a list of targets (what the VM manager knows, no I/O), one `ip -json -s link show`
- * for every TAP, then each VM with a QEMU read with bounded concurrency and a per-VM deadline:
- * three QMP queries (`query-cpus-fast`, `query-blockstats`, `query-balloon`, each with a short
- * timeout) and /proc (stat, status, the vCPU threads' schedstat). A VM whose figures cannot be
- * read in time loses its QEMU and /proc series for this scrape and counts one scrape error; the
- * scrape itself goes on. Only query commands are sent: a scrape never changes a VM.
+ * for every TAP, then each VM read with bounded concurrency and a per-VM deadline: its disks'
+ * sizes (cached while the files do not change) and, with a QEMU, three QMP queries
+ * (`query-cpus-fast`, `query-blockstats`, `query-balloon`) and one `qom-get` of the balloon's
+ * `guest-stats`, each with a short timeout, and /proc (stat, status, the vCPU threads' schedstat
+ * and sched). A VM whose figures cannot be read in time loses its QEMU and /proc series for this
+ * scrape and counts one scrape error; the scrape itself goes on. Only queries are sent: a scrape
+ * never changes a VM.
  */
 import type { Family, Labels, Sample } from './exposition.js';
 import { renderFamilies } from './exposition.js';
-import { vmLabelSet } from './labels.js';
-import { CLOCK_TICKS_PER_SECOND, readProcStat, readResidentBytes, readThreadCpu } from './procfs.js';
+import { DEFAULT_METRICS_NAMESPACE, vmLabelSet, vmNamespace } from './labels.js';
+import { CLOCK_TICKS_PER_SECOND, readProcStat, readResidentBytes, readThreadCpu, readThreadWaitSeconds } from './procfs.js';
 import { guestCountersByTap, type GuestNicCounters, type IpLinkStats, type Traffic } from './netdev.js';
 import { driveCounters, type DriveCounters } from './blockstats.js';
 import { mapBounded, withDeadline } from './bounded.js';
+import { guestMemory, type GuestMemory } from './guest-memory.js';
+import { DiskSizes, type DiskSize } from './disk-size.js';
+import { KUBEVIRT_SERIES, type SeriesKey } from './kubevirt-series.js';
+import { vmiPhase } from './kubevirt-status.js';
+import { NONE, systemInfo, vmFamilySamples } from './vm-family.js';
+import type { Phase } from '../model/vm.js';
+import { BALLOON_QOM_PATH } from '../model/qemu-ids.js';
 
 /** The part of a QMP client a scrape uses (QmpClient satisfies it). */
 export interface QmpQuerier {
@@ -25,13 +35,21 @@ export interface QmpQuerier {
 export interface ScrapeTarget {
   id: string;
   labels: Readonly<Record<string, string>>;
-  /** vmlet's phase (`Running`); lower-cased in `kubevirt_vmi_info`. */
-  phase: string;
+  phase: Phase;
+  vcpus: number;
   memoryBytes: number;
+  /** The VM's hard CPU cap in cores, when it has one. */
+  cpuLimitCores?: number;
+  /** ISO times from the status. */
+  createdAt: string;
+  lastTransitionAt: string;
   /** Present while the VM has a QEMU process with a QMP connection. */
   qemu?: { pid: number; qmp: QmpQuerier };
   nics: readonly { name: string; tap: string }[];
+  /** Disk names of the spec. */
   disks: readonly string[];
+  /** The files QEMU opens for them (the status's disks). */
+  diskFiles: readonly { name: string; path: string; format: 'raw' | 'qcow2' }[];
 }
 
 /**
@@ -41,11 +59,17 @@ export interface ScrapeTarget {
  * for a VM it knows nothing about, these series are not emitted.
  */
 export interface MigrationFigures {
+  /** The migration's uid: KubeVirt's `vmim` and `migration_name`. */
+  uid: string;
+  dataTotalBytes: number;
   dataProcessedBytes: number;
   dataRemainingBytes: number;
   /** Outcome of the VM's last finished migration; both false while one runs. */
   succeeded: boolean;
   failed: boolean;
+  startedAtSeconds: number;
+  /** Set once it ended (succeeded, failed or cancelled). */
+  endedAtSeconds?: number;
 }
 
 export interface MigrationFiguresSource {
@@ -57,6 +81,7 @@ export interface VcpuFigures {
   id: number;
   runSeconds: number;
   delaySeconds?: number;
+  waitSeconds?: number;
 }
 
 /** What one VM's read gives. */
@@ -66,11 +91,14 @@ export interface VmFigures {
   vcpus: VcpuFigures[];
   residentBytes: number;
   balloonActualBytes?: number;
+  guestMemory?: GuestMemory;
   drives: Map<string, DriveCounters>;
 }
 
 export interface VmiCollectorOptions {
   node: string;
+  /** `namespace` of VMs without a `vmlet.io/namespace` label; default DEFAULT_METRICS_NAMESPACE. */
+  namespace?: string;
   targets: () => ScrapeTarget[];
   /** `ip -json -s link show` (IpTool.json, so it runs in the daemon's --netns). */
   readLinks: () => Promise<IpLinkStats[]>;
@@ -83,16 +111,23 @@ export interface VmiCollectorOptions {
   vmDeadlineMs?: number;
   /** Each QMP query. Default 1000 ms. */
   qmpTimeoutMs?: number;
+  /** The memory a VM's cell allows beyond its guest's; absent without cells (no overhead series). */
+  memoryOverheadBytes?: (spec: { memoryMib: number; vcpus: number }) => number;
 }
 
 /** VMs a scrape reads at once: it then takes about as long as its slowest VM, not rounds of them. */
 export const DEFAULT_SCRAPE_CONCURRENCY = 64;
+
+const MIB = 1024 * 1024;
 
 /** QMP error class of `query-balloon` when the VM has no balloon device. */
 const NO_BALLOON = 'DeviceNotActive';
 
 /** A vCPU and the host thread that runs it. */
 type VcpuThread = { 'cpu-index': number; 'thread-id': number };
+
+/** A QMP error answer (as opposed to a timeout or a closed connection): the VM simply lacks the thing. */
+const isQmpAnswer = (err: unknown): boolean => typeof (err as { qmpClass?: unknown }).qmpClass === 'string';
 
 /**
  * Reads one VM's QEMU and /proc figures. Throws on anything missing. A QEMU answers its monitor
@@ -104,11 +139,16 @@ async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number, knownVc
   if (!qemu) throw new Error(`VM ${target.id} has no QEMU`);
   const { pid, qmp } = qemu;
   const opts = { timeoutMs: qmpTimeoutMs };
-  const [cpus, blockstats, balloon, stat, residentBytes] = await Promise.all([
+  const [cpus, blockstats, balloon, guestStats, stat, residentBytes] = await Promise.all([
     knownVcpus ?? qmp.execute<VcpuThread[]>('query-cpus-fast', undefined, opts),
     qmp.execute<unknown>('query-blockstats', undefined, opts),
     qmp.execute<{ actual: number }>('query-balloon', undefined, opts).catch((err: unknown) => {
       if ((err as { qmpClass?: string }).qmpClass === NO_BALLOON) return undefined;
+      throw err;
+    }),
+    // A VM without the balloon device (started by an older vmlet) has no guest-stats: no memory series.
+    qmp.execute<unknown>('qom-get', { path: BALLOON_QOM_PATH, property: 'guest-stats' }, opts).catch((err: unknown) => {
+      if (isQmpAnswer(err)) return undefined;
       throw err;
     }),
     readProcStat(pid),
@@ -116,16 +156,23 @@ async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number, knownVc
   ]);
   const vcpus = await Promise.all(
     cpus.map(async (c): Promise<VcpuFigures> => {
-      const t = await readThreadCpu(pid, c['thread-id']);
-      return { id: c['cpu-index'], runSeconds: t.runNs / 1e9, ...(t.waitNs === undefined ? {} : { delaySeconds: t.waitNs / 1e9 }) };
+      const [t, waitSeconds] = await Promise.all([readThreadCpu(pid, c['thread-id']), readThreadWaitSeconds(pid, c['thread-id']).catch(() => undefined)]);
+      return {
+        id: c['cpu-index'],
+        runSeconds: t.runNs / 1e9,
+        ...(t.waitNs === undefined ? {} : { delaySeconds: t.waitNs / 1e9 }),
+        ...(waitSeconds === undefined ? {} : { waitSeconds }),
+      };
     }),
   );
+  const memory = guestMemory(guestStats);
   return {
     cpuUserSeconds: stat.utimeTicks / CLOCK_TICKS_PER_SECOND,
     cpuSystemSeconds: stat.stimeTicks / CLOCK_TICKS_PER_SECOND,
     vcpus: vcpus.sort((a, b) => a.id - b.id),
     residentBytes,
     ...(balloon === undefined ? {} : { balloonActualBytes: balloon.actual }),
+    ...(memory === undefined ? {} : { guestMemory: memory }),
     drives: driveCounters(blockstats, target.disks),
     vcpuThreads: cpus,
   };
@@ -133,54 +180,24 @@ async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number, knownVc
 
 interface VmResult {
   target: ScrapeTarget;
+  namespace: string;
   base: Labels;
   figures?: VmFigures;
   nics: { name: string; counters: GuestNicCounters }[];
+  diskSizes: Map<string, DiskSize>;
 }
 
-type FamilyKey = keyof typeof FAMILIES;
+/** Output order: KubeVirt's table, minus what prom-client renders (the histograms, the panic counter). */
+const FAMILY_KEYS = (Object.keys(KUBEVIRT_SERIES) as SeriesKey[]).filter((k) => KUBEVIRT_SERIES[k].type !== 'histogram' && k !== 'guestPanics');
 
-/** Every per-VM family with KubeVirt's name and help, in output order. */
-const FAMILIES = {
-  info: { name: 'kubevirt_vmi_info', type: 'gauge', help: 'Information about the VM; always 1. `phase` is the vmlet phase, lower-cased.' },
-  cpuUsage: { name: 'kubevirt_vmi_cpu_usage_seconds_total', type: 'counter', help: 'CPU time of the VM\'s QEMU process (vCPUs and emulator threads), user plus system.' },
-  cpuUser: { name: 'kubevirt_vmi_cpu_user_usage_seconds_total', type: 'counter', help: 'User CPU time of the VM\'s QEMU process.' },
-  cpuSystem: { name: 'kubevirt_vmi_cpu_system_usage_seconds_total', type: 'counter', help: 'System CPU time of the VM\'s QEMU process.' },
-  vcpuSeconds: { name: 'kubevirt_vmi_vcpu_seconds_total', type: 'counter', help: 'CPU time of each vCPU thread (from schedstat), by vCPU `id` and `state`.' },
-  vcpuDelay: { name: 'kubevirt_vmi_vcpu_delay_seconds_total', type: 'counter', help: 'Time each vCPU thread was runnable but waiting for a host CPU.' },
-  memResident: { name: 'kubevirt_vmi_memory_resident_bytes', type: 'gauge', help: 'Resident set size of the VM\'s QEMU process (VmRSS).' },
-  memDomain: { name: 'kubevirt_vmi_memory_domain_bytes', type: 'gauge', help: 'Memory the VM was given (spec.memory_mib).' },
-  memBalloon: { name: 'kubevirt_vmi_memory_actual_balloon_bytes', type: 'gauge', help: 'Memory the guest has according to its virtio balloon (query-balloon actual).' },
-  rxBytes: { name: 'kubevirt_vmi_network_receive_bytes_total', type: 'counter', help: 'Bytes the guest NIC received (its TAP transmitted).' },
-  rxPackets: { name: 'kubevirt_vmi_network_receive_packets_total', type: 'counter', help: 'Packets the guest NIC received (its TAP transmitted).' },
-  rxErrors: { name: 'kubevirt_vmi_network_receive_errors_total', type: 'counter', help: 'Receive errors of the guest NIC (transmit errors of its TAP).' },
-  rxDropped: { name: 'kubevirt_vmi_network_receive_packets_dropped_total', type: 'counter', help: 'Packets for the guest NIC dropped (transmit drops of its TAP).' },
-  txBytes: { name: 'kubevirt_vmi_network_transmit_bytes_total', type: 'counter', help: 'Bytes the guest NIC transmitted (its TAP received).' },
-  txPackets: { name: 'kubevirt_vmi_network_transmit_packets_total', type: 'counter', help: 'Packets the guest NIC transmitted (its TAP received).' },
-  txErrors: { name: 'kubevirt_vmi_network_transmit_errors_total', type: 'counter', help: 'Transmit errors of the guest NIC (receive errors of its TAP).' },
-  txDropped: { name: 'kubevirt_vmi_network_transmit_packets_dropped_total', type: 'counter', help: 'Packets from the guest NIC dropped (receive drops of its TAP).' },
-  iopsRead: { name: 'kubevirt_vmi_storage_iops_read_total', type: 'counter', help: 'Read requests of a drive.' },
-  iopsWrite: { name: 'kubevirt_vmi_storage_iops_write_total', type: 'counter', help: 'Write requests of a drive.' },
-  readBytes: { name: 'kubevirt_vmi_storage_read_traffic_bytes_total', type: 'counter', help: 'Bytes read from a drive.' },
-  writeBytes: { name: 'kubevirt_vmi_storage_write_traffic_bytes_total', type: 'counter', help: 'Bytes written to a drive.' },
-  readTimes: { name: 'kubevirt_vmi_storage_read_times_seconds_total', type: 'counter', help: 'Time spent on reads of a drive.' },
-  writeTimes: { name: 'kubevirt_vmi_storage_write_times_seconds_total', type: 'counter', help: 'Time spent on writes of a drive.' },
-  flushRequests: { name: 'kubevirt_vmi_storage_flush_requests_total', type: 'counter', help: 'Flush requests of a drive.' },
-  flushTimes: { name: 'kubevirt_vmi_storage_flush_times_seconds_total', type: 'counter', help: 'Time spent on flushes of a drive.' },
-  migProcessed: { name: 'kubevirt_vmi_migration_data_processed_bytes', type: 'gauge', help: 'Bytes of guest memory and state sent by the current or last migration.' },
-  migRemaining: { name: 'kubevirt_vmi_migration_data_remaining_bytes', type: 'gauge', help: 'Bytes the current or last migration still had to send.' },
-  migSucceeded: { name: 'kubevirt_vmi_migration_succeeded', type: 'gauge', help: '1 if the VM\'s last migration succeeded.' },
-  migFailed: { name: 'kubevirt_vmi_migration_failed', type: 'gauge', help: '1 if the VM\'s last migration failed.' },
-} as const satisfies Record<string, Omit<Family, 'samples'>>;
-
-const TRAFFIC: [keyof Traffic, FamilyKey, FamilyKey][] = [
+const TRAFFIC: [keyof Traffic, SeriesKey, SeriesKey][] = [
   ['bytes', 'rxBytes', 'txBytes'],
   ['packets', 'rxPackets', 'txPackets'],
   ['errors', 'rxErrors', 'txErrors'],
   ['dropped', 'rxDropped', 'txDropped'],
 ];
 
-const DRIVE: [keyof DriveCounters, FamilyKey][] = [
+const DRIVE: [keyof DriveCounters, SeriesKey][] = [
   ['readOps', 'iopsRead'],
   ['writeOps', 'iopsWrite'],
   ['readBytes', 'readBytes'],
@@ -191,20 +208,39 @@ const DRIVE: [keyof DriveCounters, FamilyKey][] = [
   ['flushSeconds', 'flushTimes'],
 ];
 
+const GUEST_MEMORY: [keyof GuestMemory, SeriesKey][] = [
+  ['availableBytes', 'memAvailable'],
+  ['usableBytes', 'memUsable'],
+  ['unusedBytes', 'memUnused'],
+  ['cachedBytes', 'memCached'],
+  ['swapInBytes', 'memSwapIn'],
+  ['swapOutBytes', 'memSwapOut'],
+  ['majorFaults', 'memMajorFaults'],
+  ['minorFaults', 'memMinorFaults'],
+];
+
 export class VmiCollector {
   private readonly concurrency: number;
   private readonly vmDeadlineMs: number;
   private readonly qmpTimeoutMs: number;
+  private readonly namespace: string;
   private inFlight: Promise<Family[]> | undefined;
   /** vCPU threads by VM and QEMU pid, from the first scrape of that QEMU. */
   private readonly vcpuThreads = new Map<string, VcpuThread[]>();
+  private readonly diskSizes = new DiskSizes();
   migrations: MigrationFiguresSource | undefined;
 
   constructor(private readonly options: VmiCollectorOptions) {
     this.concurrency = options.concurrency ?? DEFAULT_SCRAPE_CONCURRENCY;
     this.vmDeadlineMs = options.vmDeadlineMs ?? 2000;
     this.qmpTimeoutMs = options.qmpTimeoutMs ?? 1000;
+    this.namespace = options.namespace ?? DEFAULT_METRICS_NAMESPACE;
     this.migrations = options.migrations;
+  }
+
+  /** The `namespace` label of a VM with these labels. */
+  namespaceOf(labels: Readonly<Record<string, string>>): string {
+    return vmNamespace(labels, this.namespace);
   }
 
   /** Reads every VM; scrapes that arrive while one runs share its result. */
@@ -230,8 +266,15 @@ export class VmiCollector {
     }
     const running = new Set(targets.flatMap((t) => (t.qemu ? [`${t.id}/${t.qemu.pid}`] : [])));
     for (const key of this.vcpuThreads.keys()) if (!running.has(key)) this.vcpuThreads.delete(key);
+    this.diskSizes.keepOnly(new Set(targets.flatMap((t) => t.diskFiles.map((d) => d.path))));
     const results = await mapBounded(targets, this.concurrency, async (target): Promise<VmResult> => {
-      const result: VmResult = { target, base: vmLabelSet(target.id, this.options.node, target.labels), nics: [] };
+      const namespace = this.namespaceOf(target.labels);
+      const result: VmResult = { target, namespace, base: vmLabelSet(target.id, this.options.node, target.labels, namespace), nics: [], diskSizes: new Map() };
+      try {
+        await withDeadline(this.readDiskSizes(target, result.diskSizes), this.vmDeadlineMs, `reading the disk sizes of VM ${target.id}`);
+      } catch (err) {
+        this.options.onError(err, target.id);
+      }
       if (!target.qemu) return result;
       for (const nic of target.nics) {
         const counters = byTap.get(nic.tap);
@@ -250,20 +293,49 @@ export class VmiCollector {
     return this.families(results);
   }
 
+  private async readDiskSizes(target: ScrapeTarget, into: Map<string, DiskSize>): Promise<void> {
+    await Promise.all(
+      target.diskFiles.map(async (d) => {
+        into.set(d.name, await this.diskSizes.read(d.path, d.format));
+      }),
+    );
+  }
+
   private families(results: VmResult[]): Family[] {
-    const samples = Object.fromEntries(Object.keys(FAMILIES).map((k) => [k, [] as Sample[]])) as Record<FamilyKey, Sample[]>;
-    const add = (key: FamilyKey, labels: Labels, value: number): void => {
+    const samples = Object.fromEntries(FAMILY_KEYS.map((k) => [k, [] as Sample[]])) as Record<SeriesKey, Sample[]>;
+    const add = (key: SeriesKey, labels: Labels, value: number): void => {
       samples[key].push({ labels, value });
     };
-    for (const { target, base, figures, nics } of results) {
-      add('info', { ...base, phase: target.phase.toLowerCase() }, 1);
-      const migration = this.migrations?.migrationFigures(target.id);
-      if (migration) {
-        add('migProcessed', base, migration.dataProcessedBytes);
-        add('migRemaining', base, migration.dataRemainingBytes);
-        add('migSucceeded', base, migration.succeeded ? 1 : 0);
-        add('migFailed', base, migration.failed ? 1 : 0);
+    for (const { target, namespace, base, figures, nics, diskSizes } of results) {
+      for (const s of vmFamilySamples({ ...target, namespace, diskSizes })) add(s.key, s.labels, s.value);
+      const phase = vmiPhase(target.phase);
+      if (phase !== undefined) {
+        add(
+          'vmiInfo',
+          {
+            ...base,
+            phase,
+            ...systemInfo(target.labels),
+            instance_type: NONE,
+            preference: NONE,
+            guest_os_kernel_release: NONE,
+            guest_os_machine: NONE,
+            guest_os_arch: NONE,
+            guest_os_name: NONE,
+            guest_os_version_id: NONE,
+            // No eviction strategy: KubeVirt calls such a VMI evictable.
+            evictable: 'true',
+            outdated: 'false',
+            vmi_pod: NONE,
+          },
+          1,
+        );
+        add('nonEvictable', base, 0);
+        const overhead = this.options.memoryOverheadBytes?.({ memoryMib: target.memoryBytes / MIB, vcpus: target.vcpus });
+        if (overhead !== undefined) add('launcherOverhead', { namespace, name: target.id }, overhead);
       }
+      const migration = this.migrations?.migrationFigures(target.id);
+      if (migration) this.addMigration(add, base, namespace, target.id, migration);
       if (!target.qemu) continue;
       add('memDomain', base, target.memoryBytes);
       for (const { name, counters } of nics) {
@@ -279,14 +351,31 @@ export class VmiCollector {
       add('cpuSystem', base, figures.cpuSystemSeconds);
       for (const v of figures.vcpus) {
         add('vcpuSeconds', { ...base, id: String(v.id), state: 'running' }, v.runSeconds);
+        if (v.waitSeconds !== undefined) add('vcpuWait', { ...base, id: String(v.id) }, v.waitSeconds);
         if (v.delaySeconds !== undefined) add('vcpuDelay', { ...base, id: String(v.id) }, v.delaySeconds);
       }
       add('memResident', base, figures.residentBytes);
       if (figures.balloonActualBytes !== undefined) add('memBalloon', base, figures.balloonActualBytes);
+      for (const [field, key] of GUEST_MEMORY) {
+        const v = figures.guestMemory?.[field];
+        if (v !== undefined) add(key, base, v);
+      }
       for (const [drive, counters] of figures.drives) {
         for (const [field, key] of DRIVE) add(key, { ...base, drive }, counters[field]);
       }
     }
-    return (Object.keys(FAMILIES) as FamilyKey[]).map((k) => ({ ...FAMILIES[k], samples: samples[k] }));
+    return FAMILY_KEYS.map((k) => ({ name: KUBEVIRT_SERIES[k].name, help: KUBEVIRT_SERIES[k].help, type: (KUBEVIRT_SERIES[k].exposedType ?? KUBEVIRT_SERIES[k].type) as Family['type'], samples: samples[k] }));
+  }
+
+  /** virt-handler's figures of the stream, and virt-controller's outcome and times with its labels. */
+  private addMigration(add: (key: SeriesKey, labels: Labels, value: number) => void, base: Labels, namespace: string, id: string, m: MigrationFigures): void {
+    add('migDataTotal', base, m.dataTotalBytes);
+    add('migProcessed', base, m.dataProcessedBytes);
+    add('migRemaining', base, m.dataRemainingBytes);
+    // KubeVirt has these for a finished migration only, always 1.
+    if (m.succeeded) add('migrationSucceeded', { vmi: id, vmim: m.uid, namespace }, 1);
+    if (m.failed) add('migrationFailed', { vmi: id, vmim: m.uid, namespace }, 1);
+    add('migrationStart', { ...base, migration_name: m.uid }, m.startedAtSeconds);
+    if (m.endedAtSeconds !== undefined) add('migrationEnd', { ...base, migration_name: m.uid, status: m.succeeded ? 'succeeded' : 'failed' }, m.endedAtSeconds);
   }
 }

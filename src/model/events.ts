@@ -35,3 +35,10 @@ export interface Quarantined {
   path: string;
   reason: string;
 }
+
+/** QEMU said the guest panicked (GUEST_PANICKED): metrics count it (kubevirt_vmi_guest_os_panic_total). */
+export interface GuestPanic {
+  id: string;
+  /** The event's `data` as QEMU sent it (`action`, and `info` for Hyper-V/s390/TDX guests). */
+  detail: Record<string, unknown>;
+}

@@ -60,3 +60,6 @@ export interface MigrationCapabilities {
   autoConverge?: boolean;
   postcopyRam: boolean;
 }
+
+/** What a scrape asks a QEMU: three QMP queries and the balloon's `guest-stats` (a qom-get). */
+export type MetricsQuery = 'query-cpus-fast' | 'query-blockstats' | 'query-balloon' | 'balloon-guest-stats';

@@ -14,6 +14,13 @@ export const QMP_CHARDEV_ID = 'qmp';
 export const SERIAL_CHARDEV_ID = 'serial0';
 /** The virtio balloon: `query-balloon` reports the guest's memory (kubevirt_vmi_memory_actual_balloon_bytes). */
 export const BALLOON_DEVICE_ID = 'balloon0';
+/** Its QOM path, where `guest-stats` holds what the guest last reported about its memory. */
+export const BALLOON_QOM_PATH = `/machine/peripheral/${BALLOON_DEVICE_ID}`;
+/**
+ * How often the guest's balloon driver reports its memory statistics (seconds); libvirt's
+ * memballoon `stats period` as KubeVirt sets it.
+ */
+export const BALLOON_STATS_INTERVAL_SECONDS = 10;
 
 /** The `file` protocol node of a disk. */
 export const diskFileNodeName = (disk: string): string => `file-${disk}`;

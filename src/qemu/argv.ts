@@ -7,11 +7,13 @@
  * pcie-root-ports `hotplug-<i>` for NIC hotplug (devices on pcie.0 cannot be hot-plugged or
  * hot-unplugged on q35). A NIC listed in `nicPorts` sits on its root port instead: that is how a
  * migration target recreates the layout of a source whose NICs were hot-plugged. Last on pcie.0,
- * the virtio balloon `balloon0` (vmlet never inflates it; `query-balloon` feeds the metrics).
+ * the virtio balloon `balloon0` (vmlet never inflates it; `query-balloon` and the guest's memory
+ * statistics, reported every BALLOON_STATS_INTERVAL_SECONDS, feed the metrics).
  */
 import type { DiskStatus, NicStatus, VmPaths, VmSpec } from '../model/vm.js';
 import {
   BALLOON_DEVICE_ID,
+  BALLOON_STATS_INTERVAL_SECONDS,
   diskDeviceId,
   diskFileNodeName,
   diskNodeName,
@@ -198,7 +200,7 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     if (port !== undefined) argv.push(...netdev(nic), ...device(nic, hotplugPortId(port)));
   }
   // Last on pcie.0, so that adding it left the slots of disks, NICs and ports unchanged.
-  argv.push('-device', jsonDevice('virtio-balloon-pci', { id: BALLOON_DEVICE_ID }));
+  argv.push('-device', jsonDevice('virtio-balloon-pci', { id: BALLOON_DEVICE_ID, 'guest-stats-polling-interval': BALLOON_STATS_INTERVAL_SECONDS }));
   // A guest kernel panic reaches vmlet as GUEST_PANICKED, then QEMU shuts down (the run strategy decides what next).
   argv.push('-device', 'pvpanic', '-action', 'panic=shutdown');
   if (spec.watchdog) argv.push('-device', jsonDevice('i6300esb', { id: 'watchdog0' }), '-action', `watchdog=${spec.watchdog.action}`);

@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { VmletError } from '../model/errors.js';
-import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
+import type { DiskExport, MachineEvent, MetricsQuery, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
 import { MIGRATION_AUTHZ_ID, MIGRATION_TLS_ID } from '../model/qemu-ids.js';
 import type { NicStatus, VmPaths } from '../model/vm.js';
 import { waitForExit } from '../host/process.js';
@@ -89,9 +89,15 @@ export class QemuMachine {
     return this.monitor.unplugNic(name, timeoutMs);
   }
 
-  query<T>(what: 'query-cpus-fast' | 'query-blockstats' | 'query-balloon', timeoutMs: number): Promise<T> {
-    const answer = what === 'query-cpus-fast' ? this.monitor.queryCpusFast(timeoutMs) : what === 'query-blockstats' ? this.monitor.queryBlockstats(timeoutMs) : this.monitor.queryBalloon(timeoutMs);
-    return answer as Promise<T>;
+  query<T>(what: MetricsQuery, timeoutMs: number): Promise<T> {
+    const m = this.monitor;
+    const answers: Record<MetricsQuery, () => Promise<unknown>> = {
+      'query-cpus-fast': () => m.queryCpusFast(timeoutMs),
+      'query-blockstats': () => m.queryBlockstats(timeoutMs),
+      'query-balloon': () => m.queryBalloon(timeoutMs),
+      'balloon-guest-stats': () => m.balloonGuestStats(timeoutMs),
+    };
+    return answers[what]() as Promise<T>;
   }
 
   // ---- migration, both sides ----

@@ -9,7 +9,7 @@ import type { EventEmitter } from 'node:events';
 import { VmletError } from '../model/errors.js';
 import type { NicStatus } from '../model/vm.js';
 import { nicDeviceProps, tapNetdevProps, type TapNetdevProps } from './argv.js';
-import { diskNodeName, hotplugPortId, mirrorJobId, mirrorTargetNode, nbdExportId, nbdExportName, netdevId, nicDeviceId } from '../model/qemu-ids.js';
+import { BALLOON_QOM_PATH, diskNodeName, hotplugPortId, mirrorJobId, mirrorTargetNode, nbdExportId, nbdExportName, netdevId, nicDeviceId } from '../model/qemu-ids.js';
 import type { MigrationCapability, MigrationParameters, MigrationStatus, QueryMigrate } from './migration-info.js';
 import { classifyQmpError, QmpError, type QmpClient, type QmpClientEvents, type QmpEvent, type WaitForEventOptions } from './qmp.js';
 
@@ -145,6 +145,13 @@ export interface BlockStats {
 export interface BalloonInfo {
   /** Bytes of memory the guest has. */
   actual: number;
+}
+
+/** The balloon's `guest-stats` QOM property: what the guest last reported (unset figures are 2^64-1). */
+export interface BalloonGuestStats {
+  stats: Record<string, number>;
+  /** Seconds since the epoch of the guest's last report; 0 before the first. */
+  'last-update': number;
 }
 
 /** Where a migration target's NBD server exports a disk. */
@@ -370,6 +377,11 @@ export class QemuMonitor {
   /** `query-balloon`. FAILED_PRECONDITION with qmpClass DeviceNotActive when the VM has no balloon. */
   queryBalloon(timeoutMs?: number): Promise<BalloonInfo> {
     return this.execute<BalloonInfo>('query-balloon', undefined, timeoutMs);
+  }
+
+  /** The balloon's `guest-stats` (qom-get): the guest's memory statistics, as often as it reports them. */
+  balloonGuestStats(timeoutMs?: number): Promise<BalloonGuestStats> {
+    return this.execute<BalloonGuestStats>('qom-get', { path: BALLOON_QOM_PATH, property: 'guest-stats' }, timeoutMs);
   }
 
   /** Plugs a NIC into hotplug port `port`: its tap netdev, then its device; no netdev is left behind if the device fails. */

@@ -4,7 +4,7 @@
  * qemu/). daemon.ts hands the implementations in; tests hand in fakes.
  */
 import type { DiskStatus, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../model/vm.js';
-import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
+import type { DiskExport, MachineEvent, MetricsQuery, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
 
 /** The uid and gid a VM's QEMU runs as, and that own its files and TAPs. */
 export interface Owner {
@@ -139,7 +139,7 @@ export interface Machine {
   /** Asks the guest to release the NIC and waits for it (DEADLINE_EXCEEDED), then drops its netdev. */
   unplugNic(name: string, timeoutMs: number): Promise<void>;
   /** Read-only queries for metrics, bounded by timeoutMs. */
-  query<T>(what: 'query-cpus-fast' | 'query-blockstats' | 'query-balloon', timeoutMs: number): Promise<T>;
+  query<T>(what: MetricsQuery, timeoutMs: number): Promise<T>;
 
   // Live migration, both sides.
   /**

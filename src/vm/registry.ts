@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../host/log.js';
 import { VmletError, errorMessage, notFound } from '../model/errors.js';
-import type { OperationDone, PhaseTransition, Quarantined, VmChange } from '../model/events.js';
+import type { GuestPanic, OperationDone, PhaseTransition, Quarantined, VmChange } from '../model/events.js';
 import { ACTIVE_PHASES, type Phase, type Vm, type VmSpec, type VmStatus } from '../model/vm.js';
 import { matchesSelector, parseLabelSelector } from './label-selector.js';
 import { OpQueue } from './op-queue.js';
@@ -33,6 +33,7 @@ export interface RegistryEvents {
   /** The run strategy restarts a VM now (after a clean power-off or a failure). */
   restart: [{ id: string; kind: 'poweroff' | 'failure' }];
   quarantine: [Quarantined];
+  panic: [GuestPanic];
 }
 
 /**

@@ -93,8 +93,14 @@ describe('metrics with a real guest, promtool and a real Prometheus', () => {
     const text = await scrape();
     expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, problems: '' });
     const lines = parseMetrics(text);
-    const vmLabels = { name: ID, node: 'node-m', kubernetes_vmi_label_app_kubernetes_io_name: 'metrics-e2e', kubernetes_vmi_label_tier: 'web' };
-    for (const l of lines.filter((x) => x.labels.name === ID)) expect(l.labels).toMatchObject(vmLabels);
+    const vmLabels = { name: ID, namespace: 'default', node: 'node-m', kubernetes_vmi_label_app_kubernetes_io_name: 'metrics-e2e', kubernetes_vmi_label_tier: 'web' };
+    // virt-controller's overhead estimate has KubeVirt's two labels only; the rest are virt-handler's or the VMI's.
+    const overhead = 'kubevirt_vmi_launcher_memory_overhead_bytes';
+    for (const l of lines.filter((x) => x.labels.name === ID && x.name.startsWith('kubevirt_vmi_') && x.name !== overhead)) expect(l.labels).toMatchObject(vmLabels);
+    expect(lines.filter((l) => l.name === overhead).map((l) => l.labels)).toEqual([{ namespace: 'default', name: ID }]);
+    expect(value(lines, overhead, { name: ID })).toBeGreaterThan(64 * 1024 * 1024);
+    expect(value(lines, 'kubevirt_vm_info', { name: ID, namespace: 'default', status: 'running', status_group: 'running' })).toBe(1);
+    expect(value(lines, 'kubevirt_vm_disk_allocated_size_bytes', { name: ID, device: 'data', volume_mode: 'Filesystem' })).toBe(1024 * 1024);
 
     expect(value(lines, 'kubevirt_vmi_info', { name: ID, phase: 'running' })).toBe(1);
     const cpu = value(lines, 'kubevirt_vmi_cpu_usage_seconds_total', { name: ID })!;
@@ -154,14 +160,16 @@ describe('metrics with a real guest, promtool and a real Prometheus', () => {
     expect(tx2).toBeLessThanOrEqual(tap3.rx.bytes);
   });
 
-  it('operations are timed with their result; VMs without QEMU have only kubevirt_vmi_info', async () => {
+  it('operations are timed with their result; VMs without QEMU have only the kubevirt_vm_* family', async () => {
     await api.create(guestSpec('met-off'));
     await expectCode(() => api.pause('met-off'), status.FAILED_PRECONDITION);
     const lines = parseMetrics(await scrape());
     expect(value(lines, 'vmlet_operation_duration_seconds_count', { operation: 'create', result: 'ok' })).toBe(2);
     expect(value(lines, 'vmlet_operation_duration_seconds_count', { operation: 'start', result: 'ok' })).toBe(1);
     expect(value(lines, 'vmlet_operation_duration_seconds_count', { operation: 'pause', result: 'FAILED_PRECONDITION' })).toBe(1);
-    expect(lines.filter((l) => l.labels.name === 'met-off').map((l) => [l.name, l.labels.phase])).toEqual([['kubevirt_vmi_info', 'pending']]);
+    const off = lines.filter((l) => l.labels.name === 'met-off');
+    expect(off.filter((l) => !l.name.startsWith('kubevirt_vm_'))).toEqual([]);
+    expect(value(off, 'kubevirt_vm_info', { status: 'stopped', status_group: 'non_running' })).toBe(1);
     expect(value(lines, 'vmlet_grpc_requests_total', { method: 'PauseVm', code: 'FAILED_PRECONDITION' })).toBe(1);
     await api.delete('met-off');
   });

@@ -46,14 +46,19 @@ export class TestPrometheus {
     private readonly exited: Promise<number | null>,
   ) {}
 
-  /** targets: `host:port` of HTTP servers with /metrics; scraped every second. */
-  static async start(targets: string[], options: { job?: string } = {}): Promise<TestPrometheus> {
+  /**
+   * targets: `host:port` of HTTP servers with /metrics; scraped every second. rules: the YAML of a
+   * rule file (recording and alerting rules), evaluated every second.
+   */
+  static async start(targets: string[], options: { job?: string; rules?: string } = {}): Promise<TestPrometheus> {
     const dir = await mkdtemp(join(tmpdir(), 'vmlet-prom-'));
+    if (options.rules !== undefined) await writeFile(join(dir, 'rules.yml'), options.rules);
     const config = [
       'global:',
       '  scrape_interval: 1s',
       '  scrape_timeout: 1s',
       '  evaluation_interval: 1s',
+      ...(options.rules === undefined ? [] : ['rule_files:', `  - ${join(dir, 'rules.yml')}`]),
       'scrape_configs:',
       `  - job_name: ${options.job ?? 'vmlet'}`,
       '    static_configs:',
@@ -118,6 +123,13 @@ export class TestPrometheus {
     const res = await fetch(`${this.url}/api/v1/targets`);
     const body = (await res.json()) as { data: { activeTargets: { health: string; lastError: string; scrapeUrl: string }[] } };
     return body.data.activeTargets;
+  }
+
+  /** Every rule loaded from the rule file, with its health and, for an alert, its state. */
+  async rules(): Promise<{ name: string; type: string; health: string; lastError?: string; state?: string }[]> {
+    const res = await fetch(`${this.url}/api/v1/rules`);
+    const body = (await res.json()) as { data: { groups: { rules: { name: string; type: string; health: string; lastError?: string; state?: string }[] }[] } };
+    return body.data.groups.flatMap((g) => g.rules);
   }
 
   async stop(): Promise<void> {

@@ -259,7 +259,7 @@ describe('buildQemuArgv: hotplug ports', () => {
 
 describe('buildQemuArgv: balloon', () => {
   it('has exactly one virtio balloon, balloon0, on pcie.0', () => {
-    expect(jsonValues(buildQemuArgv(plan()), '-device').filter((d) => d['driver'] === 'virtio-balloon-pci')).toEqual([{ driver: 'virtio-balloon-pci', id: 'balloon0' }]);
+    expect(jsonValues(buildQemuArgv(plan()), '-device').filter((d) => d['driver'] === 'virtio-balloon-pci')).toEqual([{ driver: 'virtio-balloon-pci', id: 'balloon0', 'guest-stats-polling-interval': 10 }]);
   });
 
   it('counts the balloon in the pcie.0 slots', () => {

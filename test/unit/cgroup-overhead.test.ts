@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_TCG_TB_SIZE_MIB, memoryLimitBytes, memoryOverhead, type OverheadOptions } from '../../src/cgroup/overhead.js';
+import { CgroupCells, limitsOf } from '../../src/cgroup/cells.js';
 
 const MIB = 1 << 20;
 const GIB = 1 << 30;
@@ -31,5 +32,15 @@ describe('memoryOverhead', () => {
     [MIB, 1, { baseMib: Number.NaN }],
   ])('rejects guest %d, vcpus %d, %j', (guest, vcpus, options) => {
     expect(() => memoryOverhead(guest, vcpus, options)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
+describe('CgroupCells.overheadBytes (kubevirt_vmi_launcher_memory_overhead_bytes)', () => {
+  const driver = {} as ConstructorParameters<typeof CgroupCells>[0];
+  it('what the cell allows beyond the guest: the formula, or the fixed overhead', () => {
+    expect(new CgroupCells(driver, { tcg: true }).overheadBytes({ memoryMib: 128, vcpus: 1 })).toBe((89 + DEFAULT_TCG_TB_SIZE_MIB) * MIB);
+    expect(new CgroupCells(driver, { fixedMib: 300 }).overheadBytes({ memoryMib: 1024, vcpus: 4 })).toBe(300 * MIB);
+    const spec = { memoryMib: 1024, vcpus: 2 };
+    expect(new CgroupCells(driver, {}).overheadBytes(spec)).toBe(limitsOf({ ...spec, id: 'x', labels: {}, disks: [], nics: [] }, {}).memoryBytes - GIB);
   });
 });

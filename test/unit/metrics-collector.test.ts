@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QmpClient } from '../../src/qemu/qmp.js';
 import { AgentMetrics } from '../../src/metrics/agent-metrics.js';
 import { mapBounded, withDeadline } from '../../src/metrics/bounded.js';
-import { migrationFiguresFrom } from '../../src/metrics/migration-figures.js';
+import { migrationFiguresFrom, type MigrationRecordLike } from '../../src/metrics/migration-figures.js';
 import type { IpLinkStats } from '../../src/metrics/netdev.js';
 import type { MigrationFiguresSource, ScrapeTarget } from '../../src/metrics/vmi-collector.js';
 import { FakeQmpServer, type FakeQmpHandler } from '../support/fake-qmp-server.js';
@@ -13,6 +13,25 @@ import { promtoolCheckMetrics } from '../support/prometheus.js';
 
 const series = (lines: MetricLine[], name: string, vm?: string) => lines.filter((l) => l.name === name && (vm === undefined || l.labels.name === vm));
 const scrapeErrors = (lines: MetricLine[]) => series(lines, 'vmlet_scrape_errors_total')[0]!.value;
+
+/** 2^64-1 as JSON.parse reads QEMU's 18446744073709551615. */
+const UNSET = 2 ** 64;
+/** What QEMU 7.2 answers once a Linux guest reported (the figures it never sends are 2^64-1). */
+const GUEST_STATS = {
+  stats: {
+    'stat-htlb-pgalloc': 0,
+    'stat-swap-out': 4096,
+    'stat-available-memory': 80 * 1024 * 1024,
+    'stat-htlb-pgfail': 0,
+    'stat-free-memory': 60 * 1024 * 1024,
+    'stat-minor-faults': 12345,
+    'stat-major-faults': 67,
+    'stat-total-memory': 120 * 1024 * 1024,
+    'stat-swap-in': 0,
+    'stat-disk-caches': UNSET,
+  },
+  'last-update': 1796447889,
+};
 
 /** A QEMU that answers like 7.2 does; the vCPU thread is this test's main thread, so /proc reads work. */
 const answering =
@@ -36,6 +55,8 @@ const answering =
         };
       case 'query-balloon':
         return balloon ? { return: { actual: 100 * 1024 * 1024 } } : { error: { class: 'DeviceNotActive', desc: 'No balloon device has been activated' } };
+      case 'qom-get':
+        return balloon ? { return: GUEST_STATS } : { error: { class: 'DeviceNotFound', desc: "Device '/machine/peripheral/balloon0' not found" } };
       default:
         return { error: { class: 'CommandNotFound', desc: `The command ${cmd.execute} has not been found` } };
     }
@@ -68,10 +89,14 @@ describe('per-VM collector against fake QMP servers', () => {
     id,
     labels: { 'app.kubernetes.io/name': 'web' },
     phase: 'Running',
+    vcpus: 1,
     memoryBytes: 128 * 1024 * 1024,
+    createdAt: '2026-01-02T03:04:05.678Z',
+    lastTransitionAt: '2026-01-02T03:05:00.000Z',
     qemu: { pid: process.pid, qmp: clients[id]! },
     nics: [{ name: 'eth0', tap: `tap-${id}` }],
     disks: ['root'],
+    diskFiles: [],
     ...over,
   });
   const targets = (): ScrapeTarget[] => [target('good'), target('noballoon'), target('hung'), target('off', { phase: 'Stopped', qemu: undefined, nics: [] })];
@@ -98,11 +123,17 @@ describe('per-VM collector against fake QMP servers', () => {
     expect(Date.now() - started).toBeLessThan(5000);
     const lines = parseMetrics(text);
 
+    // A stopped VM has no VMI in KubeVirt's terms: kubevirt_vm_info only.
     expect(series(lines, 'kubevirt_vmi_info').map((l) => [l.labels.name, l.labels.phase])).toEqual([
       ['good', 'running'],
       ['hung', 'running'],
       ['noballoon', 'running'],
-      ['off', 'stopped'],
+    ]);
+    expect(series(lines, 'kubevirt_vm_info').map((l) => [l.labels.name, l.labels.status, l.labels.status_group])).toEqual([
+      ['good', 'running', 'running'],
+      ['hung', 'running', 'running'],
+      ['noballoon', 'running', 'running'],
+      ['off', 'stopped', 'non_running'],
     ]);
     for (const vm of ['good', 'noballoon']) {
       expect(series(lines, 'kubevirt_vmi_cpu_usage_seconds_total', vm)).toHaveLength(1);
@@ -110,27 +141,33 @@ describe('per-VM collector against fake QMP servers', () => {
       expect(series(lines, 'kubevirt_vmi_vcpu_seconds_total', vm).map((l) => [l.labels.id, l.labels.state])).toEqual([['0', 'running']]);
       expect(series(lines, 'kubevirt_vmi_storage_iops_read_total', vm).map((l) => [l.labels.drive, l.value])).toEqual([['root', 7]]);
     }
-    expect(lines.filter((l) => l.labels.name === 'hung').map((l) => l.name).sort()).toEqual(
+    expect(lines.filter((l) => l.labels.name === 'hung' && l.name.startsWith('kubevirt_vmi_')).map((l) => l.name).sort()).toEqual(
       [
         'kubevirt_vmi_info',
+        'kubevirt_vmi_non_evictable',
         'kubevirt_vmi_memory_domain_bytes',
         // TAP counters come from the kernel, not from QEMU: they stay.
         ...['receive', 'transmit'].flatMap((d) => ['bytes', 'packets', 'errors', 'packets_dropped'].map((k) => `kubevirt_vmi_network_${d}_${k}_total`)),
       ].sort(),
     );
-    expect(lines.filter((l) => l.labels.name === 'off').map((l) => l.name)).toEqual(['kubevirt_vmi_info']);
+    expect(lines.filter((l) => l.labels.name === 'off' && !l.name.startsWith('kubevirt_vm_'))).toEqual([]);
     expect(scrapeErrors(lines)).toBe(1);
 
     expect(scrapeErrors(parseMetrics(await metrics.render()))).toBe(2);
     expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, problems: '' });
   });
 
-  it('every per-VM series carries name, node and the sanitised VM labels; units as KubeVirt has them', async () => {
+  it('every per-VM series carries name, namespace, node and the sanitised VM labels; units as KubeVirt has them', async () => {
     const lines = parseMetrics(await metricsWith().render());
-    const good = lines.filter((l) => l.labels.name === 'good');
+    const good = lines.filter((l) => l.labels.name === 'good' && l.name.startsWith('kubevirt_vmi_'));
     expect(good.length).toBeGreaterThan(20);
     for (const l of good) {
-      expect(l.labels).toMatchObject({ name: 'good', node: 'node-a', kubernetes_vmi_label_app_kubernetes_io_name: 'web' });
+      expect(l.labels).toMatchObject({ name: 'good', namespace: 'default', node: 'node-a', kubernetes_vmi_label_app_kubernetes_io_name: 'web' });
+    }
+    // virt-controller's VM family has KubeVirt's label set, nothing more.
+    for (const l of lines.filter((x) => x.labels.name === 'good' && x.name.startsWith('kubevirt_vm_'))) {
+      expect(l.labels).toMatchObject({ name: 'good', namespace: 'default' });
+      expect(l.labels).not.toHaveProperty('node');
     }
     const one = (name: string, extra: Record<string, string> = {}) =>
       series(lines, name, 'good').filter((l) => Object.entries(extra).every(([k, v]) => l.labels[k] === v))[0]?.value;
@@ -170,9 +207,9 @@ describe('per-VM collector against fake QMP servers', () => {
   it('a scrape sends only query commands (it never changes a VM)', async () => {
     await metricsWith().render();
     for (const s of Object.values(servers)) {
-      for (const name of s.commandNames()) expect(name).toMatch(/^(qmp_capabilities|query-[a-z-]+)$/);
+      for (const name of s.commandNames()) expect(name).toMatch(/^(qmp_capabilities|query-[a-z-]+|qom-get)$/);
     }
-    expect(servers.good!.commandNames()).toEqual(expect.arrayContaining(['query-cpus-fast', 'query-blockstats', 'query-balloon']));
+    expect(servers.good!.commandNames()).toEqual(expect.arrayContaining(['query-cpus-fast', 'query-blockstats', 'query-balloon', 'qom-get']));
   });
 
   it("asks a QEMU for its vCPU threads once: they do not change while it runs", async () => {
@@ -198,16 +235,25 @@ describe('per-VM collector against fake QMP servers', () => {
     const names = (text: string) => parseMetrics(text).filter((l) => l.name.startsWith('kubevirt_vmi_migration_'));
     expect(names(await metricsWith().render())).toEqual([]);
     const source: MigrationFiguresSource = {
-      migrationFigures: (id) => (id === 'off' ? { dataProcessedBytes: 10, dataRemainingBytes: 5, succeeded: true, failed: false } : undefined),
+      migrationFigures: (id) =>
+        id === 'off'
+          ? { uid: 'mig-1', dataTotalBytes: 15, dataProcessedBytes: 10, dataRemainingBytes: 5, succeeded: true, failed: false, startedAtSeconds: 1000, endedAtSeconds: 1007 }
+          : undefined,
     };
     const metrics = metricsWith({ migrations: source });
     const text = await metrics.render();
-    expect(names(text).map((l) => [l.name, l.labels.name, l.value])).toEqual([
+    const migrationLines = names(text);
+    expect(migrationLines.map((l) => [l.name, l.labels.name ?? l.labels.vmi, l.value])).toEqual([
+      ['kubevirt_vmi_migration_start_time_seconds', 'off', 1000],
+      ['kubevirt_vmi_migration_end_time_seconds', 'off', 1007],
+      ['kubevirt_vmi_migration_succeeded', 'off', 1],
+      ['kubevirt_vmi_migration_data_bytes_total', 'off', 15],
       ['kubevirt_vmi_migration_data_processed_bytes', 'off', 10],
       ['kubevirt_vmi_migration_data_remaining_bytes', 'off', 5],
-      ['kubevirt_vmi_migration_succeeded', 'off', 1],
-      ['kubevirt_vmi_migration_failed', 'off', 0],
     ]);
+    // virt-controller's labels on the outcome, and on the times the migration's name.
+    expect(migrationLines[2]!.labels).toEqual({ vmi: 'off', vmim: 'mig-1', namespace: 'default' });
+    expect(migrationLines[1]!.labels).toMatchObject({ name: 'off', namespace: 'default', node: 'node-a', migration_name: 'mig-1', status: 'succeeded' });
     expect(await promtoolCheckMetrics(text)).toEqual({ code: 0, problems: '' });
   });
 
@@ -225,19 +271,21 @@ describe('per-VM collector against fake QMP servers', () => {
 });
 
 describe('migrationFiguresFrom', () => {
-  const records: Record<string, { phase: string; dataProcessedBytes: number; dataRemainingBytes: number }> = {
-    a: { phase: 'Running', dataProcessedBytes: 10, dataRemainingBytes: 90 },
-    b: { phase: 'Succeeded', dataProcessedBytes: 100, dataRemainingBytes: 0 },
-    c: { phase: 'Failed', dataProcessedBytes: 5, dataRemainingBytes: 95 },
-    d: { phase: 'Cancelled', dataProcessedBytes: 1, dataRemainingBytes: 2 },
+  const common = { dataTotalBytes: 100, startedAt: 1_000_500, totalTimeMs: 2_000 };
+  const records: Record<string, MigrationRecordLike> = {
+    a: { uid: 'u-a', phase: 'Running', dataProcessedBytes: 10, dataRemainingBytes: 90, ...common },
+    b: { uid: 'u-b', phase: 'Succeeded', dataProcessedBytes: 100, dataRemainingBytes: 0, ...common },
+    c: { uid: 'u-c', phase: 'Failed', dataProcessedBytes: 5, dataRemainingBytes: 95, ...common },
+    d: { uid: 'u-d', phase: 'Cancelled', dataProcessedBytes: 1, dataRemainingBytes: 2, ...common },
   };
   const source = migrationFiguresFrom({ get: (id) => records[id] });
+  const figures = { dataTotalBytes: 100, startedAtSeconds: 1000 };
 
   it.each([
-    ['a', { dataProcessedBytes: 10, dataRemainingBytes: 90, succeeded: false, failed: false }],
-    ['b', { dataProcessedBytes: 100, dataRemainingBytes: 0, succeeded: true, failed: false }],
-    ['c', { dataProcessedBytes: 5, dataRemainingBytes: 95, succeeded: false, failed: true }],
-    ['d', { dataProcessedBytes: 1, dataRemainingBytes: 2, succeeded: false, failed: false }],
+    ['a', { uid: 'u-a', dataProcessedBytes: 10, dataRemainingBytes: 90, succeeded: false, failed: false, ...figures }],
+    ['b', { uid: 'u-b', dataProcessedBytes: 100, dataRemainingBytes: 0, succeeded: true, failed: false, endedAtSeconds: 1002, ...figures }],
+    ['c', { uid: 'u-c', dataProcessedBytes: 5, dataRemainingBytes: 95, succeeded: false, failed: true, endedAtSeconds: 1002, ...figures }],
+    ['d', { uid: 'u-d', dataProcessedBytes: 1, dataRemainingBytes: 2, succeeded: false, failed: false, endedAtSeconds: 1002, ...figures }],
   ])('%s → %j', (id, figures) => {
     expect(source.migrationFigures(id)).toEqual(figures);
   });

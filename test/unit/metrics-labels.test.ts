@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sanitizeLabelKey, vmiLabels, vmLabelSet } from '../../src/metrics/labels.js';
+import { sanitizeLabelKey, vmiLabels, vmLabelSet, vmNamespace } from '../../src/metrics/labels.js';
 import { renderFamilies } from '../../src/metrics/exposition.js';
 import { promtoolCheckMetrics } from '../support/prometheus.js';
 
@@ -31,13 +31,22 @@ describe('vmiLabels / vmLabelSet', () => {
     expect(vmiLabels({ 'a.b': '1', 'a/b': '2' })).toEqual({ kubernetes_vmi_label_a_b: '1' });
   });
 
-  it('name and node come first; VM labels cannot override them', () => {
+  it('name, namespace and node come first; VM labels cannot override them', () => {
     expect(vmLabelSet('web-1', 'node-a', { name: 'other', node: 'x' })).toEqual({
       name: 'web-1',
+      namespace: 'default',
       node: 'node-a',
       kubernetes_vmi_label_name: 'other',
       kubernetes_vmi_label_node: 'x',
     });
+  });
+
+  it('namespace: the VM label vmlet.io/namespace, else the daemon default', () => {
+    expect(vmNamespace({ 'vmlet.io/namespace': 'team-a' }, 'default')).toBe('team-a');
+    expect(vmNamespace({}, 'vms')).toBe('vms');
+    expect(vmNamespace({ 'vmlet.io/namespace': '' }, 'vms')).toBe('vms');
+    expect(vmLabelSet('web-1', 'n', { 'vmlet.io/namespace': 'team-a' })).toMatchObject({ namespace: 'team-a', kubernetes_vmi_label_vmlet_io_namespace: 'team-a' });
+    expect(vmLabelSet('web-1', 'n', {}, 'vms')).toMatchObject({ namespace: 'vms' });
   });
 
   it('every label set made from awkward keys and values passes promtool', async () => {

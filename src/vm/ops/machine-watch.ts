@@ -41,6 +41,7 @@ function onEvent(env: OpEnv, record: VmRecord, e: MachineEvent): void {
       break;
     case 'panicked':
       record.log.error({ data: e.detail }, 'guest panicked');
+      env.vms.emit('panic', { id: record.id, detail: e.detail });
       break;
     case 'shutdown':
       record.log.info({ guest: e.guest, reason: e.reason }, 'QEMU is shutting down');
