@@ -53,6 +53,8 @@ describe('run strategies and crash detection', () => {
     expect(panicked.vm!.status!.reason).toBe('guest panicked');
     await events.until((e) => (e.vm?.status?.restartCount ?? 0) >= 1 && e.vm?.status?.phase === 'PHASE_RUNNING', 60_000);
     events.close();
+    const metrics = parseMetrics(await (await fetch(`${d.httpAddress}/metrics`)).text());
+    expect(metrics.find((m) => m.name === 'kubevirt_vmi_guest_os_panic_total' && m.labels.name === 'panicky')?.value).toBeGreaterThanOrEqual(1);
     await api.delete('panicky', true);
     expect(await qemuPidsOf(['panicky'])).toEqual([]);
   });
