@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { AcceleratorMode } from './qemu/accel.js';
 import type { LogFormat } from './host/log.js';
@@ -52,6 +52,8 @@ export interface DaemonConfig {
   cpuOvercommit: number;
   memoryOvercommit: number;
   defaultStopGraceSeconds: number;
+  /** QEMU initialisations at a time; starts beyond wait their turn. */
+  maxParallelStarts: number;
   logFormat: LogFormat;
   logLevel: string;
   /** The uids (= gids) QEMUs run as, one per VM; undefined with --qemu-user root. */
@@ -117,6 +119,7 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and co
   --cpu-overcommit R         vCPUs per allocatable CPU (default ${DEFAULTS.cpuOvercommit})
   --memory-overcommit R      guest memory per allocatable MiB (default ${DEFAULTS.memoryOvercommit})
   --stop-grace-seconds N     default grace period of StopVm (default ${DEFAULTS.defaultStopGraceSeconds})
+  --max-parallel-starts N    QEMU initialisations at a time; more starts wait their turn (default: CPU count)
   --qemu-uid-range START:COUNT  uids (and gids) for QEMU, one per VM (default ${DEFAULTS.qemuUidRange})
   --qemu-user root           run QEMU as root with vmlet's capabilities (not recommended; logged)
   --cgroup-parent PATH       parent of the VMs' cgroups, outside vmlet's own (default ${DEFAULTS.cgroupParent})
@@ -193,6 +196,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'cpu-overcommit': { type: 'string' },
       'memory-overcommit': { type: 'string' },
       'stop-grace-seconds': { type: 'string' },
+      'max-parallel-starts': { type: 'string' },
       'log-format': { type: 'string' },
       'log-level': { type: 'string' },
       'qemu-uid-range': { type: 'string' },
@@ -269,6 +273,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     cpuOvercommit: number('cpu-overcommit', values['cpu-overcommit'], DEFAULTS.cpuOvercommit, 0.1),
     memoryOvercommit: number('memory-overcommit', values['memory-overcommit'], DEFAULTS.memoryOvercommit, 0.1),
     defaultStopGraceSeconds: number('stop-grace-seconds', values['stop-grace-seconds'], DEFAULTS.defaultStopGraceSeconds, 0),
+    maxParallelStarts: number('max-parallel-starts', values['max-parallel-starts'], Math.max(1, availableParallelism()), 1),
     logFormat: oneOf('log-format', values['log-format'], ['json', 'pretty'] as const, 'json'),
     logLevel: values['log-level'] ?? 'info',
     ...qemuUsers(values['qemu-user'], values['qemu-uid-range']),

@@ -125,6 +125,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
         memoryOvercommit: config.memoryOvercommit,
       },
       defaultStopGraceSeconds: config.defaultStopGraceSeconds,
+      maxParallelStarts: config.maxParallelStarts,
       allowedBridges: config.allowedBridges,
       ...(config.qemuUids ? { qemuUids: config.qemuUids } : {}),
     },

@@ -7,6 +7,7 @@ import type { VmManager, VmRecord } from '../vm/manager.js';
 import { validateSpec } from '../vm/validate.js';
 import { runPlan, type Step } from '../vm/plan.js';
 import { launchSteps, type Launch } from '../vm/ops/launch.js';
+import { admit } from '../vm/ops/start.js';
 import { checkBridges, checkCapacity, checkMacsFree } from '../vm/ops/checks.js';
 import { FORCE, retire } from '../vm/ops/delete.js';
 import { ownerOf } from '../vm/ops/owner.js';
@@ -137,6 +138,7 @@ export class IncomingMigrations {
       throw err;
     });
     const arrival: Arrival = { env, record, wiring, pciPorts: req.pciPorts, incoming: true, nics: [], request: req, host, exports: [], uri: '', tls };
+    const release = await admit(env, record);
     try {
       await runPlan([...launchSteps, ...receiveSteps], arrival, record.log);
       if (arrival.gate) this.gates.set(record.id, arrival.gate);
@@ -144,6 +146,8 @@ export class IncomingMigrations {
       await arrival.gate?.close();
       await this.discard(record, `prepare failed: ${(err as Error).message}`);
       throw err;
+    } finally {
+      release();
     }
     record.log.info({ uri: arrival.uri, from: req.sourceNode, uid: req.uid, tls: tls !== undefined }, 'waiting for incoming migration');
     this.expireUnless(record, req.uid);

@@ -45,11 +45,16 @@ export class Spawner {
   private helper: ChildProcess | undefined;
   private readonly pending = new Map<number, Pending>();
   private readonly running = new Map<number, Pending['exit']>();
+  /** Requests given up on at their deadline: a process the helper starts for one after all is killed. */
+  private readonly abandoned = new Set<number>();
   private nextId = 1;
   private buffered = '';
   private closed = false;
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
+  ) {}
 
   /** The helper's pid while it runs. */
   get helperPid(): number | undefined {
@@ -72,8 +77,9 @@ export class Spawner {
     const pid = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new VmletError('UNAVAILABLE', `the spawn helper did not start ${cmd} within ${REQUEST_TIMEOUT_MS} ms`));
-      }, REQUEST_TIMEOUT_MS);
+        this.abandoned.add(id);
+        reject(new VmletError('UNAVAILABLE', `the spawn helper did not start ${cmd} within ${this.requestTimeoutMs} ms`));
+      }, this.requestTimeoutMs);
       this.pending.set(id, { resolve, reject, timer, exit });
       helper.stdin!.write(`${JSON.stringify({ id, cmd, args, log: logFile })}\n`);
     });
@@ -123,7 +129,15 @@ export class Spawner {
 
   private dispatch(msg: { id: number; pid?: number; error?: string; exit?: ChildExit }): void {
     const pending = this.pending.get(msg.id);
-    if (pending && msg.pid !== undefined) {
+    if (!pending && msg.pid !== undefined && this.abandoned.delete(msg.id)) {
+      // Its start already failed and was undone: nobody will ever manage this process.
+      this.logger.warn({ pid: msg.pid }, 'the spawn helper started a process after its deadline; killing it');
+      try {
+        process.kill(msg.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    } else if (pending && msg.pid !== undefined) {
       this.pending.delete(msg.id);
       clearTimeout(pending.timer);
       this.running.set(msg.id, pending.exit);
@@ -132,6 +146,8 @@ export class Spawner {
       this.pending.delete(msg.id);
       clearTimeout(pending.timer);
       pending.reject(new VmletError('UNAVAILABLE', msg.error));
+    } else if (!pending && msg.error !== undefined) {
+      this.abandoned.delete(msg.id);
     } else if (msg.exit) {
       this.running.get(msg.id)?.resolve(msg.exit);
       this.running.delete(msg.id);

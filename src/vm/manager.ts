@@ -10,6 +10,7 @@ import { VmRegistry, snapshot, type VmRecord } from './registry.js';
 import type { DomainSettings, OpEnv } from './ops/env.js';
 import { createVm } from './ops/create.js';
 import { start } from './ops/start.js';
+import { Admission } from './admission.js';
 import { cancelRestart, openSerialRestarts, planRestart } from './ops/restart.js';
 import { stop } from './ops/stop.js';
 import { pause, reboot, resume } from './ops/vcpus.js';
@@ -33,7 +34,7 @@ export class VmManager extends VmRegistry {
 
   constructor(ports: ManagerPorts, settings: DomainSettings, logger: Logger) {
     super(ports.store, ports.clock, logger);
-    this.env = { vms: this, ...ports, settings, reservedUids: new Set(), afterExit: (record, kind, options) => planRestart(this.env, record, kind, options) };
+    this.env = { vms: this, ...ports, settings, reservedUids: new Set(), ...(settings.maxParallelStarts ? { admission: new Admission(settings.maxParallelStarts) } : {}), afterExit: (record, kind, options) => planRestart(this.env, record, kind, options) };
   }
 
   /**

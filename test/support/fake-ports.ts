@@ -174,6 +174,8 @@ export class FakeMachine implements Machine {
   closed = false;
   runStateValue: RunState = 'prelaunch';
   readyError: Error | undefined;
+  /** The handshake waits for this (a slow QEMU). */
+  readyGate: Promise<void> | undefined;
   failOn = new Map<string, Error>();
   guest: GuestBehaviour = { powerOffAfterPresses: 1 };
   migration: MigrationProgress = { status: 'completed', totalBytes: 100, transferredBytes: 100, remainingBytes: 0, downtimeMs: 5, totalTimeMs: 50 };
@@ -216,6 +218,7 @@ export class FakeMachine implements Machine {
 
   async ready(): Promise<void> {
     this.calls.push('ready');
+    await this.readyGate;
     if (this.readyError) throw this.readyError;
   }
   onEvent(listener: (event: MachineEvent) => void): void {

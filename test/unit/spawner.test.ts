@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import pino from 'pino';
 import { VmletError } from '../../src/model/errors.js';
 import { silentLogger } from '../../src/host/log.js';
 import { isAlive, processCmdline, signal, waitForExit } from '../../src/host/process.js';
@@ -78,5 +79,24 @@ describe('Spawner', () => {
     const helper = spawner.helperPid!;
     spawner.close();
     await until('helper gone', async () => ((await isAlive(helper)) ? undefined : true), 10_000);
+  });
+
+  it('kills a process the helper starts after the request was given up on', async () => {
+    const warnings: { pid?: number; msg: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line) as { pid?: number; msg: string }) });
+    const slow = new Spawner(logger, 300).start();
+    try {
+      const helper = slow.helperPid!;
+      await (await slow.spawn('/bin/true', [], path.join(dir, 'warm.log'))).exited;
+      signal(helper, 'SIGSTOP');
+      const late = slow.spawn('/bin/sleep', ['600'], path.join(dir, 'late.log'));
+      await expect(late).rejects.toThrow(/did not start \/bin\/sleep within 300 ms/);
+      signal(helper, 'SIGCONT');
+      // The helper starts it now; the spawner, no longer waiting for it, kills it at once.
+      const pid = await until('the late process to be reported', async () => warnings.find((w) => w.pid !== undefined)?.pid);
+      expect(await waitForExit(pid, 5000)).toBe(true);
+    } finally {
+      slow.close();
+    }
   });
 });

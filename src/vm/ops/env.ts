@@ -1,4 +1,5 @@
 import type { CapacityPolicy } from '../capacity.js';
+import type { Admission } from '../admission.js';
 import type { Cells, Clock, Hypervisor, Network, Storage, Store } from '../ports.js';
 import type { VmRecord, VmRegistry } from '../registry.js';
 
@@ -10,6 +11,8 @@ export interface DomainSettings {
   allowedBridges: readonly string[];
   /** The uids (and gids) QEMUs run as, one per VM; absent: QEMU runs as root (--qemu-user root). */
   qemuUids?: { start: number; count: number };
+  /** QEMU initialisations at a time (--max-parallel-starts); absent: no bound. */
+  maxParallelStarts?: number;
 }
 
 /** What every operation works with: the VMs, the ports and the settings. */
@@ -25,6 +28,8 @@ export interface OpEnv {
   settings: DomainSettings;
   /** Uids handed to creates that have not recorded them yet. */
   reservedUids: Set<number>;
+  /** Bounds the QEMU initialisations in flight (--max-parallel-starts); absent: no bound. */
+  admission?: Admission;
   /** Told when a VM's QEMU went away outside an operation (the run strategy; see restart.ts). */
   afterExit?: (record: VmRecord, kind: 'poweroff' | 'failure', options?: { serial?: boolean }) => void;
 }

@@ -33,14 +33,29 @@ export async function start(env: OpEnv, record: VmRecord): Promise<void> {
   await forgetDeadMachine(env, record);
   checkCapacity(env, record.spec);
   env.vms.transition(record, 'Starting', 'start requested');
+  const release = await admit(env, record);
   try {
     await runPlan(startSteps, startLaunch(env, record), record.log);
   } catch (err) {
     record.log.error({ err }, 'start failed');
     env.vms.transition(record, 'Failed', `start failed: ${errorMessage(err)}`, RELEASED);
     throw err;
+  } finally {
+    release();
   }
   env.vms.transition(record, 'Running', 'started', { startedAt: env.clock.now().toISOString() });
+}
+
+/** A slot among the QEMU initialisations in flight; while it waits, the reason says its place. */
+export async function admit(env: OpEnv, record: VmRecord): Promise<() => void> {
+  if (!env.admission) return () => undefined;
+  let queued = false;
+  const release = await env.admission.enter((ahead) => {
+    queued = true;
+    env.vms.update(record, { reason: `queued (${ahead} ahead)` });
+  });
+  if (queued) env.vms.update(record, { reason: 'start requested' });
+  return release;
 }
 
 /** A previous QEMU whose exit is queued behind this operation: forgotten if it is gone. */
