@@ -9,6 +9,10 @@ export interface RunOptions {
   /** Run inside this network namespace (`ip netns exec NAME …`). */
   netns?: string;
   env?: NodeJS.ProcessEnv;
+  /** Told each piece of the command's stdout as it comes (for progress); it is still collected. */
+  onStdout?: (text: string) => void;
+  /** Aborting kills the command; the promise then rejects with a CANCELLED error. */
+  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -46,21 +50,33 @@ export function run(command: string, args: readonly string[], options: RunOption
       timedOut = true;
       child.kill('SIGKILL');
     }, timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
+    const signal = options.signal;
+    const abort = (): void => {
+      child.kill('SIGKILL');
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    child.stdout.on('data', (b: Buffer) => {
+      out.push(b);
+      options.onStdout?.(b.toString('utf8'));
+    });
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.stdin.on('error', () => {}); // the command may exit before reading its input
     child.on('error', (e) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
       reject(new CommandError(cmd, argv, null, '', `could not be started (${e.message})`));
     });
-    child.on('close', (code, signal) => {
+    child.on('close', (code, killedBy) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
       const stdout = Buffer.concat(out).toString('utf8');
       const stderr = Buffer.concat(err).toString('utf8');
-      if (timedOut) reject(new CommandError(cmd, argv, code, stderr, `timed out after ${timeoutMs} ms`));
-      else if (code !== 0) reject(new CommandError(cmd, argv, code, stderr, `failed (${signal ? `signal ${signal}` : `exit ${code}`})`));
+      if (signal?.aborted) reject(new VmletError('CANCELLED', `${[cmd, ...argv].join(' ')} was cancelled`));
+      else if (timedOut) reject(new CommandError(cmd, argv, code, stderr, `timed out after ${timeoutMs} ms`));
+      else if (code !== 0) reject(new CommandError(cmd, argv, code, stderr, `failed (${killedBy ? `signal ${killedBy}` : `exit ${code}`})`));
       else resolve({ stdout, stderr });
     });
+    if (signal?.aborted) abort();
     child.stdin.end(options.input ?? '');
   });
 }
