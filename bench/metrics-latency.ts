@@ -6,6 +6,7 @@
  * stay 0: a slow scrape that drops VMs is not a fast one).
  */
 import { randomBytes } from 'node:crypto';
+import { specToProto } from '../src/api/grpc/convert.js';
 import { execFile } from 'node:child_process';
 import { copyFile, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -159,7 +160,7 @@ export async function metricsLatencyBench(options: MetricsLatencyOptions): Promi
     cleanup.checkOpen();
     const spec = demoGuestSpec(options.repo, id);
     if (withNics) spec.nics = [{ name: 'eth0', bridge: 'br0', mac: '' }];
-    const vm = await unary<CreateVmRequest, Vm__Output>(vms.createVm.bind(vms), { spec, start: true }, { deadline: Date.now() + 60_000 });
+    const vm = await unary<CreateVmRequest, Vm__Output>(vms.createVm.bind(vms), { spec: specToProto(spec), start: true }, { deadline: Date.now() + 60_000 });
     if (vm.status?.phase !== 'PHASE_RUNNING') throw new Error(`${id}: ${vm.status?.phase} ${vm.status?.reason}`);
   }
   const bootSeconds = await waitAllBooted(daemon.stateDir, ids, options.bootTimeoutMs ?? 600_000, log);

@@ -7,6 +7,7 @@
  * guest (DetachNic also waits for the guest to release the device, so it is reported apart).
  */
 import { randomBytes } from 'node:crypto';
+import { specToProto } from '../src/api/grpc/convert.js';
 import { execFile } from 'node:child_process';
 import { copyFile, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -92,7 +93,7 @@ async function endToEnd(ctx: BenchContext, netns: string, root: string, qemuBina
   const vms = daemon.clients.vms;
   const id = 'bench-nic';
   ctx.cleanup.checkOpen();
-  const vm = await unary<CreateVmRequest, Vm__Output>(vms.createVm.bind(vms), { spec: demoGuestSpec(ctx.repo, id), start: true }, { deadline: Date.now() + CALL_TIMEOUT_MS });
+  const vm = await unary<CreateVmRequest, Vm__Output>(vms.createVm.bind(vms), { spec: specToProto(demoGuestSpec(ctx.repo, id)), start: true }, { deadline: Date.now() + CALL_TIMEOUT_MS });
   if (vm.status?.phase !== 'PHASE_RUNNING') throw new Error(`${id}: ${vm.status?.phase} ${vm.status?.reason}`);
   const guestBootMs = await waitForText(vmPaths(daemon.stateDir, daemon.runDir, id).consoleLog, READY_LINE, BOOT_TIMEOUT_MS);
   ctx.log(`nic: guest booted; AttachNic + DetachNic ${ctx.runs} times + 1 warm-up`);

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { specToProto } from '../src/api/grpc/convert.js';
 import { unary, type VmletClients } from '../src/api/grpc/client.js';
 import { isAlive, waitForExit } from '../src/host/process.js';
 import type { CreateVmRequest } from '../src/api/grpc/generated/vmlet/v1/CreateVmRequest.js';
@@ -13,7 +14,7 @@ const CALL_TIMEOUT_MS = 60_000;
 export async function createRunning(clients: VmletClients, spec: VmSpec): Promise<{ ms: number; pid: number }> {
   const vms = clients.vms;
   const t0 = performance.now();
-  const vm = await unary<CreateVmRequest, Vm__Output>(vms.createVm.bind(vms), { spec, start: true }, { deadline: Date.now() + CALL_TIMEOUT_MS });
+  const vm = await unary<CreateVmRequest, Vm__Output>(vms.createVm.bind(vms), { spec: specToProto(spec), start: true }, { deadline: Date.now() + CALL_TIMEOUT_MS });
   const ms = performance.now() - t0;
   const phase = vm.status?.phase;
   if (phase !== 'PHASE_RUNNING') throw new Error(`CreateVm ${spec.id} returned ${String(phase)}, not PHASE_RUNNING: ${vm.status?.reason ?? ''}`);
