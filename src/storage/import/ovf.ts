@@ -215,6 +215,7 @@ export function dnsLabel(name: string, fallback: string): string {
   const label = name
     .toLowerCase()
     .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+/, '')
     .slice(0, 63)
