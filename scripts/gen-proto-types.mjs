@@ -13,7 +13,7 @@ execFileSync(
     '--longs=Number', '--enums=String', '--defaults', '--oneofs',
     '--grpcLib=@grpc/grpc-js', '--includeComments',
     '-I', 'proto', '-O', out,
-    'vmlet/v1/vm.proto', 'vmlet/v1/migration.proto',
+    'vmlet/v1/vm.proto', 'vmlet/v1/migration.proto', 'vmlet/v1/image.proto',
   ],
   { stdio: 'inherit' },
 );

@@ -25,6 +25,8 @@ export interface DaemonConfig {
   /** A VM's console.log is rotated to console.log.1 at this size (two files kept). */
   consoleLogMaxBytes: number;
   imageRoots: string[];
+  /** Where ImportImage may read its sources (`--import-root`); empty: imports are refused. */
+  importRoots: string[];
   netns?: string;
   /** Where QEMU listens for incoming migration and NBD streams (default: host of the first TCP --grpc-listen). */
   migrationAddress?: string;
@@ -98,6 +100,8 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and co
                              plus localhost, 127.0.0.1 and ::1 on loopback)
   --console-log-max-bytes N  rotate a VM's console.log at N bytes, keeping console.log.1 (default ${DEFAULTS.consoleLogMaxBytes})
   --image-root DIR           where kernels, initrds and images may live; repeatable (default ${DEFAULTS.imageRoot})
+  --import-root DIR          where ImportImage may read OVA, VMDK, qcow2, raw, VHDX and VDI files; repeatable
+                             (none by default: imports are refused). Images go to <first image root>/store
   --netns NAME               create TAPs and run QEMU inside this network namespace
   --bridge NAME              create this bridge at start when missing (repeatable)
   --migration-address HOST   where incoming migration streams arrive (default: host of the first TCP --grpc-listen)
@@ -179,6 +183,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       authz: { type: 'string' },
       'incoming-timeout-seconds': { type: 'string' },
       'image-root': { type: 'string', multiple: true },
+      'import-root': { type: 'string', multiple: true },
       netns: { type: 'string' },
       bridge: { type: 'string', multiple: true },
       'migration-address': { type: 'string' },
@@ -254,6 +259,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     httpAllowedHosts,
     consoleLogMaxBytes: byteCount('console-log-max-bytes', values['console-log-max-bytes'], DEFAULTS.consoleLogMaxBytes, MIN_CONSOLE_LOG_MAX_BYTES),
     imageRoots: (values['image-root']?.length ? values['image-root'] : [DEFAULTS.imageRoot]).map((p) => resolve(p)),
+    importRoots: (values['import-root'] ?? []).map((p) => resolve(p)),
     netns: values.netns,
     bridges: values.bridge ?? [],
     migrationAddress: values['migration-address'],

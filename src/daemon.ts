@@ -26,7 +26,11 @@ import { AgentMetrics } from './metrics/agent-metrics.js';
 import type { IpLinkStats } from './metrics/netdev.js';
 import { Readiness, selfCheckTarget } from './metrics/readiness.js';
 import { migrationFiguresFrom } from './metrics/migration-figures.js';
-import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, migrationAgentServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
+import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, migrationAgentServiceDefinition, imageServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
+import { imageServiceHandlers } from './api/grpc/image-service.js';
+import { ImageImports } from './vm/images.js';
+import { ImageStore } from './storage/image-store.js';
+import { join } from 'node:path';
 import { vmServiceHandlers, type NodeFacts } from './api/grpc/vm-service.js';
 import { migrationAgentHandlers, migrationServiceHandlers, type MigrationDeps } from './api/grpc/migration-service.js';
 import { MigrationRegistry } from './migration/registry.js';
@@ -141,6 +145,10 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
   await manager.init();
   logger.info({ vms: manager.list().length }, 'state loaded');
+  const imageStore = new ImageStore({ dir: join(config.imageRoots[0]!, 'store'), importRoots: new ImageRoots(config.importRoots, '--import-root'), qemuImg: config.qemuImgBinary });
+  const images = new ImageImports(imageStore, () => manager.list(), logger.child({ component: 'images' }), metrics.observeImport);
+  await images.init();
+  metrics.watchImages(images);
   // Consoles of running (adopted) VMs connect now, not at the first client.
   const consoles = new ConsoleHub(manager, logger.child({ component: 'console' }), { ...DEFAULT_CONSOLE_LIMITS, logMaxBytes: config.consoleLogMaxBytes }).start();
 
@@ -160,6 +168,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, consoles, node, ctx) },
       { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(migration, ctx) },
       { definition: migrationAgentServiceDefinition(), handlers: migrationAgentHandlers(migration, ctx) },
+      { definition: imageServiceDefinition(), handlers: imageServiceHandlers(images, ctx) },
     ],
   });
   for (const name of ['', ...SERVICE_NAMES]) grpc.health.setStatus(name, 'SERVING');

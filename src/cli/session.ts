@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { connectClients, normaliseEndpoint, unary, type VmletClients } from '../api/grpc/client.js';
 import type { VmServiceClient } from '../api/grpc/generated/vmlet/v1/VmService.js';
 import type { MigrationServiceClient } from '../api/grpc/generated/vmlet/v1/MigrationService.js';
+import type { ImageServiceClient } from '../api/grpc/generated/vmlet/v1/ImageService.js';
 import type { GlobalOptions } from './args.js';
 
 type UnaryMethod<Req, Res> = (req: Req, metadata: grpc.Metadata, options: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
@@ -32,6 +33,15 @@ export class Session {
 
   get migrations(): MigrationServiceClient {
     return this.connected().migrations;
+  }
+
+  get images(): ImageServiceClient {
+    return this.connected().images;
+  }
+
+  /** `await session.callImages((c) => c.listImages.bind(c), {})` */
+  callImages<Req, Res>(pick: (client: ImageServiceClient) => UnaryMethod<Req, Res>, request: Req, minSeconds = 0): Promise<Res> {
+    return unary(pick(this.images), request, this.callOptions(minSeconds));
   }
 
   /** Call options with the --timeout deadline, or `minSeconds` when that is longer and --timeout was not given. */

@@ -11,6 +11,10 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** Open files the command gets as fds 3, 4, … (flock(1) locks an fd it is given). */
   passFds?: readonly number[];
+  /** Told each piece of the command's stdout as it comes (for progress); it is still collected. */
+  onStdout?: (text: string) => void;
+  /** Aborting kills the command and its process group; the promise then rejects with CANCELLED. */
+  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -67,6 +71,7 @@ export function run(command: string, args: readonly string[], options: RunOption
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
       fn();
     };
     const text = (chunks: Buffer[]): string => Buffer.concat(chunks).toString('utf8');
@@ -80,7 +85,18 @@ export function run(command: string, args: readonly string[], options: RunOption
         : `timed out after ${timeoutMs} ms (killed with its process group)`;
       settle(() => reject(new CommandError(cmd, argv, exited?.code ?? null, text(err), why, true)));
     }, timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
+    const signal = options.signal;
+    const abort = (): void => {
+      killGroup(child.pid);
+      child.stdout.destroy();
+      child.stderr.destroy();
+      settle(() => reject(new VmletError('CANCELLED', `${[cmd, ...argv].join(' ')} was cancelled`)));
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+    child.stdout.on('data', (b: Buffer) => {
+      out.push(b);
+      options.onStdout?.(b.toString('utf8'));
+    });
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.stdin.on('error', () => {}); // the command may exit before reading its input
     child.on('error', (e) => settle(() => reject(new CommandError(cmd, argv, null, '', `could not be started (${e.message})`))));
@@ -93,6 +109,7 @@ export function run(command: string, args: readonly string[], options: RunOption
         else resolve({ stdout, stderr });
       });
     });
+    if (signal?.aborted) abort();
     child.stdin.end(options.input ?? '');
   });
 }

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { errorMessage } from '../model/errors.js';
 import { PHASES } from '../model/vm.js';
 import type { VmManager } from '../vm/manager.js';
+import type { ImageImports } from '../vm/images.js';
 import type { Logger } from '../host/log.js';
 import { VmiCollector, type MigrationFiguresSource, type VmiCollectorOptions } from './vmi-collector.js';
 import { scrapeTargets } from './vm-targets.js';
@@ -72,6 +73,8 @@ export class AgentMetrics {
     registers: [this.registry],
   });
   readonly buildInfo = new Gauge({ name: 'vmlet_build_info', help: 'Always 1; labels say what runs.', labelNames: ['version', 'qemu_version', 'accelerator'], registers: [this.registry] });
+  readonly imageImports = new Counter({ name: 'vmlet_image_imports_total', help: 'Image imports finished, by result (ok, error, cancelled).', labelNames: ['result'], registers: [this.registry] });
+  readonly imageImportBytes = new Counter({ name: 'vmlet_image_import_bytes_total', help: 'Bytes of source files converted by successful image imports.', registers: [this.registry] });
   /** Per-VM series; set by watchManager. */
   vmi: VmiCollector | undefined;
   /** When a VM's (or, under '', the TAP listing's) failure was last logged. */
@@ -86,6 +89,24 @@ export class AgentMetrics {
 
   get contentType(): string {
     return this.registry.contentType;
+  }
+
+  /** Counts an import's end. */
+  readonly observeImport = (result: string, bytesRead: number): void => {
+    this.imageImports.inc({ result });
+    if (bytesRead > 0) this.imageImportBytes.inc(bytesRead);
+  };
+
+  /** The image store's size, as of its last listing, import or removal. */
+  watchImages(images: Pick<ImageImports, 'storeBytes'>): void {
+    new Gauge({
+      name: 'vmlet_image_store_bytes',
+      help: 'Bytes the image store\'s images take on disk.',
+      registers: [this.registry],
+      collect() {
+        this.set(images.storeBytes());
+      },
+    });
   }
 
   watchManager(manager: VmManager, scrape: ScrapeOptions): void {

@@ -16,13 +16,31 @@ export interface DiskSpec {
    * header at create (qcow2 magic, else raw) and records it in the status (docs/disk-formats.md).
    */
   format?: 'raw' | 'qcow2';
+  /** The bus the guest sees; absent: virtio. Only virtio runs yet (the cloud-images issue adds the others). */
+  bus?: DiskBus;
+  /** Position in the boot order, 1 first; absent or 0: none. */
+  bootOrder?: number;
 }
+
+export const DISK_BUSES = ['virtio', 'scsi', 'sata'] as const;
+export type DiskBus = (typeof DISK_BUSES)[number];
+
+export const NIC_MODELS = ['virtio', 'e1000e', 'vmxnet3'] as const;
+/** The NIC's device: virtio-net, or QEMU's emulation of an Intel 82574L or a VMware VMXNET3. */
+export type NicModel = (typeof NIC_MODELS)[number];
 
 export interface NicSpec {
   name: string;
   bridge: string;
   /** Empty when the caller left it to vmlet. */
   mac: string;
+  /** Absent: virtio. */
+  model?: NicModel;
+}
+
+export interface Firmware {
+  type: 'bios' | 'uefi';
+  secureBoot: boolean;
 }
 
 export interface VmSpec {
@@ -39,6 +57,8 @@ export interface VmSpec {
   runStrategy?: RunStrategy;
   /** An i6300esb watchdog and what its expiry does. */
   watchdog?: { action: WatchdogAction };
+  /** Absent: BIOS. */
+  firmware?: Firmware;
 }
 
 export const RUN_STRATEGIES = ['Manual', 'Always', 'RerunOnFailure', 'Halted'] as const;
@@ -77,6 +97,8 @@ export interface NicStatus {
   bridge: string;
   /** The pcie-root-port (hotplug-<port>) the NIC sits on, so every NIC can be unplugged. */
   port?: number;
+  /** The spec's model; absent: virtio. */
+  model?: NicModel;
 }
 
 export interface DiskStatus {

@@ -32,7 +32,7 @@ export async function wireNic(ip: IpTool, nic: NicSpec, port: number, o: WireOpt
   const bridge = await getBridge(ip, nic.bridge);
   const tap = await freeTapName(ip, o.vmId, nic.name, o.taken);
   await createTap(ip, tap, bridge, o.vcpus > 1, o.owner);
-  return { name: nic.name, tap, bridge: nic.bridge, mac: effectiveMac(o.vmId, nic), port };
+  return { name: nic.name, tap, bridge: nic.bridge, mac: effectiveMac(o.vmId, nic), port, ...(nic.model ? { model: nic.model } : {}) };
 }
 
 export async function unwireNics(ip: IpTool, nics: readonly NicStatus[]): Promise<void> {

@@ -10,7 +10,7 @@
  * the virtio balloon `balloon0` (vmlet never inflates it; `query-balloon` and the guest's memory
  * statistics, reported every BALLOON_STATS_INTERVAL_SECONDS, feed the metrics).
  */
-import type { DiskStatus, NicStatus, VmPaths, VmSpec } from '../model/vm.js';
+import type { DiskStatus, NicModel, NicStatus, VmPaths, VmSpec } from '../model/vm.js';
 import {
   BALLOON_DEVICE_ID,
   BALLOON_STATS_INTERVAL_SECONDS,
@@ -122,10 +122,23 @@ export function nicDeviceProps(nic: NicStatus, vcpus: number, bus?: string): Nic
   };
 }
 
+/** The QEMU device of each NIC model: virtio-net, an Intel 82574L, a VMware VMXNET3. */
+export const NIC_DEVICES: Record<NicModel, string> = { virtio: 'virtio-net-pci', e1000e: 'e1000e', vmxnet3: 'vmxnet3' };
+
+/**
+ * A NIC's -device (or device_add) arguments, driver included. Only virtio-net has queue pairs
+ * per vCPU; the emulated models use the first queue of the (multi-queue) TAP.
+ */
+export function nicDevice(nic: NicStatus, vcpus: number, bus?: string): { driver: string } & NicDeviceProps {
+  const model = nic.model ?? 'virtio';
+  return { driver: NIC_DEVICES[model], ...nicDeviceProps(nic, model === 'virtio' ? vcpus : 1, bus) };
+}
+
 /** Every -device is in JSON form: QEMU 7.2 creates legacy-syntax devices before JSON ones, so mixing reorders slots. */
 const jsonDevice = (driver: string, props: QemuProps): string => JSON.stringify({ driver, ...props });
 
-function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undefined): string[] {
+/** A disk's blockdevs and device: virtio-blk on PCIe, or an ide-hd on port `sataPort` of q35's AHCI controller. */
+function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undefined, sataPort?: number): string[] {
   const file = { driver: 'file', filename: disk.path, 'node-name': diskFileNodeName(disk.name), 'read-only': readOnly };
   const fmt = { driver: disk.format, file: diskFileNodeName(disk.name), 'node-name': diskNodeName(disk.name), 'read-only': readOnly };
   const dev = {
@@ -134,7 +147,8 @@ function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undef
     serial: disk.name,
     ...(bootIndex === undefined ? {} : { bootindex: bootIndex }),
   };
-  return ['-blockdev', JSON.stringify(file), '-blockdev', JSON.stringify(fmt), '-device', jsonDevice('virtio-blk-pci', dev)];
+  const device = sataPort === undefined ? jsonDevice('virtio-blk-pci', dev) : jsonDevice('ide-hd', { ...dev, bus: `ide.${sataPort}` });
+  return ['-blockdev', JSON.stringify(file), '-blockdev', JSON.stringify(fmt), '-device', device];
 }
 
 function checkPlan(plan: QemuLaunchPlan, ports: number): void {
@@ -182,13 +196,18 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     if (spec.kernel.initrdPath !== '') argv.push('-initrd', spec.kernel.initrdPath);
     if (spec.kernel.cmdline !== '') argv.push('-append', spec.kernel.cmdline);
   }
+  // Boot order as the spec gives it; without one, the first disk boots (unless a kernel does).
+  const ordered = spec.disks.some((d) => d.bootOrder);
+  let sataPort = 0;
   plan.disks.forEach((disk, i) => {
-    const readOnly = spec.disks[i]?.readonly === true;
-    argv.push(...diskArgs(disk, readOnly, i === 0 && !spec.kernel ? 1 : undefined));
+    const d = spec.disks[i];
+    const readOnly = d?.readonly === true;
+    const bootIndex = ordered ? d?.bootOrder || undefined : i === 0 && !spec.kernel ? 1 : undefined;
+    argv.push(...diskArgs(disk, readOnly, bootIndex, d?.bus === 'sata' ? sataPort++ : undefined));
   });
   const nicPorts = plan.nicPorts ?? {};
   const netdev = (nic: NicStatus): string[] => ['-netdev', toQemuOpts('tap', tapNetdevProps(nic, spec.vcpus, plan.vhostNet))];
-  const device = (nic: NicStatus, bus?: string): string[] => ['-device', jsonDevice('virtio-net-pci', nicDeviceProps(nic, spec.vcpus, bus))];
+  const device = (nic: NicStatus, bus?: string): string[] => ['-device', JSON.stringify(nicDevice(nic, spec.vcpus, bus))];
   for (const nic of plan.nics) {
     if (nicPorts[nic.name] === undefined) argv.push(...netdev(nic), ...device(nic));
   }

@@ -8,7 +8,7 @@
 import type { EventEmitter } from 'node:events';
 import { VmletError } from '../model/errors.js';
 import type { NicStatus } from '../model/vm.js';
-import { nicDeviceProps, tapNetdevProps, type TapNetdevProps } from './argv.js';
+import { nicDevice, tapNetdevProps, type TapNetdevProps } from './argv.js';
 import { BALLOON_QOM_PATH, diskNodeName, hotplugPortId, mirrorJobId, mirrorTargetNode, nbdExportId, nbdExportName, netdevId, nicDeviceId } from '../model/qemu-ids.js';
 import type { MigrationCapability, MigrationParameters, MigrationStatus, QueryMigrate } from './migration-info.js';
 import { classifyQmpError, QmpError, type QmpClient, type QmpClientEvents, type QmpEvent, type WaitForEventOptions } from './qmp.js';
@@ -388,7 +388,7 @@ export class QemuMonitor {
   async hotplugNic(nic: NicStatus, o: { port: number; vcpus: number; vhostNet: boolean }): Promise<void> {
     await this.netdevAdd({ type: 'tap', ...tapNetdevProps(nic, o.vcpus, o.vhostNet) });
     try {
-      await this.deviceAdd({ driver: 'virtio-net-pci', ...nicDeviceProps(nic, o.vcpus, hotplugPortId(o.port)) });
+      await this.deviceAdd(nicDevice(nic, o.vcpus, hotplugPortId(o.port)));
     } catch (err) {
       await this.netdevDel(netdevId(nic.name)).catch(() => undefined);
       throw err;

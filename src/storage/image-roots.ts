@@ -11,7 +11,11 @@ import { invalidArgument } from '../model/errors.js';
 export class ImageRoots {
   private readonly realRoots = new Map<string, string>();
 
-  constructor(readonly roots: readonly string[]) {}
+  /** `flag` names the option that sets the roots, in messages (--image-root, or --import-root for import sources). */
+  constructor(
+    readonly roots: readonly string[],
+    private readonly flag = '--image-root',
+  ) {}
 
   /** The real path of `path`; INVALID_ARGUMENT naming `field` when it is missing, outside the roots or not a file. */
   async resolve(path: string, field: string): Promise<string> {
@@ -31,7 +35,8 @@ export class ImageRoots {
     if (real === undefined || info === undefined) return undefined;
     const inside = isInside(real, first.reals) || (first.cached && isInside(real, (await this.resolveRoots(true)).reals));
     if (!inside) {
-      throw invalidArgument(field, `${path} is outside the image roots (${roots.join(', ')}); place images there or start vmlet with --image-root`);
+      const what = this.flag === '--image-root' ? 'image roots' : `${this.flag} directories`;
+      throw invalidArgument(field, `${path} is outside the ${what} (${roots.join(', ') || 'none given'}); place the file there or start vmlet with ${this.flag}`);
     }
     if (!info.isFile()) throw invalidArgument(field, `${path} is not a regular file`);
     return real;

@@ -10,7 +10,7 @@ import { isAbsolute } from 'node:path';
 import { invalidArgument } from '../model/errors.js';
 import { ifNameProblem, validateMac } from '../model/names.js';
 import { labelKeyProblem, labelValueProblem } from './label-selector.js';
-import { RUN_STRATEGIES, WATCHDOG_ACTIONS, type DiskSpec, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
+import { DISK_BUSES, NIC_MODELS, RUN_STRATEGIES, WATCHDOG_ACTIONS, type DiskSpec, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
 
 const DEFAULT_VCPUS = 1;
 const DEFAULT_MEMORY_MIB = 256;
@@ -148,8 +148,12 @@ function diskFormat(value: unknown, field: string): '' | (typeof DISK_FORMATS)[n
   return known;
 }
 
+/** q35's built-in AHCI controller has six ports. */
+export const MAX_SATA_DISKS = 6;
+
 function disks(raw: DiskSpec[] | undefined): DiskSpec[] {
   const seen = new Set<string>();
+  let sata = 0;
   return list(raw, 'spec.disks', MAX_DISKS).map((d, i) => {
     const f = `spec.disks[${i}]`;
     if (typeof d !== 'object' || d === null) throw invalidArgument(f, 'must be a Disk');
@@ -162,7 +166,12 @@ function disks(raw: DiskSpec[] | undefined): DiskSpec[] {
       throw invalidArgument(`${f}.overlay`, 'an overlay exists to take the writes of a writable disk; on a readonly disk it makes no sense: set overlay or readonly, not both');
     }
     const format = diskFormat(d.format, `${f}.format`);
-    return { name, imagePath, overlay, readonly, ...(format === '' ? {} : { format }) };
+    const bus = d.bus ?? 'virtio';
+    if (!(DISK_BUSES as readonly string[]).includes(bus)) throw invalidArgument(`${f}.bus`, `"${String(bus)}" is not one of ${DISK_BUSES.join(', ')}`);
+    if (bus === 'scsi') throw invalidArgument(`${f}.bus`, 'scsi is not supported yet; use sata (or virtio)');
+    if (bus === 'sata' && ++sata > MAX_SATA_DISKS) throw invalidArgument(`${f}.bus`, `at most ${MAX_SATA_DISKS} disks on sata (the q35 AHCI controller's ports)`);
+    const bootOrder = d.bootOrder === undefined || d.bootOrder === 0 ? 0 : intIn(d.bootOrder, `${f}.boot_order`, 0, 1, MAX_DISKS, '');
+    return { name, imagePath, overlay, readonly, ...(format === '' ? {} : { format }), ...(bus === 'virtio' ? {} : { bus }), ...(bootOrder ? { bootOrder } : {}) };
   });
 }
 
@@ -177,7 +186,9 @@ function nics(raw: NicSpec[] | undefined): NicSpec[] {
     const problem = ifNameProblem(bridge);
     if (problem !== undefined) throw invalidArgument(`${f}.bridge`, `${problem} (the name of a Linux bridge on the node)`);
     const mac = str(n.mac, `${f}.mac`);
-    return { name, bridge, mac: mac === '' ? '' : validateMac(mac, `${f}.mac`) };
+    const model = n.model ?? 'virtio';
+    if (!(NIC_MODELS as readonly string[]).includes(model)) throw invalidArgument(`${f}.model`, `"${String(model)}" is not one of ${NIC_MODELS.join(', ')}`);
+    return { name, bridge, mac: mac === '' ? '' : validateMac(mac, `${f}.mac`), ...(model === 'virtio' ? {} : { model }) };
   });
 }
 
@@ -208,6 +219,7 @@ export function validateSpec(raw: VmSpec, limits: SpecLimits = {}): VmSpec {
     ...runStrategy(raw.runStrategy),
     ...watchdog(raw.watchdog),
   };
+  if (raw.firmware?.type === 'uefi') throw invalidArgument('spec.firmware', 'UEFI is not supported yet (the cloud-images issue adds it); use BIOS, or leave firmware out');
   if (k === undefined && spec.disks.length === 0) {
     throw invalidArgument('spec.disks', 'nothing to boot: give spec.kernel (direct kernel boot) or at least one disk (boots from the first)');
   }

@@ -18,6 +18,8 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
   /** Run the daemon process itself inside this network namespace (a "node" of a multi-node test). */
   netns?: string;
+  /** The test's own images dir is the first image root (where the image store lives), before .guest. */
+  imagesFirst?: boolean;
 }
 
 /**
@@ -74,8 +76,7 @@ export class TestDaemon {
       '--run-dir', this.runDir,
       '--grpc-listen', this.socket,
       '--http-listen', '127.0.0.1:0',
-      '--image-root', GUEST_DIR,
-      '--image-root', join(this.root, 'images'),
+      ...(this.options.imagesFirst ? ['--image-root', join(this.root, 'images'), '--image-root', GUEST_DIR] : ['--image-root', GUEST_DIR, '--image-root', join(this.root, 'images')]),
       '--stop-grace-seconds', '20',
       // The e2e guests are TCG guests: a nested /dev/kvm can pass vmlet's probe and still hang a
       // Linux guest. VMLET_TEST_ACCEL=auto tests the probe's choice instead.

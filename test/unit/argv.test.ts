@@ -309,3 +309,35 @@ describe('buildQemuArgv: QEMU never probes a disk format', () => {
     for (const probing of ['-drive', '-hda', '-hdb', '-cdrom', '-snapshot']) expect(argv).not.toContain(probing);
   });
 });
+
+describe('buildQemuArgv: NIC models, SATA disks, boot order', () => {
+  it('e1000e and vmxnet3 NICs are QEMU emulations without virtio queue pairs', () => {
+    const nics = [
+      { name: 'eth0', bridge: 'br0', mac: '', model: 'e1000e' as const },
+      { name: 'eth1', bridge: 'br0', mac: '', model: 'vmxnet3' as const },
+      { name: 'eth2', bridge: 'br0', mac: '' },
+    ];
+    const p = plan({}, { nics, vcpus: 2 });
+    p.nics = p.nics.map((n, i) => ({ ...n, ...(nics[i]!.model ? { model: nics[i]!.model } : {}) }));
+    const devices = jsonValues(buildQemuArgv(p), '-device').filter((d) => String(d['id']).startsWith('nic-'));
+    expect(devices).toEqual([
+      { driver: 'e1000e', netdev: 'net-eth0', id: 'nic-eth0', mac: '02:00:00:00:00:00' },
+      { driver: 'vmxnet3', netdev: 'net-eth1', id: 'nic-eth1', mac: '02:00:00:00:00:01' },
+      { driver: 'virtio-net-pci', netdev: 'net-eth2', id: 'nic-eth2', mac: '02:00:00:00:00:02', mq: true, vectors: 6 },
+    ]);
+  });
+
+  it('sata disks are ide-hd devices on the AHCI ports in order; boot_order is bootindex', () => {
+    const disks = [
+      { name: 'root', imagePath: '/i/r.qcow2', overlay: false, readonly: false, bus: 'sata' as const, bootOrder: 1 },
+      { name: 'data', imagePath: '/i/d.qcow2', overlay: false, readonly: false, bootOrder: 3 },
+      { name: 'logs', imagePath: '/i/l.qcow2', overlay: false, readonly: false, bus: 'sata' as const },
+    ];
+    const devices = jsonValues(buildQemuArgv(plan({}, { disks })), '-device').filter((d) => String(d['id']).startsWith('disk-'));
+    expect(devices).toEqual([
+      { driver: 'ide-hd', drive: 'drive-root', id: 'disk-root', serial: 'root', bootindex: 1, bus: 'ide.0' },
+      { driver: 'virtio-blk-pci', drive: 'drive-data', id: 'disk-data', serial: 'data', bootindex: 3 },
+      { driver: 'ide-hd', drive: 'drive-logs', id: 'disk-logs', serial: 'logs', bus: 'ide.1' },
+    ]);
+  });
+});

@@ -204,3 +204,40 @@ describe('validateSpec: where QEMU splits -initrd (multiboot modules)', () => {
     expect(out.disks[0]?.imagePath).toBe('/i/a,1.raw');
   });
 });
+
+describe('validateSpec: NIC model, disk bus and boot order, firmware', () => {
+  const nic = (over: object = {}) => ({ name: 'eth0', bridge: 'br0', mac: '', ...over });
+
+  it.each([
+    ['e1000e', { model: 'e1000e' }],
+    ['vmxnet3', { model: 'vmxnet3' }],
+  ])('keeps NIC model %s', (_name, over) => {
+    expect(validateSpec(spec({ nics: [nic(over)] })).nics[0]).toEqual(nic(over));
+  });
+
+  it('virtio (the default) is left out', () => {
+    expect(validateSpec(spec({ nics: [nic({ model: 'virtio' })] })).nics[0]).toEqual(nic());
+  });
+
+  it('an unknown NIC model names the field', () => {
+    expect(errorOf(() => validateSpec(spec({ nics: [nic({ model: 'rtl8139' })] }))).message).toMatch(/^spec\.nics\[0\]\.model: "rtl8139" is not one of virtio, e1000e, vmxnet3/);
+  });
+
+  it('keeps sata and a boot order; virtio is left out', () => {
+    const out = validateSpec(spec({ disks: [disk('a', { bus: 'sata', bootOrder: 2 } as object), disk('b', { bus: 'virtio', bootOrder: 1 } as object)] }));
+    expect(out.disks.map((d) => [d.bus, d.bootOrder])).toEqual([['sata', 2], [undefined, 1]]);
+  });
+
+  it.each([
+    ['scsi (not yet)', [disk('a', { bus: 'scsi' } as object)], /^spec\.disks\[0\]\.bus: scsi is not supported yet/],
+    ['an unknown bus', [disk('a', { bus: 'ide' } as object)], /^spec\.disks\[0\]\.bus: "ide" is not one of/],
+    ['seven SATA disks', ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((n) => disk(n, { bus: 'sata' } as object)), /^spec\.disks\[6\]\.bus: at most 6 disks on sata/],
+    ['a negative boot order', [disk('a', { bootOrder: -1 } as object)], /^spec\.disks\[0\]\.boot_order/],
+  ])('refuses %s', (_name, disks, message) => {
+    expect(errorOf(() => validateSpec(spec({ disks }))).message).toMatch(message);
+  });
+
+  it('UEFI is refused until vmlet boots it', () => {
+    expect(errorOf(() => validateSpec(spec({ firmware: { type: 'uefi', secureBoot: false } }))).message).toMatch(/^spec\.firmware: UEFI is not supported yet/);
+  });
+});

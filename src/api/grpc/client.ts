@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { vmletV1 } from './proto.js';
 import type { VmServiceClient } from './generated/vmlet/v1/VmService.js';
 import type { MigrationServiceClient } from './generated/vmlet/v1/MigrationService.js';
+import type { ImageServiceClient } from './generated/vmlet/v1/ImageService.js';
 
 export interface ClientOptions {
   /** `unix:///path` or `host:port`. */
@@ -15,6 +16,7 @@ export interface ClientOptions {
 export interface VmletClients {
   vms: VmServiceClient;
   migrations: MigrationServiceClient;
+  images: ImageServiceClient;
   close(): void;
 }
 
@@ -36,12 +38,15 @@ export function connectClients(options: ClientOptions): VmletClients {
   const vms = new vmletV1.VmService(target, credentials, channelOptions);
   const channel = vms.getChannel();
   const migrations = new vmletV1.MigrationService(target, credentials, { ...channelOptions, channelOverride: channel });
+  const images = new vmletV1.ImageService(target, credentials, { ...channelOptions, channelOverride: channel });
   return {
     vms,
     migrations,
+    images,
     close() {
       vms.close();
       migrations.close();
+      images.close();
     },
   };
 }

@@ -4,7 +4,11 @@ import type { Vm as ProtoVm } from './generated/vmlet/v1/Vm.js';
 import type { VmSpec as ProtoVmSpec, VmSpec__Output } from './generated/vmlet/v1/VmSpec.js';
 import type { VmSpec, Vm, Phase, RunStrategy, WatchdogAction } from '../../model/vm.js';
 import type { Nic__Output } from './generated/vmlet/v1/Nic.js';
-import type { DiskSpec, NicSpec } from '../../model/vm.js';
+import type { DiskBus, DiskSpec, Firmware, NicModel, NicSpec } from '../../model/vm.js';
+import type { Nic as ProtoNic } from './generated/vmlet/v1/Nic.js';
+import type { NicModel as ProtoNicModel } from './generated/vmlet/v1/NicModel.js';
+import type { DiskBus as ProtoDiskBus } from './generated/vmlet/v1/DiskBus.js';
+import type { Firmware__Output } from './generated/vmlet/v1/Firmware.js';
 import type { Disk as ProtoDisk, Disk__Output } from './generated/vmlet/v1/Disk.js';
 
 const PHASE_TO_PROTO: Record<Phase, ProtoPhase> = {
@@ -28,18 +32,51 @@ export function timestamp(iso: string | undefined): Timestamp | null {
   return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
 }
 
-export function nicFromProto(n: Nic__Output): NicSpec {
-  return { name: n.name, bridge: n.bridge, mac: n.mac };
+const NIC_MODEL_FROM_PROTO: Record<string, NicModel | undefined> = { NIC_MODEL_VIRTIO: 'virtio', NIC_MODEL_E1000E: 'e1000e', NIC_MODEL_VMXNET3: 'vmxnet3' };
+const NIC_MODEL_TO_PROTO: Record<NicModel, ProtoNicModel> = { virtio: 'NIC_MODEL_VIRTIO', e1000e: 'NIC_MODEL_E1000E', vmxnet3: 'NIC_MODEL_VMXNET3' };
+const BUS_FROM_PROTO: Record<string, DiskBus | undefined> = { DISK_BUS_VIRTIO: 'virtio', DISK_BUS_SCSI: 'scsi', DISK_BUS_SATA: 'sata' };
+const BUS_TO_PROTO: Record<DiskBus, ProtoDiskBus> = { virtio: 'DISK_BUS_VIRTIO', scsi: 'DISK_BUS_SCSI', sata: 'DISK_BUS_SATA' };
+
+/** Proto → domain: an unspecified model is left out (virtio). */
+export function nicFromProto(n: Pick<Nic__Output, 'name' | 'bridge' | 'mac'> & { model?: string | null }): NicSpec {
+  const model = n.model ? NIC_MODEL_FROM_PROTO[n.model] : undefined;
+  return { name: n.name, bridge: n.bridge, mac: n.mac, ...(model ? { model } : {}) };
+}
+
+export function nicToProto(n: NicSpec): ProtoNic {
+  return { name: n.name, bridge: n.bridge, mac: n.mac, model: n.model ? NIC_MODEL_TO_PROTO[n.model] : 'NIC_MODEL_UNSPECIFIED' };
+}
+
+function firmwareFromProto(f: Firmware__Output | null | undefined): Firmware | undefined {
+  if (!f || f.type === 'FIRMWARE_TYPE_UNSPECIFIED') return f?.secureBoot ? { type: 'bios', secureBoot: true } : undefined;
+  return { type: f.type === 'FIRMWARE_TYPE_UEFI' ? 'uefi' : 'bios', secureBoot: f.secureBoot };
 }
 
 /** Proto → domain, before validation: an empty format is left out (detected at create); another is validation's to refuse. */
 export function diskFromProto(d: Disk__Output): DiskSpec {
-  return { name: d.name, imagePath: d.imagePath, overlay: d.overlay, readonly: d.readonly, ...(d.format ? { format: d.format as DiskSpec['format'] } : {}) };
+  const bus = d.bus ? BUS_FROM_PROTO[d.bus] : undefined;
+  return {
+    name: d.name,
+    imagePath: d.imagePath,
+    overlay: d.overlay,
+    readonly: d.readonly,
+    ...(d.format ? { format: d.format as DiskSpec['format'] } : {}),
+    ...(bus ? { bus } : {}),
+    ...(d.bootOrder ? { bootOrder: d.bootOrder } : {}),
+  };
 }
 
 /** Domain → proto: an absent format is sent as empty. */
 export function diskToProto(d: DiskSpec): ProtoDisk {
-  return { name: d.name, imagePath: d.imagePath, overlay: d.overlay, readonly: d.readonly, format: d.format ?? '' };
+  return {
+    name: d.name,
+    imagePath: d.imagePath,
+    overlay: d.overlay,
+    readonly: d.readonly,
+    format: d.format ?? '',
+    bus: d.bus ? BUS_TO_PROTO[d.bus] : 'DISK_BUS_UNSPECIFIED',
+    bootOrder: d.bootOrder ?? 0,
+  };
 }
 
 /** Proto → domain, before validation (proto3 gives defaults for absent fields). */
@@ -56,6 +93,7 @@ export function specFromProto(s: VmSpec__Output | null | undefined): VmSpec {
     ...(spec.cpuLimitMillicores ? { cpuLimitMillicores: spec.cpuLimitMillicores } : {}),
     ...runStrategyFromProto(spec.runStrategy),
     ...(spec.watchdog ? { watchdog: { action: WATCHDOG_FROM_PROTO[spec.watchdog.action] ?? ('unspecified' as WatchdogAction) } } : {}),
+    ...withFirmware(firmwareFromProto(spec.firmware)),
   };
 }
 
@@ -80,6 +118,8 @@ function runStrategyFromProto(value: string | number | undefined): { runStrategy
   return strategy && strategy !== 'Manual' ? { runStrategy: strategy } : {};
 }
 
+const withFirmware = (firmware: Firmware | undefined): { firmware?: Firmware } => (firmware ? { firmware } : {});
+
 export function specToProto(spec: VmSpec): ProtoVmSpec {
   return {
     id: spec.id,
@@ -88,10 +128,11 @@ export function specToProto(spec: VmSpec): ProtoVmSpec {
     memoryMib: spec.memoryMib,
     kernel: spec.kernel ?? null,
     disks: spec.disks.map(diskToProto),
-    nics: spec.nics,
+    nics: spec.nics.map(nicToProto),
     cpuLimitMillicores: spec.cpuLimitMillicores ?? 0,
     runStrategy: RUN_STRATEGY_TO_PROTO[spec.runStrategy ?? 'Manual'] as ProtoVmSpec['runStrategy'],
     watchdog: spec.watchdog ? { action: WATCHDOG_TO_PROTO[spec.watchdog.action] as never } : null,
+    firmware: spec.firmware ? { type: spec.firmware.type === 'uefi' ? 'FIRMWARE_TYPE_UEFI' : 'FIRMWARE_TYPE_BIOS', secureBoot: spec.firmware.secureBoot } : null,
   };
 }
 

@@ -12,6 +12,7 @@ import { TERMINAL, type MigrationInfo, type MigrationRegistry } from '../../migr
 import type { OutgoingMigrations } from '../../migration/source.js';
 import type { IncomingMigrations } from '../../migration/target.js';
 import { nicFromProto, specFromProto, vmToProto } from './convert.js';
+import type { NicSpec } from '../../model/vm.js';
 
 const PHASE: Record<MigrationInfo['phase'], MigrationPhase> = {
   Pending: 'MIGRATION_PHASE_PENDING',
@@ -119,7 +120,8 @@ export function migrationAgentHandlers(d: MigrationDeps, ctx: CallContext): Migr
       const res = await d.incoming.prepare({
         uid: req.uid,
         spec,
-        nics: req.nics.map((n) => ({ ...nicFromProto({ name: n.name, bridge: n.bridge, mac: n.mac }), tap: n.tap, port: n.pciPort })),
+        // The NIC's model travels in the spec; the target must make the same device.
+        nics: req.nics.map((n) => ({ ...nicFromProto({ name: n.name, bridge: n.bridge, mac: n.mac }), ...modelOf(spec, n.name), tap: n.tap, port: n.pciPort })),
         pciPorts: req.pciPorts,
         mirroredDisks: req.disks.filter((x) => x.mirror).map((x) => x.name),
         sourceNode: req.sourceNode,
@@ -145,3 +147,8 @@ export function migrationAgentHandlers(d: MigrationDeps, ctx: CallContext): Migr
 function peerCaller(ctx: CallContext, call: ServerUnaryCall<unknown, unknown>): string[] | undefined {
   return ctx.roleOf?.(call) === 'peer' ? callerSubjects(call) : undefined;
 }
+
+const modelOf = (spec: { nics: NicSpec[] }, name: string): Partial<Pick<NicSpec, 'model'>> => {
+  const model = spec.nics.find((n) => n.name === name)?.model;
+  return model ? { model } : {};
+};

@@ -28,7 +28,7 @@ export interface RunningGrpcServer {
   shutdown(): Promise<void>;
 }
 
-export const SERVICE_NAMES = ['vmlet.v1.VmService', 'vmlet.v1.MigrationService', 'vmlet.v1.MigrationAgentService'];
+export const SERVICE_NAMES = ['vmlet.v1.VmService', 'vmlet.v1.MigrationService', 'vmlet.v1.MigrationAgentService', 'vmlet.v1.ImageService'];
 
 /**
  * The services' files as protoc compiles them (see reflection.ts), the health service's too, so
@@ -127,3 +127,4 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
 export const vmServiceDefinition = (): grpc.ServiceDefinition => vmletV1.VmService.service;
 export const migrationServiceDefinition = (): grpc.ServiceDefinition => vmletV1.MigrationService.service;
 export const migrationAgentServiceDefinition = (): grpc.ServiceDefinition => vmletV1.MigrationAgentService.service;
+export const imageServiceDefinition = (): grpc.ServiceDefinition => vmletV1.ImageService.service;
