@@ -10,7 +10,9 @@ import { guestSpec, KERNEL, INITRD } from '../support/guest.js';
 import { expectCode, rpc, watchVms } from '../support/rpc.js';
 import { parseMetrics } from '../support/metrics-text.js';
 import { qemuPidsOf } from '../support/processes.js';
-import { isAlive } from '../../src/host/process.js';
+import { isAlive, waitForExit } from '../../src/host/process.js';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 
 const runAtBoot = (id: string, script: string, runStrategy: string) =>
   guestSpec(id, { runStrategy: runStrategy as never, kernel: { kernelPath: KERNEL, initrdPath: INITRD, cmdline: `console=ttyS0 panic=-1 vmlet.run="${script}"` } });
@@ -80,5 +82,25 @@ describe('run strategies and crash detection', () => {
     await api.delete('frozen', true);
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect(await isAlive(pid)).toBe(false);
+  });
+
+  it('a node reboot (daemon down, every QEMU killed, run dir emptied): ALWAYS comes back, MANUAL stays down', async () => {
+    const always = await api.create(guestSpec('boot-always', { runStrategy: 'RUN_STRATEGY_ALWAYS' as never }), true);
+    const manual = await api.create(guestSpec('boot-manual'), true);
+    await d.stop();
+    for (const pid of [always.status!.pid, manual.status!.pid]) {
+      process.kill(pid, 'SIGKILL');
+      expect(await waitForExit(pid, 10_000)).toBe(true);
+    }
+    for (const entry of await readdir(d.runDir)) await rm(join(d.runDir, entry), { recursive: true, force: true });
+    await d.restart();
+    api = rpc(d.clients);
+    const events = watchVms(d.clients, { id: 'boot-always' });
+    const back = await events.until((e) => e.vm?.status?.phase === 'PHASE_RUNNING', 60_000);
+    events.close();
+    expect(back.vm!.status!.restartCount).toBe(1);
+    expect((await api.get('boot-manual')).status).toMatchObject({ phase: 'PHASE_FAILED', nextRestartAt: null });
+    await api.delete('boot-always', true);
+    await api.delete('boot-manual', true);
   });
 });
