@@ -5,6 +5,7 @@ import { metricsLatencyBenchmark } from './metrics-latency.js';
 import { migrationBenchmark } from './migration.js';
 import { migrationTlsBenchmark } from './migration-tls.js';
 import { nicBenchmark } from './nic.js';
+import { restartBenchmark } from './restart.js';
 
 /** Every benchmark `npm run bench` knows, in the order they run. Add new ones here. */
-export const BENCHMARKS: readonly Benchmark[] = [coreBenchmark, metricsLatencyBenchmark, nicBenchmark, migrationBenchmark, migrationTlsBenchmark, agentPriorityBenchmark];
+export const BENCHMARKS: readonly Benchmark[] = [coreBenchmark, metricsLatencyBenchmark, nicBenchmark, migrationBenchmark, migrationTlsBenchmark, restartBenchmark, agentPriorityBenchmark];
