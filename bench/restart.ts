@@ -12,6 +12,7 @@ import { specToProto } from '../src/api/grpc/convert.js';
 import { unary } from '../src/api/grpc/client.js';
 import type { VmEvent__Output } from '../src/api/grpc/generated/vmlet/v1/VmEvent.js';
 import type { Vm__Output } from '../src/api/grpc/generated/vmlet/v1/Vm.js';
+import type { CreateVmRequest } from '../src/api/grpc/generated/vmlet/v1/CreateVmRequest.js';
 import type { BenchContext, BenchOutcome, Benchmark } from './benchmark.js';
 import { BenchDaemon } from './daemon.js';
 import { demoGuestSpec } from './guest.js';
@@ -89,7 +90,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const ids = Array.from({ length: BURST }, (_, i) => `bench-burst-${String(i).padStart(3, '0')}`);
   const t0 = performance.now();
   const results = await Promise.allSettled(
-    ids.map((id) => unary<object, { status?: { phase: string } }>(vms.createVm.bind(vms), { spec: specToProto(demoGuestSpec(ctx.repo, id)), start: true }, { deadline: Date.now() + CALL_TIMEOUT_MS })),
+    ids.map((id) => unary<CreateVmRequest, Vm__Output>(vms.createVm.bind(vms), { spec: specToProto(demoGuestSpec(ctx.repo, id)), start: true }, { deadline: Date.now() + CALL_TIMEOUT_MS })),
   );
   const burstMs = performance.now() - t0;
   const running = results.filter((r) => r.status === 'fulfilled' && r.value.status?.phase === 'PHASE_RUNNING').length;
