@@ -4,6 +4,7 @@ import { coreBenchmark } from './core.js';
 import { metricsLatencyBenchmark } from './metrics-latency.js';
 import { migrationBenchmark } from './migration.js';
 import { nicBenchmark } from './nic.js';
+import { imageImportBenchmark } from './image-import.js';
 
 /** Every benchmark `npm run bench` knows, in the order they run. Add new ones here. */
-export const BENCHMARKS: readonly Benchmark[] = [coreBenchmark, metricsLatencyBenchmark, nicBenchmark, migrationBenchmark, agentPriorityBenchmark];
+export const BENCHMARKS: readonly Benchmark[] = [coreBenchmark, metricsLatencyBenchmark, nicBenchmark, migrationBenchmark, agentPriorityBenchmark, imageImportBenchmark];
