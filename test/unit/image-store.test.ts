@@ -124,6 +124,19 @@ describe('ImageStore: temp name, rename when complete, sweep at start', () => {
     expect((await store.list()).map((i) => i.name)).toEqual(['loose']);
   });
 
+  it('a damaged VMDK is INVALID_ARGUMENT quoting qemu-img, and leaves nothing', async () => {
+    await qemuImg('create', '-q', '-f', 'raw', join(root, 'd.raw'), '2M');
+    await qemuImg('convert', '-q', '-f', 'raw', '-O', 'vmdk', join(root, 'd.raw'), join(src, 'bad.vmdk'));
+    const buf = await readFile(join(src, 'bad.vmdk'));
+    buf.fill(0xff, 8, 512);
+    await writeFile(join(src, 'bad.vmdk'), buf);
+    const err = (await store.importImage(request(join(src, 'bad.vmdk'), 'bad'), control()).catch((e: unknown) => e)) as VmletError;
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.message).toMatch(/^source_path: qemu-img could not convert .*bad\.vmdk/);
+    expect(await store.list()).toEqual([]);
+    expect(await readdir(join(storeDir, PARTIAL_DIR))).toEqual([]);
+  });
+
   it('chainOf follows qcow2 backing files as real paths', async () => {
     await mkdir(storeDir, { recursive: true });
     await qemuImg('create', '-q', '-f', 'qcow2', join(storeDir, 'base.qcow2'), '1M');
