@@ -19,6 +19,8 @@ export interface DaemonOptions {
   qemuBinary: string;
   /** Image roots besides <repo>/.guest. */
   imageRoots?: string[];
+  /** Put imageRoots before .guest, so the image store (under the first root) is the benchmark's. */
+  imageRootsFirst?: boolean;
   /** Serve /metrics on a loopback port (see httpAddress()). Default false. */
   http?: boolean;
   extraArgs?: string[];
@@ -80,8 +82,9 @@ export class BenchDaemon {
       '--run-dir', options.runDir ?? join(options.root, 'run'),
       '--grpc-listen', `unix://${join(options.runDir ?? join(options.root, 'run'), 'vmlet.sock')}`,
       '--http-listen', options.http ? '127.0.0.1:0' : '',
+      ...(options.imageRootsFirst ? (options.imageRoots ?? []).flatMap((r) => ['--image-root', r]) : []),
       '--image-root', join(options.repo, '.guest'),
-      ...(options.imageRoots ?? []).flatMap((r) => ['--image-root', r]),
+      ...(options.imageRootsFirst ? [] : (options.imageRoots ?? []).flatMap((r) => ['--image-root', r])),
       '--qemu', options.qemuBinary,
       // The daemon's own choice, as in production; VMLET_BENCH_ACCEL=tcg where a nested /dev/kvm
       // passes the probe but hangs guests that a benchmark needs booted.

@@ -6,6 +6,7 @@ import { migrationBenchmark } from './migration.js';
 import { migrationTlsBenchmark } from './migration-tls.js';
 import { nicBenchmark } from './nic.js';
 import { restartBenchmark } from './restart.js';
+import { imageImportBenchmark } from './image-import.js';
 
 /** Every benchmark `npm run bench` knows, in the order they run. Add new ones here. */
-export const BENCHMARKS: readonly Benchmark[] = [coreBenchmark, metricsLatencyBenchmark, nicBenchmark, migrationBenchmark, migrationTlsBenchmark, restartBenchmark, agentPriorityBenchmark];
+export const BENCHMARKS: readonly Benchmark[] = [coreBenchmark, metricsLatencyBenchmark, nicBenchmark, migrationBenchmark, migrationTlsBenchmark, restartBenchmark, agentPriorityBenchmark, imageImportBenchmark];

@@ -29,7 +29,7 @@ import { migrationFiguresFrom } from './metrics/migration-figures.js';
 import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, migrationAgentServiceDefinition, imageServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
 import { imageServiceHandlers } from './api/grpc/image-service.js';
 import { ImageImports } from './vm/images.js';
-import { ImageStore } from './storage/image-store.js';
+import { ImageStore, PARTIAL_DIR } from './storage/image-store.js';
 import { join } from 'node:path';
 import { vmServiceHandlers, type NodeFacts } from './api/grpc/vm-service.js';
 import { migrationAgentHandlers, migrationServiceHandlers, type MigrationDeps } from './api/grpc/migration-service.js';
@@ -116,7 +116,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     {
       store,
       network: new TapNetwork(ip),
-      storage: new ImageStorage({ imageRoots: new ImageRoots(config.imageRoots), qemuImgBinary: config.qemuImgBinary }),
+      storage: new ImageStorage({ imageRoots: new ImageRoots(config.imageRoots, '--image-root', [join(storeDir(config), PARTIAL_DIR)]), qemuImgBinary: config.qemuImgBinary }),
       hypervisor,
       ...(cells ? { cells } : {}),
       clock: systemClock,
@@ -145,7 +145,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
   await manager.init();
   logger.info({ vms: manager.list().length }, 'state loaded');
-  const imageStore = new ImageStore({ dir: join(config.imageRoots[0]!, 'store'), importRoots: new ImageRoots(config.importRoots, '--import-root'), qemuImg: config.qemuImgBinary });
+  const imageStore = new ImageStore({ dir: storeDir(config), importRoots: new ImageRoots(config.importRoots, '--import-root'), qemuImg: config.qemuImgBinary });
   const images = new ImageImports(imageStore, () => manager.list(), logger.child({ component: 'images' }), metrics.observeImport);
   await images.init();
   metrics.watchImages(images);
@@ -219,6 +219,9 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     },
   };
 }
+
+/** The image store: inside the first image root, so its images are paths a spec may name. */
+const storeDir = (config: DaemonConfig): string => join(config.imageRoots[0]!, 'store');
 
 /**
  * The probe runs as root; unprivileged QEMUs open /dev/kvm through its group (or as others). A

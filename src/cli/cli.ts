@@ -11,9 +11,10 @@ import { watchVerb } from './verbs/watch.js';
 import { migrateVerb, migrationVerb } from './verbs/migrate.js';
 import { consoleVerb } from './verbs/console.js';
 import { logsVerb } from './verbs/logs.js';
+import { imageVerb } from './verbs/image.js';
 
 /** The client verbs, in help order. */
-export const CLIENT_VERBS: readonly Verb[] = [createVerb, getVerb, lsVerb, startVerb, stopVerb, pauseVerb, resumeVerb, rebootVerb, rmVerb, watchVerb, consoleVerb, logsVerb, migrateVerb, migrationVerb, nodeVerb];
+export const CLIENT_VERBS: readonly Verb[] = [createVerb, getVerb, lsVerb, startVerb, stopVerb, pauseVerb, resumeVerb, rebootVerb, rmVerb, watchVerb, consoleVerb, logsVerb, migrateVerb, migrationVerb, imageVerb, nodeVerb];
 
 const hasHelp = (argv: string[]): boolean => argv.some((a) => a === '-h' || a === '--help');
 

@@ -12,6 +12,8 @@ export interface CliIo {
   readFile(path: string): Promise<string>;
   /** A signal that fires on Ctrl-C (or SIGTERM); only long-running verbs (watch) ask for it. */
   interrupted(): AbortSignal;
+  /** Whether stderr is a terminal (progress bars); absent: no. */
+  stderrIsTty?: boolean;
 }
 
 async function readStdin(): Promise<string> {
@@ -28,6 +30,7 @@ export function processIo(): CliIo {
     stderr: (text) => void process.stderr.write(text),
     env: process.env,
     now: () => new Date(),
+    stderrIsTty: process.stderr.isTTY === true,
     readFile: (path) => (path === '-' ? readStdin() : readFile(path, 'utf8')),
     interrupted() {
       if (!controller) {

@@ -1,4 +1,7 @@
 import { parse as parseYaml } from 'yaml';
+import type { DiskBus } from '../api/grpc/generated/vmlet/v1/DiskBus.js';
+import type { NicModel } from '../api/grpc/generated/vmlet/v1/NicModel.js';
+import type { FirmwareType } from '../api/grpc/generated/vmlet/v1/FirmwareType.js';
 
 /**
  * Turns a spec file (JSON or YAML) and `vmlet create` flags into a VmSpec, without I/O.
@@ -19,12 +22,22 @@ export interface SpecDisk {
   readonly: boolean;
   /** raw or qcow2; absent: the daemon reads it from the image's header at create. */
   format?: string;
+  /** DISK_BUS_SATA …; `sata` in a file works too. */
+  bus?: DiskBus;
+  bootOrder?: number;
 }
 
 export interface SpecNic {
   name: string;
   bridge: string;
   mac?: string;
+  /** NIC_MODEL_E1000E …; `e1000e` in a file works too. */
+  model?: NicModel;
+}
+
+export interface SpecFirmware {
+  type?: FirmwareType;
+  secureBoot?: boolean;
 }
 
 /** Shaped like the generated VmSpec request type, with only the fields that were given. */
@@ -34,6 +47,8 @@ export interface SpecInput {
   vcpus?: number;
   memoryMib?: number;
   kernel?: SpecKernel;
+  firmware?: SpecFirmware;
+  cpuLimitMillicores?: number;
   disks: SpecDisk[];
   nics: SpecNic[];
 }
@@ -121,10 +136,29 @@ function list(value: unknown, path: string): unknown[] {
   return value;
 }
 
-const SPEC_FIELDS = ['id', 'labels', 'vcpus', 'memoryMib', 'kernel', 'disks', 'nics'] as const;
+const SPEC_FIELDS = ['id', 'labels', 'vcpus', 'memoryMib', 'kernel', 'disks', 'nics', 'firmware', 'cpuLimitMillicores'] as const;
+const FIRMWARE_FIELDS = ['type', 'secureBoot'] as const;
 const KERNEL_FIELDS = ['kernelPath', 'initrdPath', 'cmdline'] as const;
-const DISK_FIELDS = ['name', 'imagePath', 'overlay', 'readonly', 'format'] as const;
-const NIC_FIELDS = ['name', 'bridge', 'mac'] as const;
+const DISK_FIELDS = ['name', 'imagePath', 'overlay', 'readonly', 'format', 'bus', 'bootOrder'] as const;
+const NIC_FIELDS = ['name', 'bridge', 'mac', 'model'] as const;
+
+const ENUMS = {
+  DISK_BUS_: ['virtio', 'scsi', 'sata'],
+  NIC_MODEL_: ['virtio', 'e1000e', 'vmxnet3'],
+  FIRMWARE_TYPE_: ['bios', 'uefi'],
+} as const;
+
+/**
+ * An enum value as the proto names it: `sata` (or DISK_BUS_SATA, as `-o json` prints it) →
+ * DISK_BUS_SATA. Throws for a value the enum lacks (the proto would quietly send 0).
+ */
+export function enumName<T>(prefix: keyof typeof ENUMS, value: string, where: string, origin: 'file' | 'flag' = 'file'): T {
+  const upper = value.toUpperCase();
+  const word = upper.startsWith(prefix) ? upper.slice(prefix.length).toLowerCase() : value.toLowerCase();
+  const known: readonly string[] = ENUMS[prefix];
+  if (!known.includes(word) && word !== 'unspecified') throw new SpecInputError(`${where}: "${value}" is not one of ${known.join(', ')}`, origin);
+  return `${prefix}${word.toUpperCase()}` as T;
+}
 
 function labelsFrom(value: unknown, path: string): Record<string, string> {
   if (value === null || value === undefined) return {};
@@ -166,6 +200,10 @@ function diskFrom(value: unknown, path: string): SpecDisk {
   };
   // `vmlet get -o json` prints an undetected format as ""; the daemon validates the value.
   if (format && format.value !== '') disk.format = str(format.value, `${path}.${format.key}`);
+  const bus = f.get('bus');
+  if (bus && bus.value !== '') disk.bus = enumName<DiskBus>('DISK_BUS_', str(bus.value, `${path}.${bus.key}`), `${path}.${bus.key}`);
+  const bootOrder = f.get('bootOrder');
+  if (bootOrder) disk.bootOrder = uint(bootOrder.value, `${path}.${bootOrder.key}`, 0xffffffff);
   return disk;
 }
 
@@ -178,7 +216,19 @@ function nicFrom(value: unknown, path: string): SpecNic {
   if (!bridge) throw fileError(path, 'missing bridge');
   const nic: SpecNic = { name: str(name.value, `${path}.${name.key}`), bridge: str(bridge.value, `${path}.${bridge.key}`) };
   if (mac && mac.value !== '') nic.mac = str(mac.value, `${path}.${mac.key}`);
+  const model = f.get('model');
+  if (model && model.value !== '') nic.model = enumName<NicModel>('NIC_MODEL_', str(model.value, `${path}.${model.key}`), `${path}.${model.key}`);
   return nic;
+}
+
+function firmwareFrom(value: unknown, path: string): SpecFirmware | undefined {
+  if (value === null || value === undefined) return undefined;
+  const firmware: SpecFirmware = {};
+  for (const [name, { key, value: v }] of fields(value, path, FIRMWARE_FIELDS)) {
+    if (name === 'type') firmware.type = enumName<FirmwareType>('FIRMWARE_TYPE_', str(v, `${path}.${key}`), `${path}.${key}`);
+    else firmware.secureBoot = bool(v, `${path}.${key}`);
+  }
+  return firmware;
 }
 
 /**
@@ -215,6 +265,12 @@ function specFromDocument(doc: unknown): SpecInput {
         break;
       case 'nics':
         spec.nics = list(value, path).map((n, i) => nicFrom(n, `${path}[${i}]`));
+        break;
+      case 'firmware':
+        spec.firmware = firmwareFrom(value, path);
+        break;
+      case 'cpuLimitMillicores':
+        spec.cpuLimitMillicores = uint(value, path, 0xffffffff);
         break;
     }
   }
@@ -258,7 +314,7 @@ function flagBool(flag: string, raw: string, key: string, value: string | undefi
 }
 
 const DISK_SYNTAX = 'name=NAME,image=PATH[,overlay][,readonly]';
-const NIC_SYNTAX = 'name=NAME,bridge=BRIDGE[,mac=MAC]';
+const NIC_SYNTAX = 'name=NAME,bridge=BRIDGE[,mac=MAC][,model=virtio|e1000e|vmxnet3]';
 
 /** `--disk name=root,image=/path,overlay,readonly,format=qcow2` */
 export function parseDiskFlag(raw: string): SpecDisk {
@@ -305,15 +361,15 @@ export function parseDiskFlag(raw: string): SpecDisk {
 /** `--nic name=eth0,bridge=br0[,mac=52:54:00:…]` */
 export function parseNicFlag(raw: string): SpecNic {
   const flag = '--nic';
-  const nic: Partial<SpecNic> = {};
+  const nic: Partial<Record<'name' | 'bridge' | 'mac' | 'model', string>> = {};
   for (const [key, value] of keyValues(flag, raw, NIC_SYNTAX)) {
-    if (key !== 'name' && key !== 'bridge' && key !== 'mac') throw flagError(`${flag} "${raw}": unknown key "${key}"; expected ${NIC_SYNTAX}`);
+    if (key !== 'name' && key !== 'bridge' && key !== 'mac' && key !== 'model') throw flagError(`${flag} "${raw}": unknown key "${key}"; expected ${NIC_SYNTAX}`);
     if (value === undefined || value === '') throw flagError(`${flag} "${raw}": ${key} needs a value; expected ${NIC_SYNTAX}`);
     nic[key] = value;
   }
   if (!nic.name) throw flagError(`${flag} "${raw}": missing name=; expected ${NIC_SYNTAX}`);
   if (!nic.bridge) throw flagError(`${flag} "${raw}": missing bridge=; expected ${NIC_SYNTAX}`);
-  return nic.mac ? { name: nic.name, bridge: nic.bridge, mac: nic.mac } : { name: nic.name, bridge: nic.bridge };
+  return { name: nic.name, bridge: nic.bridge, ...(nic.mac ? { mac: nic.mac } : {}), ...(nic.model ? { model: enumName<NicModel>('NIC_MODEL_', nic.model, `${flag} "${raw}": model`, 'flag') } : {}) };
 }
 
 /** `--label key=value` (the value may be empty and may hold `=`). */

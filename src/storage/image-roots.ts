@@ -15,6 +15,8 @@ export class ImageRoots {
   constructor(
     readonly roots: readonly string[],
     private readonly flag = '--image-root',
+    /** Directories under the roots whose files no spec may name (the store's half-written imports). */
+    private readonly excluded: readonly string[] = [],
   ) {}
 
   /** The real path of `path`; INVALID_ARGUMENT naming `field` when it is missing, outside the roots or not a file. */
@@ -39,6 +41,10 @@ export class ImageRoots {
       throw invalidArgument(field, `${path} is outside the ${what} (${roots.join(', ') || 'none given'}); place the file there or start vmlet with ${this.flag}`);
     }
     if (!info.isFile()) throw invalidArgument(field, `${path} is not a regular file`);
+    if (this.excluded.length) {
+      const excluded = await Promise.all(this.excluded.map((dir) => realpath(dir).catch(() => undefined)));
+      if (isInside(real, excluded)) throw invalidArgument(field, `${path} is an image still being imported; use the store's image once ImportImage has finished`);
+    }
     return real;
   }
 

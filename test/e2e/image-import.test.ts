@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status, type ClientReadableStream } from '@grpc/grpc-js';
 import { execFileSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
 import { mkdir, readdir, writeFile, open } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GUEST_DIR, TestDaemon, tempDirForQemu } from '../support/daemon.js';
+import { CLI, GUEST_DIR, TestDaemon, tempDirForQemu } from '../support/daemon.js';
+import { spawn } from 'node:child_process';
+import { parseSpecText } from '../../src/cli/spec-input.js';
 import { until } from '../support/poll.js';
 import { expectCode, streamToEnd } from '../support/rpc.js';
 import { unary } from '../../src/api/grpc/client.js';
@@ -137,15 +140,39 @@ describe('image import: OVA and VMDK into the image store through the real daemo
     expect(await partials()).toEqual([]);
   }, 60_000);
 
+  it('the CLI: import prints progress lines and the proposed spec as YAML that create -f reads; ls, rm, Ctrl-C', async () => {
+    const disk = makeStreamOptimizedVmdk(src, 'cli-disk1', 16);
+    const ova = makeOva(src, { name: 'cli-vm', vcpus: 1, memoryMib: 256, disks: [disk], nics: [{ subType: 'E1000', mac: '00:50:56:aa:bb:09' }], firmware: 'bios' });
+    const r = await cli(['--endpoint', d.socket, 'image', 'import', ova, '--name', 'cli', '--bridge', 'br0']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/100\.0%/);
+    expect(r.stderr).toMatch(/cli: imported to .*cli\.qcow2/);
+    const spec = parseSpecText(r.stdout, 'proposed.yaml');
+    expect(spec).toMatchObject({ id: 'cli-vm', vcpus: 1, memoryMib: 256 });
+    expect(spec.disks).toEqual([{ name: 'root', imagePath: join(store, 'cli.qcow2'), overlay: true, readonly: false, format: 'qcow2', bus: 'DISK_BUS_SATA', bootOrder: 1 }]);
+    expect(spec.nics).toEqual([{ name: 'net0', bridge: 'br0', mac: '00:50:56:aa:bb:09', model: 'NIC_MODEL_E1000E' }]);
+    const json = await cli(['--endpoint', d.socket, '-o', 'json', 'image', 'import', join(src, 'cli-disk1.vmdk'), '--name', 'cli-json']);
+    expect(json.code).toBe(0);
+    const messages = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as ImportProgress__Output);
+    expect(messages.at(-1)!.image?.name).toBe('cli-json');
+    const ls = await cli(['--endpoint', d.socket, 'image', 'ls']);
+    expect(ls.stdout).toMatch(/^NAME +FORMAT +VIRTUAL/);
+    expect(ls.stdout).toMatch(/\ncli +qcow2 +16\.0 MiB/);
+    expect((await cli(['--endpoint', d.socket, 'image', 'rm', 'cli'])).code).toBe(0);
+    expect((await cli(['--endpoint', d.socket, 'image', 'rm', 'cli-json'])).code).toBe(0);
+    expect(await storeFiles()).not.toContain('cli.qcow2');
+  }, 120_000);
+
   describe('a long import', () => {
     let big: string;
     beforeAll(async () => {
       // Random bytes, so qemu-img has real work: the import is still running when it is cancelled.
       big = join(src, 'big.raw');
       const file = await open(big, 'w');
+      // 1 GiB: converting it takes seconds even on an idle host, well beyond the 200 ms between progress messages.
       const chunk = Buffer.alloc(8 * 1024 * 1024);
-      for (let i = 0; i < 48; i++) {
-        for (let j = 0; j < chunk.length; j += 4) chunk.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, j);
+      for (let i = 0; i < 128; i++) {
+        randomFillSync(chunk);
         await file.write(chunk);
       }
       await file.close();
@@ -186,6 +213,24 @@ describe('image import: OVA and VMDK into the image store through the real daemo
       const metrics = await fetchMetrics(d.httpAddress);
       expect(metrics).toMatch(/vmlet_image_imports_total\{result="cancelled"\} 2/);
     }, 60_000);
+
+    it('Ctrl-C on vmlet image import cancels it: exit 130, nothing kept', async () => {
+      const child = spawn(process.execPath, [CLI, '--endpoint', d.socket, 'image', 'import', big, '--name', 'big3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+      await new Promise<void>((resolve) =>
+        child.stderr.on('data', (b: Buffer) => {
+          stderr += b.toString();
+          if (/\d%/.test(stderr)) resolve();
+        }),
+      );
+      expect(child.exitCode).toBeNull();
+      child.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(stderr).toMatch(/cancelled; nothing was kept/);
+      await until('no partial file', async () => ((await partials()).length === 0 && !qemuImgRunning(big)) || undefined);
+      expect(await storeFiles()).not.toContain('big3.qcow2');
+    }, 60_000);
   });
 });
 
@@ -201,6 +246,18 @@ function qemuImgRunning(source: string): boolean {
     if (cmdline.startsWith('qemu-img\0') && cmdline.includes(source)) return true;
   }
   return false;
+}
+
+/** The built CLI; resolves with its exit code and output. */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 const fetchMetrics = async (address: string): Promise<string> => (await fetch(`${address}/metrics`)).text();

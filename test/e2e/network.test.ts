@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { chmod, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { TestDaemon, tempDirForQemu } from '../support/daemon.js';
@@ -69,6 +70,23 @@ describe('guest networking: TAPs on a bridge inside a test network namespace', (
     const details = execFileSync('ip', ['-n', ns.name, '-details', 'link', 'show', 'dev', tap]).toString();
     expect(details).toContain('multi_queue');
     await api.delete('mq', true);
+  });
+
+  it('e1000e and vmxnet3 NICs: at start on a multi-queue TAP, hotplugged and unplugged on a running guest', async () => {
+    const id = 'models';
+    const vm = await api.create(guestSpec(id, { vcpus: 2, nics: [{ name: 'eth0', bridge: 'br0', mac: '', model: 'NIC_MODEL_E1000E' }] }), true);
+    expect(vm.spec!.nics[0]!.model).toBe('NIC_MODEL_E1000E');
+    const argv = readFileSync(`/proc/${vm.status!.pid}/cmdline`, 'utf8').split('\0');
+    expect(argv.filter((a) => a.includes('"id":"nic-eth0"')).map((a) => (JSON.parse(a) as { driver: string }).driver)).toEqual(['e1000e']);
+    await waitForFileText(join(d.stateDir, 'vms', id, 'console.log'), READY_LINE);
+    const attached = await api.attachNic(id, { name: 'eth1', bridge: 'br0', mac: '', model: 'NIC_MODEL_VMXNET3' });
+    expect(attached.spec!.nics.map((n) => [n.name, n.model])).toEqual([['eth0', 'NIC_MODEL_E1000E'], ['eth1', 'NIC_MODEL_VMXNET3']]);
+    const tap = attached.status!.nics.find((n) => n.name === 'eth1')!.tap;
+    expect((await ns.links()).find((l) => l.ifname === tap)?.master).toBe('br0');
+    const detached = await api.detachNic(id, 'eth1');
+    expect(detached.spec!.nics.map((n) => n.name)).toEqual(['eth0']);
+    expect(await ns.linkNames()).not.toContain(tap);
+    await api.delete(id, true);
   });
 
   it('refuses a missing bridge, a bad MAC and a duplicate MAC with the right codes, leaving nothing', async () => {

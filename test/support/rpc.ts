@@ -5,6 +5,7 @@ import type { Vm__Output } from '../../src/api/grpc/generated/vmlet/v1/Vm.js';
 import type { VmEvent__Output } from '../../src/api/grpc/generated/vmlet/v1/VmEvent.js';
 import type { VmSpec } from '../../src/api/grpc/generated/vmlet/v1/VmSpec.js';
 import type { NodeInfo__Output } from '../../src/api/grpc/generated/vmlet/v1/NodeInfo.js';
+import type { NicModel } from '../../src/api/grpc/generated/vmlet/v1/NicModel.js';
 
 /** Promise-returning VmService calls for tests. */
 export function rpc(c: VmletClients) {
@@ -20,7 +21,7 @@ export function rpc(c: VmletClients) {
     reboot: (id: string): Promise<Vm__Output> => unary(v.rebootVm.bind(v), { id }),
     delete: (id: string, force = false): Promise<unknown> => unary(v.deleteVm.bind(v), { id, force }),
     node: (): Promise<NodeInfo__Output> => unary(v.getNodeInfo.bind(v), {}),
-    attachNic: (id: string, nic: { name: string; bridge: string; mac: string }): Promise<Vm__Output> =>
+    attachNic: (id: string, nic: { name: string; bridge: string; mac: string; model?: NicModel }): Promise<Vm__Output> =>
       unary<{ id: string; nic: typeof nic }, Vm__Output>(v.attachNic.bind(v), { id, nic }),
     detachNic: (id: string, nicName: string): Promise<Vm__Output> => unary<{ id: string; nicName: string }, Vm__Output>(v.detachNic.bind(v), { id, nicName }),
   };

@@ -61,3 +61,21 @@ describe('ImageRoots', () => {
     expect(await refusal(resolveUnderRoots(join(a, 'disk.img'), [root], 'f'))).toMatch(/outside the image roots/);
   });
 });
+
+describe('ImageRoots: excluded directories', () => {
+  it('refuses a file under an excluded directory (a half-written import), through symlinks too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vmlet-excl-'));
+    try {
+      await mkdir(join(dir, 'store', '.importing'), { recursive: true });
+      await writeFile(join(dir, 'store', '.importing', 'x.qcow2'), 'x');
+      await writeFile(join(dir, 'store', 'x.qcow2'), 'x');
+      await symlink(join(dir, 'store', '.importing', 'x.qcow2'), join(dir, 'link.qcow2'));
+      const roots = new ImageRoots([dir], '--image-root', [join(dir, 'store', '.importing')]);
+      await expect(roots.resolve(join(dir, 'store', '.importing', 'x.qcow2'), 'f')).rejects.toThrow(/^f: .* is an image still being imported/);
+      await expect(roots.resolve(join(dir, 'link.qcow2'), 'f')).rejects.toThrow(/still being imported/);
+      expect(await roots.resolve(join(dir, 'store', 'x.qcow2'), 'f')).toBe(join(dir, 'store', 'x.qcow2'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,4 +1,6 @@
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { vsphereOvf } from '../support/ova.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -91,6 +93,48 @@ describe('ImageStore: temp name, rename when complete, sweep at start', () => {
     const err = (await store.importImage(request(join(src, 'top.qcow2')), control()).catch((e: unknown) => e)) as VmletError;
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(err.message).toMatch(/outside the --import-root/);
+  });
+
+  it.each([
+    ['qcow2', ['-O', 'qcow2']],
+    ['vhdx', ['-O', 'vhdx']],
+    ['vdi', ['-O', 'vdi']],
+    ['sparse vmdk', ['-O', 'vmdk']],
+    ['descriptor and flat extent', ['-O', 'vmdk', '-o', 'subformat=monolithicFlat']],
+  ])('imports %s with the same bytes', async (_name, args) => {
+    await qemuImg('create', '-q', '-f', 'raw', join(root, 'd.raw'), '2M');
+    await writeFile(join(root, 'd.raw'), Buffer.alloc(4096, 'data'), { flag: 'r+' });
+    await qemuImg('convert', '-q', '-f', 'raw', ...args, join(root, 'd.raw'), join(src, 'd.img'));
+    const result = await store.importImage({ ...request(join(src, 'd.img')), outputFormat: 'raw' }, control());
+    await qemuImg('compare', '-q', '-f', 'raw', '-F', 'raw', join(root, 'd.raw'), result.images[0]!.path);
+  });
+
+  it('a loose .ovf: its disks next to it, its manifest checked, the VM proposed', async () => {
+    await qemuImg('create', '-q', '-f', 'raw', join(root, 'd.raw'), '2M');
+    await qemuImg('convert', '-q', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', join(root, 'd.raw'), join(src, 'vm-disk1.vmdk'));
+    const ovf = vsphereOvf({ name: 'Loose VM', vcpus: 2, memoryMib: 512, disks: ['vm-disk1.vmdk'], nics: [], firmware: 'bios' }, [0]);
+    await writeFile(join(src, 'vm.ovf'), ovf);
+    const digest = createHash('sha256').update(await readFile(join(src, 'vm-disk1.vmdk'))).digest('hex');
+    await writeFile(join(src, 'vm.mf'), `SHA256(vm-disk1.vmdk)= ${digest}\n`);
+    const result = await store.importImage(request(join(src, 'vm.ovf'), 'loose'), control());
+    expect(result.proposedSpec).toMatchObject({ id: 'loose-vm', vcpus: 2, memoryMib: 512, disks: [{ imagePath: join(storeDir, 'loose.qcow2'), bus: 'sata', bootOrder: 1 }] });
+    await writeFile(join(src, 'vm.mf'), `SHA256(vm-disk1.vmdk)= ${'0'.repeat(64)}\n`);
+    const err = (await store.importImage(request(join(src, 'vm.ovf'), 'loose2'), control()).catch((e: unknown) => e)) as VmletError;
+    expect(err.message).toMatch(/does not match its SHA256 digest/);
+    expect((await store.list()).map((i) => i.name)).toEqual(['loose']);
+  });
+
+  it('a damaged VMDK is INVALID_ARGUMENT quoting qemu-img, and leaves nothing', async () => {
+    await qemuImg('create', '-q', '-f', 'raw', join(root, 'd.raw'), '2M');
+    await qemuImg('convert', '-q', '-f', 'raw', '-O', 'vmdk', join(root, 'd.raw'), join(src, 'bad.vmdk'));
+    const buf = await readFile(join(src, 'bad.vmdk'));
+    buf.fill(0xff, 8, 512);
+    await writeFile(join(src, 'bad.vmdk'), buf);
+    const err = (await store.importImage(request(join(src, 'bad.vmdk'), 'bad'), control()).catch((e: unknown) => e)) as VmletError;
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.message).toMatch(/^source_path: qemu-img could not convert .*bad\.vmdk/);
+    expect(await store.list()).toEqual([]);
+    expect(await readdir(join(storeDir, PARTIAL_DIR))).toEqual([]);
   });
 
   it('chainOf follows qcow2 backing files as real paths', async () => {

@@ -1,6 +1,6 @@
 import { open, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { run } from '../../host/run.js';
+import { CommandError, run } from '../../host/run.js';
 import { invalidArgument, VmletError } from '../../model/errors.js';
 import type { ImportRequest, StoredImage } from '../../model/image.js';
 import type { VmSpec } from '../../model/vm.js';
@@ -81,17 +81,32 @@ function fileDisk(ctx: SourceContext, filename: string, format: SourceFormat, we
     async convert(target, ext, report) {
       const progress = new QemuImgProgress();
       const args = ['convert', '-p', '-W', '-m', CONVERT_COROUTINES, '-f', driver, '-O', ext, filename, target];
-      await run(ctx.qemuImg, args, {
-        timeoutMs: CONVERT_DEADLINE_MS,
-        signal: ctx.signal,
-        onStdout: (text) => {
-          const percent = progress.push(text);
-          if (percent !== undefined) report(percent);
-        },
-      });
+      try {
+        await run(ctx.qemuImg, args, {
+          timeoutMs: CONVERT_DEADLINE_MS,
+          signal: ctx.signal,
+          onStdout: (text) => {
+            const percent = progress.push(text);
+            if (percent !== undefined) report(percent);
+          },
+        });
+      } catch (err) {
+        throw conversionError(err, label);
+      }
       report(100);
     },
   };
+}
+
+/**
+ * What a failed conversion tells the caller: a full disk is RESOURCE_EXHAUSTED; otherwise the
+ * source is what qemu-img could not read (INVALID_ARGUMENT with its message). Cancels stay CANCELLED.
+ */
+function conversionError(err: unknown, label: string): unknown {
+  if (!(err instanceof CommandError)) return err;
+  const detail = err.stderr.trim() || err.message;
+  if (/No space left on device/i.test(detail)) return new VmletError('RESOURCE_EXHAUSTED', `the image store is full while converting ${label}: ${detail}`);
+  return invalidArgument('source_path', `qemu-img could not convert ${label} (a damaged or unsupported disk?): ${detail}`);
 }
 
 /**

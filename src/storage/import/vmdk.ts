@@ -35,9 +35,12 @@ export async function embeddedDescriptor(path: string, base = 0): Promise<string
     const header = Buffer.alloc(44);
     await file.read(header, 0, header.length, base);
     if (header.toString('latin1', 0, 4) !== 'KDMV') return '';
-    const offset = Number(header.readBigUInt64LE(28)) * SECTOR;
+    const sector = header.readBigUInt64LE(28);
+    // A damaged header's offset may be anything; qemu-img then refuses the file itself.
+    if (sector === 0n || sector * BigInt(SECTOR) > BigInt(Number.MAX_SAFE_INTEGER - base)) return '';
+    const offset = Number(sector) * SECTOR;
     const size = Math.min(Number(header.readBigUInt64LE(36)) * SECTOR, MAX_DESCRIPTOR);
-    if (offset === 0 || size === 0) return '';
+    if (size === 0) return '';
     const buf = Buffer.alloc(size);
     const { bytesRead } = await file.read(buf, 0, size, base + offset);
     const text = buf.subarray(0, bytesRead);
