@@ -27,7 +27,7 @@ import type { IpLinkStats } from './metrics/netdev.js';
 import { Readiness, selfCheckTarget } from './metrics/readiness.js';
 import { migrationFiguresFrom } from './metrics/migration-figures.js';
 import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, migrationAgentServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
-import { vmServiceHandlers, type NodeFacts } from './api/grpc/vm-service.js';
+import { vmServiceHandlers, watchSlots, type NodeFacts } from './api/grpc/vm-service.js';
 import { migrationAgentHandlers, migrationServiceHandlers, type MigrationDeps } from './api/grpc/migration-service.js';
 import { MigrationRegistry } from './migration/registry.js';
 import { OutgoingMigrations } from './migration/source.js';
@@ -120,6 +120,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
         memoryOvercommit: config.memoryOvercommit,
       },
       defaultStopGraceSeconds: config.defaultStopGraceSeconds,
+      maxVms: config.maxVms,
       allowedBridges: config.allowedBridges,
       ...(config.qemuUids ? { qemuUids: config.qemuUids } : {}),
     },
@@ -141,12 +142,14 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     vmletVersion: VMLET_VERSION,
   };
   const ctx = { logger, observe: metrics.observeGrpc };
+  const watchers = watchSlots(config.maxWatchers);
   const grpc = await startGrpcServer({
     listen: config.grpcListen,
     tls: config.tls,
+    maxMessageBytes: config.grpcMaxMessageBytes,
     services: [
-      { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, consoles, node, ctx) },
-      { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(migration, ctx) },
+      { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, consoles, node, ctx, watchers) },
+      { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(migration, ctx, watchers) },
       { definition: migrationAgentServiceDefinition(), handlers: migrationAgentHandlers(migration, ctx) },
     ],
   });

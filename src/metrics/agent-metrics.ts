@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { errorMessage } from '../model/errors.js';
+import { BOUNDS, onBoundRejected } from '../model/bounds.js';
 import { PHASES } from '../model/vm.js';
 import type { VmManager } from '../vm/manager.js';
 import type { Logger } from '../host/log.js';
@@ -50,8 +51,16 @@ export class AgentMetrics {
     buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600],
     registers: [this.registry],
   });
+  readonly inputRejected = new Counter({
+    name: 'vmlet_input_rejected_total',
+    help: 'Requests refused for going beyond a bound (INVALID_ARGUMENT or RESOURCE_EXHAUSTED), by bound.',
+    labelNames: ['bound'],
+    registers: [this.registry],
+  });
   readonly scrapeErrors = new Counter({ name: 'vmlet_scrape_errors_total', help: 'VMs (or the TAP listing) whose figures could not be read during a scrape.', registers: [this.registry] });
   readonly buildInfo = new Gauge({ name: 'vmlet_build_info', help: 'Always 1; labels say what runs.', labelNames: ['version', 'qemu_version', 'accelerator'], registers: [this.registry] });
+  /** Ends the subscription to bound refusals (for tests that make many). */
+  readonly stopCountingBounds: () => void;
   /** Per-VM series; set by watchManager. */
   vmi: VmiCollector | undefined;
   /** When a VM's (or, under '', the TAP listing's) failure was last logged. */
@@ -59,6 +68,9 @@ export class AgentMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    // Every bound appears from the start at 0, so a rate() has a series before the first refusal.
+    for (const bound of BOUNDS) this.inputRejected.inc({ bound }, 0);
+    this.stopCountingBounds = onBoundRejected((bound) => this.inputRejected.inc({ bound }));
     for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name);
   }
 
