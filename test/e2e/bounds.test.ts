@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
-import { expectCode, rpc } from '../support/rpc.js';
+import { expectCode, rpc, watchVms } from '../support/rpc.js';
 import { isAlive } from '../../src/host/process.js';
 
 describe('bounds: oversized input is refused at once, a forced delete is never held up', () => {
@@ -13,7 +13,7 @@ describe('bounds: oversized input is refused at once, a forced delete is never h
   let api: ReturnType<typeof rpc>;
 
   beforeAll(async () => {
-    d = await TestDaemon.start();
+    d = await TestDaemon.start({ extraArgs: ['--max-watchers', '2'] });
     api = rpc(d.clients);
   });
   afterAll(async () => {
@@ -42,6 +42,40 @@ describe('bounds: oversized input is refused at once, a forced delete is never h
   it('a request beyond the 4 MiB message bound is RESOURCE_EXHAUSTED', async () => {
     await expectCode(() => api.list('x'.repeat(5 * 1024 * 1024)), status.RESOURCE_EXHAUSTED);
     expect((await fetch(`${d.httpAddress}/healthz`)).status).toBe(200);
+  });
+
+  it('a watch beyond --max-watchers is RESOURCE_EXHAUSTED; a place freed is taken again', async () => {
+    await api.create(guestSpec('watched'), false);
+    /** Opens a watch: 'open' once it delivers the current VMs, or the error's code. */
+    const tryWatch = () => {
+      const stream = d.clients.vms.watchVms({ id: '', labelSelector: '' });
+      const outcome = new Promise<string>((resolve) => {
+        stream.once('data', () => resolve('open'));
+        stream.once('error', (e: { code: number }) => resolve(status[e.code] ?? String(e.code)));
+      });
+      return { stream, outcome };
+    };
+    const first = watchVms(d.clients);
+    const second = watchVms(d.clients);
+    await Promise.all([first, second].map((w) => w.until((e) => e.vm?.spec?.id === 'watched')));
+    expect(await tryWatch().outcome).toBe('RESOURCE_EXHAUSTED');
+    first.close();
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const again = tryWatch();
+      const outcome = await again.outcome;
+      if (outcome === 'open') {
+        again.stream.cancel();
+        break;
+      }
+      expect(outcome).toBe('RESOURCE_EXHAUSTED');
+      if (Date.now() > deadline) throw new Error('the watch place was never given back');
+      await delay(50);
+    }
+    second.close();
+    const metrics = await (await fetch(`${d.httpAddress}/metrics`)).text();
+    expect(metrics).toMatch(/^vmlet_input_rejected_total\{bound="watchers"\} [1-9]\d*$/m);
+    await api.delete('watched');
   });
 
   it('a grace period beyond an hour is INVALID_ARGUMENT', async () => {
