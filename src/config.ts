@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { AcceleratorMode } from './qemu/accel.js';
 import type { LogFormat } from './host/log.js';
 import { hostOf, isLoopbackAddress, type TlsConfig } from './host/addresses.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_VMS, MAX_WATCHERS } from './model/bounds.js';
 
 export type { TlsConfig } from './host/addresses.js';
 
@@ -56,6 +57,12 @@ export interface DaemonConfig {
   defaultStopGraceSeconds: number;
   /** QEMU initialisations at a time; starts beyond wait their turn. */
   maxParallelStarts: number;
+  /** VMs this node holds at most (`--max-vms`). */
+  maxVms: number;
+  /** Open WatchVms and WatchMigration streams at most (`--max-watchers`). */
+  maxWatchers: number;
+  /** Largest gRPC message the server accepts (`--grpc-max-message-bytes`). */
+  grpcMaxMessageBytes: number;
   logFormat: LogFormat;
   logLevel: string;
   /** The uids (= gids) QEMUs run as, one per VM; undefined with --qemu-user root. */
@@ -80,6 +87,9 @@ const DEFAULTS = {
   qemuUidRange: '2000000:65536',
   cgroupParent: 'vmlet.slice',
   consoleLogMaxBytes: 1024 * 1024,
+  maxVms: DEFAULT_MAX_VMS,
+  maxWatchers: MAX_WATCHERS,
+  grpcMaxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
 } as const;
 
 /** Below this a console log would hold less than a console's history (64 KiB). */
@@ -124,6 +134,9 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and co
   --memory-overcommit R      guest memory per allocatable MiB (default ${DEFAULTS.memoryOvercommit})
   --stop-grace-seconds N     default grace period of StopVm (default ${DEFAULTS.defaultStopGraceSeconds})
   --max-parallel-starts N    QEMU initialisations at a time; more starts wait their turn (default: CPU count)
+  --max-vms N                VMs this node holds at most; more is RESOURCE_EXHAUSTED (default ${DEFAULTS.maxVms})
+  --max-watchers N           open WatchVms/WatchMigration streams at most (default ${DEFAULTS.maxWatchers})
+  --grpc-max-message-bytes N largest gRPC request accepted (default ${DEFAULTS.grpcMaxMessageBytes})
   --qemu-uid-range START:COUNT  uids (and gids) for QEMU, one per VM (default ${DEFAULTS.qemuUidRange})
   --qemu-user root           run QEMU as root with vmlet's capabilities (not recommended; logged)
   --cgroup-parent PATH       parent of the VMs' cgroups, outside vmlet's own (default ${DEFAULTS.cgroupParent})
@@ -142,10 +155,10 @@ function number(name: string, raw: string | undefined, fallback: number, min: nu
   return value;
 }
 
-function byteCount(name: string, raw: string | undefined, fallback: number, min: number): number {
+function byteCount(name: string, raw: string | undefined, fallback: number, min: number, unit = 'bytes'): number {
   if (raw === undefined) return fallback;
   const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(value) || value < min) throw new ConfigError(`--${name}: must be a whole number of bytes >= ${min}, got "${raw}"`);
+  if (!Number.isSafeInteger(value) || value < min) throw new ConfigError(`--${name}: must be a whole number of ${unit} >= ${min}, got "${raw}"`);
   return value;
 }
 
@@ -202,6 +215,9 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'memory-overcommit': { type: 'string' },
       'stop-grace-seconds': { type: 'string' },
       'max-parallel-starts': { type: 'string' },
+      'max-vms': { type: 'string' },
+      'max-watchers': { type: 'string' },
+      'grpc-max-message-bytes': { type: 'string' },
       'log-format': { type: 'string' },
       'log-level': { type: 'string' },
       'qemu-uid-range': { type: 'string' },
@@ -280,6 +296,9 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     memoryOvercommit: number('memory-overcommit', values['memory-overcommit'], DEFAULTS.memoryOvercommit, 0.1),
     defaultStopGraceSeconds: number('stop-grace-seconds', values['stop-grace-seconds'], DEFAULTS.defaultStopGraceSeconds, 0),
     maxParallelStarts: number('max-parallel-starts', values['max-parallel-starts'], Math.max(1, availableParallelism()), 1),
+    maxVms: byteCount('max-vms', values['max-vms'], DEFAULTS.maxVms, 1, 'VMs'),
+    maxWatchers: byteCount('max-watchers', values['max-watchers'], DEFAULTS.maxWatchers, 1, 'streams'),
+    grpcMaxMessageBytes: byteCount('grpc-max-message-bytes', values['grpc-max-message-bytes'], DEFAULTS.grpcMaxMessageBytes, 64 * 1024),
     logFormat: oneOf('log-format', values['log-format'], ['json', 'pretty'] as const, 'json'),
     logLevel: values['log-level'] ?? 'info',
     ...qemuUsers(values['qemu-user'], values['qemu-uid-range']),

@@ -31,7 +31,7 @@ import { imageServiceHandlers } from './api/grpc/image-service.js';
 import { ImageImports } from './vm/images.js';
 import { ImageStore, PARTIAL_DIR } from './storage/image-store.js';
 import { join } from 'node:path';
-import { vmServiceHandlers, type NodeFacts } from './api/grpc/vm-service.js';
+import { vmServiceHandlers, watchSlots, type NodeFacts } from './api/grpc/vm-service.js';
 import { migrationAgentHandlers, migrationServiceHandlers, type MigrationDeps } from './api/grpc/migration-service.js';
 import { MigrationRegistry } from './migration/registry.js';
 import { OutgoingMigrations } from './migration/source.js';
@@ -130,6 +130,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       },
       defaultStopGraceSeconds: config.defaultStopGraceSeconds,
       maxParallelStarts: config.maxParallelStarts,
+      maxVms: config.maxVms,
       allowedBridges: config.allowedBridges,
       ...(config.qemuUids ? { qemuUids: config.qemuUids } : {}),
     },
@@ -161,12 +162,14 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   };
   const authorizer = new Authorizer({ policy, socketGid: process.getegid?.() ?? 0, insecureTcp: config.insecureTcp, logger, onDenied: metrics.observeDenied });
   const ctx = { logger, observe: metrics.observeGrpc, authorize: (method: string, call: Parameters<Authorizer['authorize']>[1]) => void authorizer.authorize(method, call), roleOf: (call: object) => authorizer.roleOfCall(call) };
+  const watchers = watchSlots(config.maxWatchers);
   const grpc = await startGrpcServer({
     listen: config.grpcListen,
     tls: config.tls,
+    maxMessageBytes: config.grpcMaxMessageBytes,
     services: [
-      { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, consoles, node, ctx) },
-      { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(migration, ctx) },
+      { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, consoles, node, ctx, watchers) },
+      { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(migration, ctx, watchers) },
       { definition: migrationAgentServiceDefinition(), handlers: migrationAgentHandlers(migration, ctx) },
       { definition: imageServiceDefinition(), handlers: imageServiceHandlers(images, ctx) },
     ],

@@ -28,9 +28,13 @@ export interface ConsoleLimits {
    * --console-log-max-bytes): a VM's console log takes at most twice this on disk.
    */
   logMaxBytes: number;
+  /** Clients of one VM's console at once (attached and following); absent: DEFAULT_MAX_CONSOLE_CLIENTS. */
+  maxClients?: number;
   /** Output waiting for the disk, per VM; beyond it (a disk slower than a flooding guest) output is dropped, and the log says how much. */
   logBufferBytes: number;
 }
+
+export const DEFAULT_MAX_CONSOLE_CLIENTS = 16;
 
 export const DEFAULT_CONSOLE_LIMITS: ConsoleLimits = {
   historyBytes: 64 * 1024,

@@ -1,9 +1,10 @@
 import type { VmletError } from '../model/errors.js';
+import { boundExceeded } from '../model/bounds.js';
 import type { Logger } from '../host/log.js';
 import type { ConsoleClient } from './client.js';
 import { Batcher } from './batcher.js';
 import { joinHistory } from './history.js';
-import type { ConsoleLimits } from './limits.js';
+import { DEFAULT_MAX_CONSOLE_CLIENTS, type ConsoleLimits } from './limits.js';
 import { ByteRing } from './ring.js';
 import { RotatingLog } from './rotating-log.js';
 import { SerialLink } from './serial-link.js';
@@ -77,12 +78,38 @@ export class ConsoleSession {
     return this.live.size + this.tape.clientCount;
   }
 
+  /** Clients between the check of the bound and their registration. */
+  private joining = 0;
+
+  /** Holds a place for one more client (attached or following), or throws RESOURCE_EXHAUSTED. */
+  private join(): () => void {
+    const max = this.limits.maxClients ?? DEFAULT_MAX_CONSOLE_CLIENTS;
+    if (this.clientCount + this.joining >= max) {
+      throw boundExceeded('console_clients', 'RESOURCE_EXHAUSTED', `this VM's console has ${max} clients, the most it allows; detach one and try again`);
+    }
+    this.joining++;
+    let held = true;
+    return () => {
+      if (held) this.joining--;
+      held = false;
+    };
+  }
+
   get ended(): boolean {
     return this.closing !== undefined;
   }
 
   /** An interactive client: the history tail, then live output until the VM stops. */
   async attach(client: ConsoleClient): Promise<void> {
+    const joined = this.join();
+    try {
+      await this.attachJoined(client, joined);
+    } finally {
+      joined();
+    }
+  }
+
+  private async attachJoined(client: ConsoleClient, joined: () => void): Promise<void> {
     await this.link.connected();
     // Bytes before `boundary` were logged before this session: the ring has everything after.
     const { end: boundary, whole } = await this.log.initialEnd();
@@ -95,6 +122,7 @@ export class ConsoleSession {
     const recent = this.ring.snapshot();
     client.hold();
     this.live.add(client);
+    joined();
     client.whenClosed(() => this.live.delete(client));
     const need = this.ring.wrapped ? 0 : this.limits.historyBytes - recent.length;
     // One byte more than needed tells whether the history starts at a line start.
@@ -106,8 +134,13 @@ export class ConsoleSession {
   }
 
   /** A log follower: console.log from `from`, then what is appended to it, until the VM stops. */
-  follow(client: ConsoleClient, from: number): Promise<void> {
-    return this.tape.attach(client, from);
+  async follow(client: ConsoleClient, from: number): Promise<void> {
+    const joined = this.join();
+    try {
+      await this.tape.attach(client, from);
+    } finally {
+      joined();
+    }
   }
 
   input(data: Buffer): void {

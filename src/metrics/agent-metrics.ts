@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { errorMessage } from '../model/errors.js';
+import { BOUNDS, onBoundRejected } from '../model/bounds.js';
 import { PHASES } from '../model/vm.js';
 import type { VmManager } from '../vm/manager.js';
 import type { ImageImports } from '../vm/images.js';
@@ -66,6 +67,12 @@ export class AgentMetrics {
     registers: [this.registry],
   });
   readonly guestPanics = new Counter({ ...kubevirtOpts('guestPanics'), registers: [this.registry] });
+  readonly inputRejected = new Counter({
+    name: 'vmlet_input_rejected_total',
+    help: 'Requests refused for going beyond a bound (INVALID_ARGUMENT or RESOURCE_EXHAUSTED), by bound.',
+    labelNames: ['bound'],
+    registers: [this.registry],
+  });
   readonly scrapeErrors = new Counter({ name: 'vmlet_scrape_errors_total', help: 'VMs (or the TAP listing) whose figures could not be read during a scrape.', registers: [this.registry] });
   readonly quarantined = new Counter({
     name: 'vmlet_vm_quarantined_total',
@@ -75,6 +82,8 @@ export class AgentMetrics {
   readonly buildInfo = new Gauge({ name: 'vmlet_build_info', help: 'Always 1; labels say what runs.', labelNames: ['version', 'qemu_version', 'accelerator'], registers: [this.registry] });
   readonly imageImports = new Counter({ name: 'vmlet_image_imports_total', help: 'Image imports finished, by result (ok, error, cancelled).', labelNames: ['result'], registers: [this.registry] });
   readonly imageImportBytes = new Counter({ name: 'vmlet_image_import_bytes_total', help: 'Bytes of source files converted by successful image imports.', registers: [this.registry] });
+  /** Ends the subscription to bound refusals (for tests that make many). */
+  readonly stopCountingBounds: () => void;
   /** Per-VM series; set by watchManager. */
   vmi: VmiCollector | undefined;
   /** When a VM's (or, under '', the TAP listing's) failure was last logged. */
@@ -84,6 +93,9 @@ export class AgentMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    // Every bound appears from the start at 0, so a rate() has a series before the first refusal.
+    for (const bound of BOUNDS) this.inputRejected.inc({ bound }, 0);
+    this.stopCountingBounds = onBoundRejected((bound) => this.inputRejected.inc({ bound }));
     for (const name of LINT_FAILING_DEFAULTS) this.registry.removeSingleMetric(name);
   }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { VmletError, errorMessage, failedPrecondition } from '../model/errors.js';
+import { MAX_MIGRATIONS_IN_FLIGHT, boundExceeded } from '../model/bounds.js';
 import type { TlsFiles } from '../model/machine.js';
 import { hostOf, isLoopbackAddress } from '../host/addresses.js';
 import type { Machine } from '../vm/ports.js';
@@ -64,6 +65,9 @@ export class OutgoingMigrations {
     const record = this.ctx.manager.record(id);
     if (!/^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/.test(target)) throw new VmletError('INVALID_ARGUMENT', `target: "${target}" must be HOST:PORT of the target node's vmlet`);
     if (this.cancels.has(id)) throw failedPrecondition(`VM ${id} is already migrating`);
+    if (this.cancels.size >= MAX_MIGRATIONS_IN_FLIGHT) {
+      throw boundExceeded('migrations_in_flight', 'RESOURCE_EXHAUSTED', `${this.cancels.size} migrations are leaving this node, the most it runs at once; retry when one has ended`);
+    }
     const peer = this.ctx.connect(target);
     const abort = new AbortController();
     let started!: (m: MigrationInfo) => void;

@@ -2,6 +2,7 @@
  * Kubernetes label syntax and equality-based label selectors (`a=b,c!=d,e,!f`). Pure.
  */
 import { invalidArgument } from '../model/errors.js';
+import { MAX_LABEL_SELECTOR_BYTES, boundExceeded } from '../model/bounds.js';
 
 const NAME_RE = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -50,15 +51,37 @@ function checkKey(key: string): string {
   return key;
 }
 
+const LINE_TERMINATOR = /[\n\r\u2028\u2029]/;
+
+/**
+ * `key op value` of a trimmed term, in one pass: the key runs to the first '=' or '!', which must
+ * start `==`, `!=` or `=`; whitespace around the operator is dropped. The same split the former
+ * regular expression made, whose lazy key against `\s*` backtracked quadratically on long terms.
+ */
+function splitOperator(term: string): { key: string; op: string; value: string } | undefined {
+  let i = 0;
+  while (i < term.length && term[i] !== '=' && term[i] !== '!') i++;
+  if (i === term.length) return undefined;
+  let op: string;
+  if (term.startsWith('==', i)) op = '==';
+  else if (term.startsWith('!=', i)) op = '!=';
+  else if (term[i] === '=') op = '=';
+  else return undefined;
+  const value = term.slice(i + op.length).trimStart();
+  // The regular expression's `.` stopped at line terminators: such a term had no operator.
+  if (LINE_TERMINATOR.test(value)) return undefined;
+  return { key: term.slice(0, i).trimEnd(), op, value };
+}
+
 function parseTerm(raw: string): Requirement {
   const term = raw.trim();
   if (term === '') throw invalidArgument(FIELD, 'empty requirement: requirements are separated by single commas, e.g. "a=b,c!=d"');
   if (term.includes('(') || /\s(in|notin)\s/.test(term)) {
     throw invalidArgument(FIELD, `"${term}": set-based requirements (in, notin) are not supported; use a=b, a==b, a!=b, a or !a`);
   }
-  const m = /^([^=!]*?)\s*(==|!=|=)\s*(.*)$/.exec(term);
+  const m = splitOperator(term);
   if (m) {
-    const [, key = '', op, value = ''] = m;
+    const { key, op, value } = m;
     if (key === '') throw invalidArgument(FIELD, `"${term}": missing key before "${op}"`);
     const problem = labelValueProblem(value);
     if (problem !== undefined) throw invalidArgument(FIELD, problem);
@@ -74,6 +97,10 @@ function parseTerm(raw: string): Requirement {
  * keys, operators and values is ignored; an empty or blank string selects everything.
  */
 export function parseLabelSelector(s: string): LabelSelector {
+  // Each UTF-16 unit is at least one UTF-8 byte: a long string is refused before it is encoded.
+  if (s.length > MAX_LABEL_SELECTOR_BYTES || Buffer.byteLength(s) > MAX_LABEL_SELECTOR_BYTES) {
+    throw boundExceeded('label_selector_size', 'INVALID_ARGUMENT', `${FIELD}: is ${Buffer.byteLength(s)} bytes long: at most ${MAX_LABEL_SELECTOR_BYTES}`);
+  }
   if (s.trim() === '') return { requirements: [] };
   return { requirements: s.split(',').map(parseTerm) };
 }

@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../host/log.js';
 import { VmletError, errorMessage, failedPrecondition } from '../model/errors.js';
+import { DEFAULT_MAX_VMS, MAX_GRACE_PERIOD_SECONDS, boundExceeded } from '../model/bounds.js';
 import type { OperationName } from '../model/events.js';
 import type { NicSpec, Vm, VmSpec, VmStatus } from '../model/vm.js';
 import type { UnreadableVm } from './ports.js';
@@ -171,6 +172,7 @@ export class VmManager extends VmRegistry {
   /** A VM arriving by migration: its files written and registered, in phase Incoming. */
   async registerIncoming(spec: VmSpec, status: VmStatus): Promise<VmRecord> {
     if (this.has(spec.id) || this.creating.has(spec.id)) throw new VmletError('ALREADY_EXISTS', `VM ${spec.id} already exists on this node`);
+    this.checkRoomForOneMore();
     await this.env.store.create(spec, status);
     const record = this.add(spec, status);
     this.announce(record);
@@ -190,6 +192,7 @@ export class VmManager extends VmRegistry {
       // A retried create+start (the first one's start refused, say) converges on a running VM.
       return startNow ? this.start(spec.id) : this.get(spec.id);
     }
+    this.checkRoomForOneMore();
     const creation = createVm(this.env, spec);
     // A create is done when its state files are on disk, not when the VM is registered.
     const written = this.timed('create', spec.id, async () => {
@@ -207,6 +210,15 @@ export class VmManager extends VmRegistry {
     starting?.catch(() => undefined);
     await written;
     return starting ?? this.get(spec.id);
+  }
+
+  /** Synchronous with the registration that follows it, so concurrent creates cannot overshoot. */
+  private checkRoomForOneMore(): void {
+    const max = this.env.settings.maxVms ?? DEFAULT_MAX_VMS;
+    const held = this.all().length + this.creating.size;
+    if (held >= max) {
+      throw boundExceeded('vms_per_node', 'RESOURCE_EXHAUSTED', `this node holds ${held} VMs, its limit (--max-vms ${max}); delete one or place the VM on another node`);
+    }
   }
 
   /** Waits for a new VM's files; if they cannot be written the VM is retired and the error thrown. */
@@ -231,7 +243,11 @@ export class VmManager extends VmRegistry {
   }
 
   /** StopVm: the VM stays stopped, whatever its run strategy, until StartVm. */
-  stop(id: string, graceSeconds: number | undefined, force: boolean): Promise<Vm> {
+  async stop(id: string, graceSeconds: number | undefined, force: boolean): Promise<Vm> {
+    if (graceSeconds !== undefined && graceSeconds > MAX_GRACE_PERIOD_SECONDS) {
+      throw boundExceeded('grace_period', 'INVALID_ARGUMENT', `grace_period_seconds: is ${graceSeconds}: at most ${MAX_GRACE_PERIOD_SECONDS} (0 means the default, --stop-grace-seconds)`);
+    }
+    if (force) this.cutGrace(id);
     return this.operate('stop', id, async (r) => {
       cancelRestart(r);
       if (!r.status.stopRequested || r.status.nextRestartAt) this.update(r, { stopRequested: true, nextRestartAt: undefined });
@@ -270,7 +286,13 @@ export class VmManager extends VmRegistry {
   async delete(id: string, force: boolean): Promise<void> {
     const record = this.record(id);
     cancelRestart(record);
+    if (force) this.cutGrace(id);
     await this.timed('delete', id, () => record.queue.run(() => deleteVm(this.env, record, force)));
+  }
+
+  /** A forced stop or delete does not wait behind a graceful stop's grace period: that stop goes on to quit and kill now. */
+  private cutGrace(id: string): void {
+    if (this.has(id)) this.record(id).grace?.abort();
   }
 
   /** Runs `op` in the VM's queue, timed, and answers with the VM as it is then. */

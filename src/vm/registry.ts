@@ -18,6 +18,8 @@ export interface VmRecord {
   readonly queue: OpQueue;
   /** The QEMU of this VM while vmlet holds its monitor. */
   machine?: Machine;
+  /** Set while a stop waits out its grace period; aborting it ends the grace at once (a forced stop or delete). */
+  grace?: AbortController;
   /** The chain of durable status writes, so the file always ends with the latest status. */
   saving: Promise<void>;
   saveQueued: boolean;

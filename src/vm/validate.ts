@@ -8,6 +8,7 @@
  */
 import { isAbsolute } from 'node:path';
 import { invalidArgument } from '../model/errors.js';
+import { MAX_LABELS_PER_VM, boundExceeded } from '../model/bounds.js';
 import { ifNameProblem, validateMac } from '../model/names.js';
 import { labelKeyProblem, labelValueProblem } from './label-selector.js';
 import { DISK_BUSES, NIC_MODELS, RUN_STRATEGIES, WATCHDOG_ACTIONS, type DiskSpec, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
@@ -85,13 +86,17 @@ function cpuLimitMillicores(raw: unknown, vcpus: number): number {
 function labels(raw: unknown): Record<string, string> {
   if (raw === undefined || raw === null) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalidArgument('spec.labels', 'must be a map of strings');
+  const keys = Object.keys(raw);
+  if (keys.length > MAX_LABELS_PER_VM) {
+    throw boundExceeded('labels_per_vm', 'INVALID_ARGUMENT', `spec.labels: has ${keys.length} labels: at most ${MAX_LABELS_PER_VM}`);
+  }
   const out: Record<string, string> = {};
-  for (const key of Object.keys(raw).sort()) {
+  for (const key of keys.sort()) {
     const value: unknown = (raw as Record<string, unknown>)[key];
     const field = `spec.labels[${JSON.stringify(key)}]`;
     if (typeof value !== 'string') throw invalidArgument(field, 'must be a string');
     const problem = labelKeyProblem(key) ?? labelValueProblem(value);
-    if (problem !== undefined) throw invalidArgument(field, problem);
+    if (problem !== undefined) throw boundExceeded('label_syntax', 'INVALID_ARGUMENT', `${field}: ${problem}`);
     out[key] = value;
   }
   return out;

@@ -79,6 +79,20 @@ describe('ConsoleHub with a fake QEMU serial socket', () => {
     expect(fake.connections).toBe(1);
   });
 
+  it('refuses a client beyond maxClients with RESOURCE_EXHAUSTED, and takes one again once a client left', async () => {
+    await hub.close();
+    hub = new ConsoleHub(vms, silentLogger(), { ...LIMITS, maxClients: 2 }).start();
+    vms.set(ID, fake.paths, 'Running');
+    await fake.connected();
+    const first = hub.client(new RecordingSink());
+    await hub.attachable(ID).attach(first);
+    await hub.attachable(ID).attach(hub.client(new RecordingSink()));
+    const refused = hub.attachable(ID).attach(hub.client(new RecordingSink()));
+    await expect(refused).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/2 clients, the most it allows/) });
+    first.detach();
+    await hub.attachable(ID).attach(hub.client(new RecordingSink()));
+  });
+
   it('a client that never takes its output is dropped with RESOURCE_EXHAUSTED; the others keep receiving', async () => {
     vms.set(ID, fake.paths, 'Running');
     await fake.connected();

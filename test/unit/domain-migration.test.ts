@@ -82,6 +82,17 @@ describe('outgoing migration (source)', () => {
     expect(s.hypervisor.processes.size).toBe(0);
   });
 
+  it('refuses a fifth migration in flight with RESOURCE_EXHAUSTED', async () => {
+    const s = await sourceWithRunningVm();
+    s.manager.env.settings.capacity = { ...s.manager.env.settings.capacity, cpuOvercommit: 10 };
+    for (const id of ['vm2', 'vm3', 'vm4', 'vm5']) await s.manager.create({ ...migratable, id, nics: [] }, true);
+    // A target that never answers keeps each migration in flight.
+    s.peer.prepareIncoming = () => new Promise(() => undefined);
+    for (const id of ['vm', 'vm2', 'vm3', 'vm4']) void s.outgoing.start(id, '127.0.0.1:7000', OPTIONS);
+    await expect(s.outgoing.start('vm5', '127.0.0.1:7000', OPTIONS)).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED', message: expect.stringMatching(/^4 migrations are leaving this node/) });
+    expect(s.manager.get('vm5').status.phase).toBe('Running');
+  });
+
   it('rolls back before the commit point: the target discards, the guest goes on here', async () => {
     const s = await sourceWithRunningVm();
     s.machine.failOn.set('migrate tcp:127.0.0.1:4444', new VmletError('FAILED_PRECONDITION', 'QMP migrate failed: GenericError: bad uri'));

@@ -6,6 +6,8 @@ import type { MigrationAgentServiceHandlers } from './generated/vmlet/v1/Migrati
 import type { Migration } from './generated/vmlet/v1/Migration.js';
 import type { MigrationPhase } from './generated/vmlet/v1/MigrationPhase.js';
 import { type CallContext, streamHandler, unaryHandler } from './observe.js';
+import { watchSlots } from './vm-service.js';
+import { MAX_WATCHERS } from '../../model/bounds.js';
 import { validateVmId } from '../../vm/validate.js';
 import type { VmManager } from '../../vm/manager.js';
 import { TERMINAL, type MigrationInfo, type MigrationRegistry } from '../../migration/registry.js';
@@ -49,7 +51,7 @@ export interface MigrationDeps {
   nodeName: string;
 }
 
-export function migrationServiceHandlers(d: MigrationDeps, ctx: CallContext): MigrationServiceHandlers {
+export function migrationServiceHandlers(d: MigrationDeps, ctx: CallContext, watchers = watchSlots(MAX_WATCHERS)): MigrationServiceHandlers {
   const current = (id: string): MigrationInfo => {
     validateVmId(id, 'id');
     const m = d.registry.get(id);
@@ -81,6 +83,7 @@ export function migrationServiceHandlers(d: MigrationDeps, ctx: CallContext): Mi
     }),
     WatchMigration: streamHandler(ctx, 'WatchMigration', async (call) => {
       const first = current(call.request.id);
+      const release = watchers.take();
       await new Promise<void>((resolve) => {
         const send = (m: MigrationInfo) => {
           if (m.id !== first.id) return;
@@ -88,6 +91,7 @@ export function migrationServiceHandlers(d: MigrationDeps, ctx: CallContext): Mi
           if (TERMINAL.has(m.phase)) done();
         };
         const done = () => {
+          release();
           d.registry.off('update', send);
           call.off('cancelled', done);
           resolve();

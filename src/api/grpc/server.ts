@@ -10,6 +10,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import type { TlsConfig } from '../../host/addresses.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../model/bounds.js';
 import { vmletV1 } from './proto.js';
 import { PROTO_FILES, PROTO_ROOT } from './proto-options.js';
 import { fileDescriptorProtos } from './reflection.js';
@@ -17,6 +18,8 @@ import { fileDescriptorProtos } from './reflection.js';
 export interface GrpcServerOptions {
   listen: string[];
   tls?: TlsConfig;
+  /** Largest request accepted; default DEFAULT_MAX_MESSAGE_BYTES. */
+  maxMessageBytes?: number;
   services: { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation }[];
 }
 
@@ -87,7 +90,7 @@ function bind(server: grpc.Server, address: string, creds: grpc.ServerCredential
 
 /** Serves the vmlet services, the standard health service and reflection on every listen address. */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES });
   for (const s of options.services) server.addService(s.definition, s.handlers);
   const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((n) => [n, 'NOT_SERVING'])) });
   health.addToServer(server);

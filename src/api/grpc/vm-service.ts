@@ -1,5 +1,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { VmletError } from '../../model/errors.js';
+import { MAX_WATCHERS } from '../../model/bounds.js';
+import { Slots } from '../../model/slots.js';
 import type { VmManager } from '../../vm/manager.js';
 import { validateVmId } from '../../vm/validate.js';
 import { matchesSelector, parseLabelSelector } from '../../vm/label-selector.js';
@@ -29,7 +31,8 @@ export interface NodeFacts {
  */
 export const WATCH_MAX_QUEUED_EVENTS = 4096;
 
-export function vmServiceHandlers(manager: VmManager, consoles: ConsoleHub, node: NodeFacts, ctx: CallContext): VmServiceHandlers {
+/** `watchers`: WatchVms streams (and, shared, WatchMigration's) open at once. */
+export function vmServiceHandlers(manager: VmManager, consoles: ConsoleHub, node: NodeFacts, ctx: CallContext, watchers = watchSlots(MAX_WATCHERS)): VmServiceHandlers {
   const out = (vm: Parameters<typeof vmToProto>[0]) => vmToProto(vm, node.hostname);
   const id = (req: { id: string }) => validateVmId(req.id, 'id');
 
@@ -50,7 +53,7 @@ export function vmServiceHandlers(manager: VmManager, consoles: ConsoleHub, node
       return {};
     }),
     GetNodeInfo: unaryHandler(ctx, 'GetNodeInfo', async () => nodeInfo(manager, node)),
-    WatchVms: streamHandler(ctx, 'WatchVms', (call) => watch(manager, call, out)),
+    WatchVms: streamHandler(ctx, 'WatchVms', (call) => watchers.hold(() => watch(manager, call, out))),
     ...consoleHandlers(consoles, ctx),
     AttachNic: unaryHandler(ctx, 'AttachNic', async (req) => {
       if (!req.nic) throw new VmletError('INVALID_ARGUMENT', 'nic: required');
@@ -62,6 +65,9 @@ export function vmServiceHandlers(manager: VmManager, consoles: ConsoleHub, node
     }),
   };
 }
+
+/** The places for watch streams (WatchVms, WatchMigration), `--max-watchers`. */
+export const watchSlots = (max: number): Slots => new Slots('watchers', max, 'watch streams (WatchVms, WatchMigration)');
 
 function nodeInfo(manager: VmManager, node: NodeFacts): NodeInfo {
   const policy = manager.env.settings.capacity;

@@ -7,6 +7,8 @@ import type { VmRecord, VmRegistry } from '../registry.js';
 export interface DomainSettings {
   capacity: CapacityPolicy;
   defaultStopGraceSeconds: number;
+  /** VMs this node holds at most (created and incoming); absent: DEFAULT_MAX_VMS. */
+  maxVms?: number;
   /** When non-empty, NICs may only name these bridges. */
   allowedBridges: readonly string[];
   /** The uids (and gids) QEMUs run as, one per VM; absent: QEMU runs as root (--qemu-user root). */

@@ -49,18 +49,34 @@ export async function ensureStopped(env: OpEnv, record: VmRecord, options: StopO
   else env.vms.transition(record, 'Stopped', `stopped by request (${how})`, stopped);
 }
 
+/**
+ * The grace period, which a forced stop or delete of the same VM cuts short (record.grace): they
+ * queue behind this operation, and must not wait up to an hour for a guest that ignores ACPI.
+ */
 async function powerDown(env: OpEnv, record: VmRecord, machine: Machine, graceMs: number): Promise<string> {
+  const grace = new AbortController();
+  record.grace = grace;
+  const cut = new Promise<false>((resolve) => grace.signal.addEventListener('abort', () => resolve(false), { once: true }));
   const now = (): number => env.clock.now().getTime();
   const deadline = now() + graceMs;
-  while (now() < deadline) {
-    try {
-      // A QEMU that does not answer (stopped, hung) must not stretch the grace period.
-      await machine.powerDown(Math.max(1, Math.min(POWERDOWN_INTERVAL_MS, deadline - now())));
-    } catch (err) {
-      if (machine.closed) break;
-      record.log.warn({ err }, 'system_powerdown failed');
+  try {
+    while (now() < deadline && !grace.signal.aborted) {
+      try {
+        // A QEMU that does not answer (stopped, hung) must not stretch the grace period.
+        await Promise.race([machine.powerDown(Math.max(1, Math.min(POWERDOWN_INTERVAL_MS, deadline - now()))), cut]);
+      } catch (err) {
+        if (machine.closed) break;
+        record.log.warn({ err }, 'system_powerdown failed');
+      }
+      if (grace.signal.aborted) break;
+      if (await Promise.race([machine.waitExit(Math.max(0, Math.min(POWERDOWN_INTERVAL_MS, deadline - now()))), cut])) return 'powered off';
     }
-    if (await machine.waitExit(Math.max(0, Math.min(POWERDOWN_INTERVAL_MS, deadline - now())))) return 'powered off';
+  } finally {
+    if (record.grace === grace) record.grace = undefined;
+  }
+  if (grace.signal.aborted) {
+    record.log.info('grace period cut short by a forced stop or delete');
+    return 'grace period cut short by a forced stop or delete';
   }
   return 'grace period expired';
 }
