@@ -57,6 +57,8 @@ export interface DaemonConfig {
   defaultStopGraceSeconds: number;
   /** QEMU initialisations at a time; starts beyond wait their turn. */
   maxParallelStarts: number;
+  /** Floor of a start's deadlines, counted from QEMU's spawn (QMP handshake; the spawn helper gets twice it). */
+  startTimeoutSeconds: number;
   /** VMs this node holds at most (`--max-vms`). */
   maxVms: number;
   /** Open WatchVms and WatchMigration streams at most (`--max-watchers`). */
@@ -134,6 +136,7 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and co
   --memory-overcommit R      guest memory per allocatable MiB (default ${DEFAULTS.memoryOvercommit})
   --stop-grace-seconds N     default grace period of StopVm (default ${DEFAULTS.defaultStopGraceSeconds})
   --max-parallel-starts N    QEMU initialisations at a time; more starts wait their turn (default: CPU count)
+  --start-timeout-seconds N  floor of a start's QMP deadline from QEMU's spawn, plus 1 s per GiB of guest memory (default 5)
   --max-vms N                VMs this node holds at most; more is RESOURCE_EXHAUSTED (default ${DEFAULTS.maxVms})
   --max-watchers N           open WatchVms/WatchMigration streams at most (default ${DEFAULTS.maxWatchers})
   --grpc-max-message-bytes N largest gRPC request accepted (default ${DEFAULTS.grpcMaxMessageBytes})
@@ -215,6 +218,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'memory-overcommit': { type: 'string' },
       'stop-grace-seconds': { type: 'string' },
       'max-parallel-starts': { type: 'string' },
+      'start-timeout-seconds': { type: 'string' },
       'max-vms': { type: 'string' },
       'max-watchers': { type: 'string' },
       'grpc-max-message-bytes': { type: 'string' },
@@ -296,6 +300,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     memoryOvercommit: number('memory-overcommit', values['memory-overcommit'], DEFAULTS.memoryOvercommit, 0.1),
     defaultStopGraceSeconds: number('stop-grace-seconds', values['stop-grace-seconds'], DEFAULTS.defaultStopGraceSeconds, 0),
     maxParallelStarts: number('max-parallel-starts', values['max-parallel-starts'], Math.max(1, availableParallelism()), 1),
+    startTimeoutSeconds: number('start-timeout-seconds', values['start-timeout-seconds'], 5, 1),
     maxVms: byteCount('max-vms', values['max-vms'], DEFAULTS.maxVms, 1, 'VMs'),
     maxWatchers: byteCount('max-watchers', values['max-watchers'], DEFAULTS.maxWatchers, 1, 'streams'),
     grpcMaxMessageBytes: byteCount('grpc-max-message-bytes', values['grpc-max-message-bytes'], DEFAULTS.grpcMaxMessageBytes, 64 * 1024),

@@ -100,7 +100,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   const metrics = new AgentMetrics();
   metrics.buildInfo.set({ version: VMLET_VERSION, qemu_version: version, accelerator: accel.accelerator }, 1);
   const store = new StateStore(config.stateDir, config.runDir);
-  const spawner = new Spawner(logger).start();
+  const spawner = new Spawner(logger, 2 * config.startTimeoutSeconds * 1000).start();
   const cells = await openCells(config, accel.accelerator, logger);
   const hypervisor = new QemuHypervisor({
     qemuGroups: await groupsFor('/dev/kvm'),
@@ -111,6 +111,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     vhostNet,
     netns: config.netns,
     onQmpCommand: metrics.observeQmp,
+    qmpTimeoutFloorMs: config.startTimeoutSeconds * 1000,
   });
   const manager = new VmManager(
     {

@@ -12,7 +12,12 @@ import { QmpClient, type QmpConnectOptions } from './qmp.js';
 import type { Spawner } from './spawner.js';
 import type { DiskStatus, NicStatus, VmSpec, VmStatus } from '../model/vm.js';
 
-const QMP_CONNECT_TIMEOUT_MS = 5000;
+/** The QMP handshake's deadline, counted from QEMU's spawn: the floor, plus a second per GiB of guest memory QEMU maps. */
+export function qmpConnectTimeoutMs(floorMs: number, memoryMib: number): number {
+  return floorMs + Math.ceil(memoryMib / 1024) * 1000;
+}
+
+const DEFAULT_QMP_TIMEOUT_FLOOR_MS = 5000;
 
 export interface HypervisorOptions {
   binary: string;
@@ -26,6 +31,8 @@ export interface HypervisorOptions {
   onQmpCommand?: (command: string, seconds: number, ok: boolean) => void;
   /** Supplementary groups of an unprivileged QEMU (the group that may open /dev/kvm). */
   qemuGroups?: number[];
+  /** The floor of each start's QMP deadline (`--start-timeout-seconds`). */
+  qmpTimeoutFloorMs?: number;
 }
 
 /** What a QEMU is started with (the domain's LaunchRequest). */
@@ -48,8 +55,8 @@ export class QemuHypervisor {
     return this.o.accelerator;
   }
 
-  private get qmpOptions(): QmpConnectOptions {
-    return { connectTimeoutMs: QMP_CONNECT_TIMEOUT_MS, onCommandDone: this.o.onQmpCommand };
+  private qmpOptions(memoryMib = 0): QmpConnectOptions {
+    return { connectTimeoutMs: qmpConnectTimeoutMs(this.o.qmpTimeoutFloorMs ?? DEFAULT_QMP_TIMEOUT_FLOOR_MS, memoryMib), onCommandDone: this.o.onQmpCommand };
   }
 
   async launch(r: QemuLaunch): Promise<QemuMachine> {
@@ -66,12 +73,12 @@ export class QemuHypervisor {
       nicPorts: r.nicPorts,
     });
     const runAs = r.owner ? { ...r.owner, groups: this.o.qemuGroups ?? [] } : undefined;
-    const launched = await launchQemu({ binary: this.o.binary, argv, paths: r.paths, netns: this.o.netns, spawner: this.o.spawner, qmp: this.qmpOptions, ...(runAs ? { runAs } : {}) });
+    const launched = await launchQemu({ binary: this.o.binary, argv, paths: r.paths, netns: this.o.netns, spawner: this.o.spawner, qmp: this.qmpOptions(r.spec.memoryMib), ...(runAs ? { runAs } : {}) });
     return new QemuMachine(launched.pid, launched.qmp, r.paths, this.o.vhostNet);
   }
 
   async adopt(pid: number, paths: VmPaths): Promise<QemuMachine> {
-    return new QemuMachine(pid, await QmpClient.connect(paths.qmpSocket, this.qmpOptions), paths, this.o.vhostNet);
+    return new QemuMachine(pid, await QmpClient.connect(paths.qmpSocket, this.qmpOptions()), paths, this.o.vhostNet);
   }
 
   isQemuOf(pid: number, id: string): Promise<boolean> {

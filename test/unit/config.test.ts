@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { migrationAddress, parseDaemonArgs } from '../../src/config.js';
+import { qmpConnectTimeoutMs } from '../../src/qemu/hypervisor.js';
 
 describe('parseDaemonArgs', () => {
   it('has defaults for everything', () => {
@@ -48,5 +49,19 @@ describe('parseDaemonArgs', () => {
     const tls = ['--tls-cert', 'c', '--tls-key', 'k', '--tls-ca', 'a'];
     expect(parseDaemonArgs(['--migration-address', '10.0.0.5', ...tls]).insecureMigration).toBe(false);
     expect(parseDaemonArgs([]).incomingTimeoutSeconds).toBe(600);
+  });
+});
+
+describe('start deadlines', () => {
+  it('--start-timeout-seconds is a floor of at least 1 s, default 5', () => {
+    expect(parseDaemonArgs([]).startTimeoutSeconds).toBe(5);
+    expect(parseDaemonArgs(['--start-timeout-seconds', '20']).startTimeoutSeconds).toBe(20);
+    expect(() => parseDaemonArgs(['--start-timeout-seconds', '0'])).toThrow(/start-timeout-seconds/);
+  });
+
+  it('the QMP deadline grows by a second per GiB of guest memory above the floor', () => {
+    expect(qmpConnectTimeoutMs(5000, 128)).toBe(6000);
+    expect(qmpConnectTimeoutMs(5000, 4096)).toBe(9000);
+    expect(qmpConnectTimeoutMs(20_000, 0)).toBe(20_000);
   });
 });
