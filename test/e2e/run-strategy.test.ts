@@ -48,6 +48,24 @@ describe('run strategies and crash detection', () => {
     await api.delete('segv-always', true);
   });
 
+  it('kill -SEGV under RERUN_ON_FAILURE restarts; under MANUAL the VM stays FAILED with no QEMU', async () => {
+    const rerun = await api.create(guestSpec('segv-rerun', { runStrategy: 'RUN_STRATEGY_RERUN_ON_FAILURE' as never }), true);
+    const manual = await api.create(guestSpec('segv-manual'), true);
+    const rerunEvents = watchVms(d.clients, { id: 'segv-rerun' });
+    const manualEvents = watchVms(d.clients, { id: 'segv-manual' });
+    process.kill(rerun.status!.pid, 'SIGSEGV');
+    process.kill(manual.status!.pid, 'SIGSEGV');
+    const back = await rerunEvents.until((e) => e.vm?.status?.phase === 'PHASE_RUNNING' && e.vm.status.pid !== rerun.status!.pid);
+    expect(back.vm!.status!.restartCount).toBe(1);
+    const failed = await manualEvents.until((e) => e.vm?.status?.phase === 'PHASE_FAILED');
+    expect(failed.vm!.status).toMatchObject({ pid: 0, nextRestartAt: null });
+    rerunEvents.close();
+    manualEvents.close();
+    expect(await qemuPidsOf(['segv-manual'])).toEqual([]);
+    await api.delete('segv-rerun', true);
+    await api.delete('segv-manual', true);
+  });
+
   it('RERUN_ON_FAILURE: a guest kernel panic is FAILED "guest panicked", then restarted', async () => {
     const events = watchVms(d.clients, { id: 'panicky' });
     await api.create(runAtBoot('panicky', 'echo c > /proc/sysrq-trigger', 'RUN_STRATEGY_RERUN_ON_FAILURE'), true);

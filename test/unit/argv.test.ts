@@ -129,6 +129,16 @@ describe('buildQemuArgv: variants', () => {
     expect(valuesOf(buildQemuArgv(plan(over)), flag)).toEqual([value]);
   });
 
+  it('every VM has a pvpanic device that shuts QEMU down; a watchdog only when the spec asks, with its action', () => {
+    const plain = buildQemuArgv(plan());
+    expect(valuesOf(plain, '-action')).toEqual(['panic=shutdown']);
+    expect(valuesOf(plain, '-device')).toContain('pvpanic');
+    expect(plain.join(' ')).not.toContain('i6300esb');
+    const watched = buildQemuArgv(plan({}, { watchdog: { action: 'poweroff' } }));
+    expect(valuesOf(watched, '-action')).toEqual(['panic=shutdown', 'watchdog=poweroff']);
+    expect(valuesOf(watched, '-device').map((d) => (d.startsWith('{') ? (JSON.parse(d) as { driver: string }).driver : d))).toContain('i6300esb');
+  });
+
   it('-S only when startPaused', () => {
     expect(buildQemuArgv(plan({ startPaused: true }))).toContain('-S');
   });
