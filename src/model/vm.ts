@@ -172,4 +172,10 @@ export interface VmPaths {
   consoleLog: string;
   pidFile: string;
   qemuLog: string;
+  /** UEFI VMs: the VM's own copy of OVMF's variables store (boot entries, Secure Boot keys). */
+  efiVars: string;
+  /** The cloud-init NoCloud seed (an ISO 9660 volume labelled cidata) when the spec has cloud_init. */
+  cloudInitSeed: string;
+  /** The QEMU guest agent's virtio-serial channel, where QEMU listens. */
+  guestAgentSocket: string;
 }

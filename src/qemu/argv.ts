@@ -11,6 +11,7 @@
  * statistics, reported every BALLOON_STATS_INTERVAL_SECONDS, feed the metrics).
  */
 import type { DiskStatus, NicModel, NicStatus, VmPaths, VmSpec } from '../model/vm.js';
+import { ovmfFilesOf } from '../model/firmware.js';
 import {
   BALLOON_DEVICE_ID,
   BALLOON_STATS_INTERVAL_SECONDS,
@@ -134,6 +135,31 @@ export function nicDevice(nic: NicStatus, vcpus: number, bus?: string): { driver
   return { driver: NIC_DEVICES[model], ...nicDeviceProps(nic, model === 'virtio' ? vcpus : 1, bus) };
 }
 
+/** Node names of the UEFI flash images: OVMF's code and the VM's variables store. */
+export const FIRMWARE_CODE_NODE = 'fw-code';
+export const FIRMWARE_VARS_NODE = 'fw-vars';
+
+/**
+ * -machine, and for UEFI the two pflash blockdevs: OVMF's code read-only, the VM's own variables
+ * store writable. Secure Boot needs SMM, and the flash locked to it, or the guest could rewrite
+ * the enrolled keys from outside SMM.
+ */
+function machineArgs(spec: VmSpec, paths: VmPaths): string[] {
+  const ovmf = ovmfFilesOf(spec.firmware);
+  if (!ovmf) return ['-machine', 'q35'];
+  const flash = (node: string, filename: string, readOnly: boolean): string[] => [
+    '-blockdev', JSON.stringify({ driver: 'file', filename, 'node-name': `${node}-file`, 'read-only': readOnly }),
+    '-blockdev', JSON.stringify({ driver: 'raw', file: `${node}-file`, 'node-name': node, 'read-only': readOnly }),
+  ];
+  const secure = spec.firmware?.secureBoot === true;
+  return [
+    '-machine', toQemuOpts('q35', { pflash0: FIRMWARE_CODE_NODE, pflash1: FIRMWARE_VARS_NODE, ...(secure ? { smm: true } : {}) }),
+    ...(secure ? ['-global', 'driver=cfi.pflash01,property=secure,value=on'] : []),
+    ...flash(FIRMWARE_CODE_NODE, ovmf.code, true),
+    ...flash(FIRMWARE_VARS_NODE, paths.efiVars, false),
+  ];
+}
+
 /** Every -device is in JSON form: QEMU 7.2 creates legacy-syntax devices before JSON ones, so mixing reorders slots. */
 const jsonDevice = (driver: string, props: QemuProps): string => JSON.stringify({ driver, ...props });
 
@@ -173,7 +199,7 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
   checkPlan(plan, ports);
   const argv: string[] = [
     '-name', nameArg(spec.id),
-    '-machine', 'q35',
+    ...machineArgs(spec, paths),
     // TCG's translation cache is sized so that it fits the VM's cgroup (cgroup/overhead.ts).
     '-accel', plan.accelerator === 'tcg' ? `tcg,tb-size=${TCG_TB_SIZE_MIB}` : plan.accelerator,
     '-cpu', plan.cpu ?? (plan.accelerator === 'kvm' ? 'host' : 'max'),

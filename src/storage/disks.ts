@@ -3,6 +3,7 @@ import { VmletError, errorMessage, failedPrecondition, invalidArgument } from '.
 import { fsyncPath } from '../host/fsync.js';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { ImageRoots } from './image-roots.js';
+import { ownVmStateFiles, prepareEfiVars } from './vm-files.js';
 import { createOverlay, inspectImage } from './qemu-img.js';
 import { checkQcow2Chain, dataFileRefusal, noBackingFormatRefusal, type CheckTime } from './chain.js';
 import { headerBytes, headerFormat, type ImageFormat } from './image-header.js';
@@ -164,8 +165,14 @@ export class ImageStorage {
     return prepareDisks(spec, paths, this.options);
   }
 
-  own(paths: VmPaths, disks: readonly DiskStatus[], owner: { uid: number; gid: number }): Promise<void> {
-    return ownVmFiles(paths, disks, owner);
+  /** The UEFI variables store of a UEFI VM (storage/vm-files.ts). */
+  prepareVmFiles(spec: VmSpec, paths: VmPaths): Promise<void> {
+    return prepareEfiVars(spec, paths, this.options.sync);
+  }
+
+  async own(paths: VmPaths, disks: readonly DiskStatus[], owner: { uid: number; gid: number }): Promise<void> {
+    await ownVmFiles(paths, disks, owner);
+    await ownVmStateFiles(paths, owner);
   }
 
   /** At every start: kernel, initrd, disk images and their backing chains, checked again (see checkBootFiles). */

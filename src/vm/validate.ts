@@ -10,7 +10,7 @@ import { isAbsolute } from 'node:path';
 import { invalidArgument } from '../model/errors.js';
 import { ifNameProblem, validateMac } from '../model/names.js';
 import { labelKeyProblem, labelValueProblem } from './label-selector.js';
-import { DISK_BUSES, NIC_MODELS, RUN_STRATEGIES, WATCHDOG_ACTIONS, type DiskSpec, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
+import { DISK_BUSES, NIC_MODELS, RUN_STRATEGIES, WATCHDOG_ACTIONS, type DiskSpec, type Firmware, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
 
 const DEFAULT_VCPUS = 1;
 const DEFAULT_MEMORY_MIB = 256;
@@ -218,8 +218,8 @@ export function validateSpec(raw: VmSpec, limits: SpecLimits = {}): VmSpec {
     ...(cpuLimit ? { cpuLimitMillicores: cpuLimit } : {}),
     ...runStrategy(raw.runStrategy),
     ...watchdog(raw.watchdog),
+    ...firmware(raw.firmware),
   };
-  if (raw.firmware?.type === 'uefi') throw invalidArgument('spec.firmware', 'UEFI is not supported yet (the cloud-images issue adds it); use BIOS, or leave firmware out');
   if (k === undefined && spec.disks.length === 0) {
     throw invalidArgument('spec.disks', 'nothing to boot: give spec.kernel (direct kernel boot) or at least one disk (boots from the first)');
   }
@@ -230,6 +230,17 @@ function runStrategy(raw: unknown): { runStrategy?: RunStrategy } {
   if (raw === undefined || raw === 'Manual') return {};
   if (!(RUN_STRATEGIES as readonly unknown[]).includes(raw)) throw invalidArgument('spec.run_strategy', `must be one of ${RUN_STRATEGIES.join(', ')}, got ${String(raw)}`);
   return { runStrategy: raw as RunStrategy };
+}
+
+/** BIOS is the default and is left out; Secure Boot exists only with UEFI. */
+function firmware(raw: Firmware | undefined): { firmware?: Firmware } {
+  if (raw === undefined || raw === null) return {};
+  if (raw.type !== 'bios' && raw.type !== 'uefi') throw invalidArgument('spec.firmware.type', `must be bios or uefi, got ${String(raw.type)}`);
+  if (raw.type === 'bios') {
+    if (raw.secureBoot === true) throw invalidArgument('spec.firmware.secure_boot', 'Secure Boot needs UEFI firmware (FIRMWARE_TYPE_UEFI)');
+    return {};
+  }
+  return { firmware: { type: 'uefi', secureBoot: raw.secureBoot === true } };
 }
 
 function watchdog(raw: unknown): { watchdog?: { action: WatchdogAction } } {

@@ -55,6 +55,9 @@ export class FakeStore implements Store {
       consoleLog: `${r}/console.log`,
       pidFile: `${r}/qemu.pid`,
       qemuLog: `${r}/qemu.log`,
+      efiVars: `${s}/efi-vars.fd`,
+      cloudInitSeed: `${s}/cidata.iso`,
+      guestAgentSocket: `${r}/qga.sock`,
     };
   }
 
@@ -152,6 +155,11 @@ export class FakeStorage implements Storage {
   async prepareDisks(spec: VmSpec, paths: VmPaths): Promise<DiskStatus[]> {
     if (this.failPrepare) throw this.failPrepare;
     return spec.disks.map((d) => ({ name: d.name, path: d.overlay ? `${paths.disksDir}/${d.name}.qcow2` : d.imagePath, format: 'qcow2' }));
+  }
+
+  readonly vmFiles: string[] = [];
+  async prepareVmFiles(spec: VmSpec): Promise<void> {
+    this.vmFiles.push(spec.id);
   }
 
   async checkBootFiles(): Promise<void> {

@@ -16,6 +16,9 @@ const paths: VmPaths = {
   consoleLog: '/run/vmlet/vms/web-1/console.log',
   pidFile: '/run/vmlet/vms/web-1/qemu.pid',
   qemuLog: '/run/vmlet/vms/web-1/qemu.log',
+  efiVars: '/var/lib/vmlet/vms/web-1/efi-vars.fd',
+  cloudInitSeed: '/var/lib/vmlet/vms/web-1/cidata.iso',
+  guestAgentSocket: '/run/vmlet/vms/web-1/qga.sock',
 };
 
 const baseSpec: VmSpec = {
@@ -339,5 +342,39 @@ describe('buildQemuArgv: NIC models, SATA disks, boot order', () => {
       { driver: 'virtio-blk-pci', drive: 'drive-data', id: 'disk-data', serial: 'data', bootindex: 3 },
       { driver: 'ide-hd', drive: 'drive-logs', id: 'disk-logs', serial: 'logs', bus: 'ide.1' },
     ]);
+  });
+});
+
+describe('buildQemuArgv: firmware', () => {
+  it('BIOS (the default): plain q35, no flash', () => {
+    const argv = buildQemuArgv(plan());
+    expect(valuesOf(argv, '-machine')).toEqual(['q35']);
+    expect(jsonValues(argv, '-blockdev').some((b) => String(b['node-name']).startsWith('fw-'))).toBe(false);
+  });
+
+  it('UEFI: OVMF code read-only and the VM own vars store writable, as pflash0 and pflash1', () => {
+    const argv = buildQemuArgv(plan({}, { firmware: { type: 'uefi', secureBoot: false } }));
+    expect(valuesOf(argv, '-machine')).toEqual(['q35,pflash0=fw-code,pflash1=fw-vars']);
+    expect(valuesOf(argv, '-global')).toEqual([]);
+    const flash = jsonValues(argv, '-blockdev').filter((b) => String(b['node-name']).startsWith('fw-'));
+    expect(flash).toEqual([
+      { driver: 'file', filename: '/usr/share/OVMF/OVMF_CODE_4M.fd', 'node-name': 'fw-code-file', 'read-only': true },
+      { driver: 'raw', file: 'fw-code-file', 'node-name': 'fw-code', 'read-only': true },
+      { driver: 'file', filename: paths.efiVars, 'node-name': 'fw-vars-file', 'read-only': false },
+      { driver: 'raw', file: 'fw-vars-file', 'node-name': 'fw-vars', 'read-only': false },
+    ]);
+  });
+
+  it('Secure Boot: the enrolled-keys build, SMM, and the flash locked to SMM', () => {
+    const argv = buildQemuArgv(plan({}, { firmware: { type: 'uefi', secureBoot: true } }));
+    expect(valuesOf(argv, '-machine')).toEqual(['q35,pflash0=fw-code,pflash1=fw-vars,smm=on']);
+    expect(valuesOf(argv, '-global')).toEqual(['driver=cfi.pflash01,property=secure,value=on']);
+    const files = jsonValues(argv, '-blockdev').map((b) => b['filename']);
+    expect(files).toContain('/usr/share/OVMF/OVMF_CODE_4M.ms.fd');
+  });
+
+  it('adds no PCI device: the slots of disks, NICs and ports stay where BIOS has them', () => {
+    const devices = (s: Partial<VmSpec>): string[] => valuesOf(buildQemuArgv(plan({}, { ...twoNics, ...s })), '-device');
+    expect(devices({ firmware: { type: 'uefi', secureBoot: true } })).toEqual(devices({}));
   });
 });

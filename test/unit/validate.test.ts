@@ -237,7 +237,9 @@ describe('validateSpec: NIC model, disk bus and boot order, firmware', () => {
     expect(errorOf(() => validateSpec(spec({ disks }))).message).toMatch(message);
   });
 
-  it('UEFI is refused until vmlet boots it', () => {
-    expect(errorOf(() => validateSpec(spec({ firmware: { type: 'uefi', secureBoot: false } }))).message).toMatch(/^spec\.firmware: UEFI is not supported yet/);
+  it('UEFI is kept with its Secure Boot flag; BIOS, the default, is left out; Secure Boot needs UEFI', () => {
+    expect(validateSpec(spec({ firmware: { type: 'uefi', secureBoot: true } })).firmware).toEqual({ type: 'uefi', secureBoot: true });
+    expect(validateSpec(spec({ firmware: { type: 'bios', secureBoot: false } })).firmware).toBeUndefined();
+    expect(errorOf(() => validateSpec(spec({ firmware: { type: 'bios', secureBoot: true } }))).message).toMatch(/^spec\.firmware\.secure_boot: Secure Boot needs UEFI/);
   });
 });
