@@ -59,6 +59,15 @@ export interface VmSpec {
   watchdog?: { action: WatchdogAction };
   /** Absent: BIOS. */
   firmware?: Firmware;
+  /** A cloud-init NoCloud seed, attached as a read-only CD-ROM. */
+  cloudInit?: CloudInit;
+}
+
+/** NoCloud's files, verbatim; an empty string is left to vmlet (meta-data) or left out (the others). */
+export interface CloudInit {
+  userData: string;
+  metaData: string;
+  networkConfig: string;
 }
 
 export const RUN_STRATEGIES = ['Manual', 'Always', 'RerunOnFailure', 'Halted'] as const;

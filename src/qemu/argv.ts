@@ -177,6 +177,18 @@ function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undef
   return ['-blockdev', JSON.stringify(file), '-blockdev', JSON.stringify(fmt), '-device', device];
 }
 
+/** Node names and device id of the cloud-init seed's CD-ROM. */
+export const SEED_NODE = 'cidata';
+
+/** The cloud-init seed: a read-only ide-cd on SATA port `sataPort`, after the SATA disks. */
+function seedArgs(path: string, sataPort: number): string[] {
+  return [
+    '-blockdev', JSON.stringify({ driver: 'file', filename: path, 'node-name': `${SEED_NODE}-file`, 'read-only': true }),
+    '-blockdev', JSON.stringify({ driver: 'raw', file: `${SEED_NODE}-file`, 'node-name': SEED_NODE, 'read-only': true }),
+    '-device', jsonDevice('ide-cd', { drive: SEED_NODE, id: SEED_NODE, bus: `ide.${sataPort}` }),
+  ];
+}
+
 function checkPlan(plan: QemuLaunchPlan, ports: number): void {
   const { spec } = plan;
   const same = (a: { name: string }[], b: { name: string }[]): boolean => a.length === b.length && a.every((x, i) => x.name === b[i]?.name);
@@ -231,6 +243,8 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     const bootIndex = ordered ? d?.bootOrder || undefined : i === 0 && !spec.kernel ? 1 : undefined;
     argv.push(...diskArgs(disk, readOnly, bootIndex, d?.bus === 'sata' ? sataPort++ : undefined));
   });
+  // On the AHCI controller q35 always has: no PCI slot of its own.
+  if (spec.cloudInit) argv.push(...seedArgs(paths.cloudInitSeed, sataPort++));
   const nicPorts = plan.nicPorts ?? {};
   const netdev = (nic: NicStatus): string[] => ['-netdev', toQemuOpts('tap', tapNetdevProps(nic, spec.vcpus, plan.vhostNet))];
   const device = (nic: NicStatus, bus?: string): string[] => ['-device', JSON.stringify(nicDevice(nic, spec.vcpus, bus))];

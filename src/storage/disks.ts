@@ -4,6 +4,7 @@ import { fsyncPath } from '../host/fsync.js';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { ImageRoots } from './image-roots.js';
 import { ownVmStateFiles, prepareEfiVars } from './vm-files.js';
+import { writeSeed } from './cloud-init.js';
 import { createOverlay, inspectImage } from './qemu-img.js';
 import { checkQcow2Chain, dataFileRefusal, noBackingFormatRefusal, type CheckTime } from './chain.js';
 import { headerBytes, headerFormat, type ImageFormat } from './image-header.js';
@@ -165,9 +166,13 @@ export class ImageStorage {
     return prepareDisks(spec, paths, this.options);
   }
 
-  /** The UEFI variables store of a UEFI VM (storage/vm-files.ts). */
-  prepareVmFiles(spec: VmSpec, paths: VmPaths): Promise<void> {
-    return prepareEfiVars(spec, paths, this.options.sync);
+  /** The UEFI variables store (storage/vm-files.ts) and the cloud-init seed (storage/cloud-init.ts). */
+  async prepareVmFiles(spec: VmSpec, paths: VmPaths, owner?: { uid: number; gid: number }): Promise<void> {
+    await Promise.all([
+      prepareEfiVars(spec, paths, this.options.sync),
+      writeSeed(spec, paths, this.options.sync ? { sync: this.options.sync } : {}),
+    ]);
+    if (owner) await ownVmStateFiles(paths, owner);
   }
 
   async own(paths: VmPaths, disks: readonly DiskStatus[], owner: { uid: number; gid: number }): Promise<void> {

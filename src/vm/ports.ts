@@ -65,8 +65,11 @@ export interface Network {
 export interface Storage {
   /** Checks every path of the spec and makes the per-VM overlays; returns what QEMU opens, in spec order. */
   prepareDisks(spec: VmSpec, paths: VmPaths): Promise<DiskStatus[]>;
-  /** The files QEMU opens from the VM's state dir besides disks (UEFI variables store), made when missing. */
-  prepareVmFiles(spec: VmSpec, paths: VmPaths): Promise<void>;
+  /**
+   * The files QEMU opens from the VM's state dir besides disks (UEFI variables store, cloud-init
+   * seed): made when missing, the seed remade when the spec's cloud_init changed; handed to `owner`.
+   */
+  prepareVmFiles(spec: VmSpec, paths: VmPaths, owner?: Owner): Promise<void>;
   /** Hands the VM's state dir and overlays to its QEMU user; base images stay as they are (read-only to it). */
   own(paths: VmPaths, disks: readonly DiskStatus[], owner: Owner): Promise<void>;
   /** Kernel and initrd are still under the image roots. */

@@ -10,7 +10,7 @@ import { isAbsolute } from 'node:path';
 import { invalidArgument } from '../model/errors.js';
 import { ifNameProblem, validateMac } from '../model/names.js';
 import { labelKeyProblem, labelValueProblem } from './label-selector.js';
-import { DISK_BUSES, NIC_MODELS, RUN_STRATEGIES, WATCHDOG_ACTIONS, type DiskSpec, type Firmware, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
+import { DISK_BUSES, NIC_MODELS, RUN_STRATEGIES, WATCHDOG_ACTIONS, type CloudInit, type DiskSpec, type Firmware, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
 
 const DEFAULT_VCPUS = 1;
 const DEFAULT_MEMORY_MIB = 256;
@@ -219,7 +219,11 @@ export function validateSpec(raw: VmSpec, limits: SpecLimits = {}): VmSpec {
     ...runStrategy(raw.runStrategy),
     ...watchdog(raw.watchdog),
     ...firmware(raw.firmware),
+    ...cloudInit(raw.cloudInit),
   };
+  if (spec.cloudInit && spec.disks.filter((d) => d.bus === 'sata').length >= MAX_SATA_DISKS) {
+    throw invalidArgument('spec.cloud_init', `the seed takes a SATA port, and ${MAX_SATA_DISKS} disks are on sata already`);
+  }
   if (k === undefined && spec.disks.length === 0) {
     throw invalidArgument('spec.disks', 'nothing to boot: give spec.kernel (direct kernel boot) or at least one disk (boots from the first)');
   }
@@ -230,6 +234,21 @@ function runStrategy(raw: unknown): { runStrategy?: RunStrategy } {
   if (raw === undefined || raw === 'Manual') return {};
   if (!(RUN_STRATEGIES as readonly unknown[]).includes(raw)) throw invalidArgument('spec.run_strategy', `must be one of ${RUN_STRATEGIES.join(', ')}, got ${String(raw)}`);
   return { runStrategy: raw as RunStrategy };
+}
+
+/** Nova's limit for user data; vmlet holds every NoCloud file to it. */
+export const MAX_CLOUD_INIT_BYTES = 64 * 1024;
+
+/** Sizes only: what the files say is the guest's business (cloud-init reports its own errors). */
+function cloudInit(raw: CloudInit | undefined): { cloudInit?: CloudInit } {
+  if (raw === undefined || raw === null) return {};
+  const file = (value: unknown, field: string): string => {
+    const text = str(value, `spec.cloud_init.${field}`);
+    const bytes = Buffer.byteLength(text);
+    if (bytes > MAX_CLOUD_INIT_BYTES) throw invalidArgument(`spec.cloud_init.${field}`, `is ${bytes} bytes, at most ${MAX_CLOUD_INIT_BYTES} (64 KiB)`);
+    return text;
+  };
+  return { cloudInit: { userData: file(raw.userData, 'user_data'), metaData: file(raw.metaData, 'meta_data'), networkConfig: file(raw.networkConfig, 'network_config') } };
 }
 
 /** BIOS is the default and is left out; Secure Boot exists only with UEFI. */

@@ -378,3 +378,26 @@ describe('buildQemuArgv: firmware', () => {
     expect(devices({ firmware: { type: 'uefi', secureBoot: true } })).toEqual(devices({}));
   });
 });
+
+describe('buildQemuArgv: cloud-init seed', () => {
+  const cloudInit = { userData: '#cloud-config\n', metaData: '', networkConfig: '' };
+
+  it('is a read-only ide-cd on the SATA port after the SATA disks', () => {
+    const disks = [
+      { name: 'root', imagePath: '/i/r.qcow2', overlay: false, readonly: false, bus: 'sata' as const },
+      { name: 'data', imagePath: '/i/d.qcow2', overlay: false, readonly: false },
+    ];
+    const argv = buildQemuArgv(plan({}, { disks, cloudInit }));
+    expect(jsonValues(argv, '-blockdev').filter((b) => String(b['node-name']).startsWith('cidata'))).toEqual([
+      { driver: 'file', filename: paths.cloudInitSeed, 'node-name': 'cidata-file', 'read-only': true },
+      { driver: 'raw', file: 'cidata-file', 'node-name': 'cidata', 'read-only': true },
+    ]);
+    expect(jsonValues(argv, '-device').filter((d) => d['driver'] === 'ide-cd')).toEqual([{ driver: 'ide-cd', drive: 'cidata', id: 'cidata', bus: 'ide.1' }]);
+  });
+
+  it('is absent without cloud_init, and adds no PCI device with it', () => {
+    expect(buildQemuArgv(plan()).some((a) => a.includes('cidata'))).toBe(false);
+    const pci = (s: Partial<VmSpec>): string[] => valuesOf(buildQemuArgv(plan({}, { ...twoNics, ...s })), '-device').filter((d) => !d.includes('ide-cd'));
+    expect(pci({ cloudInit })).toEqual(pci({}));
+  });
+});

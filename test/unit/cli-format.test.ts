@@ -19,7 +19,7 @@ const ts = (msAgo: number) => ({ seconds: Math.floor((NOW.getTime() - msAgo) / 1
 
 function vm(id: string, over: Partial<Vm__Output['status'] & object> = {}): Vm__Output {
   return {
-    spec: { id, labels: {}, vcpus: 1, memoryMib: 256, kernel: null, disks: [], nics: [], cpuLimitMillicores: 0, runStrategy: 'RUN_STRATEGY_MANUAL', watchdog: null, firmware: null },
+    spec: { id, labels: {}, vcpus: 1, memoryMib: 256, kernel: null, disks: [], nics: [], cpuLimitMillicores: 0, runStrategy: 'RUN_STRATEGY_MANUAL', watchdog: null, firmware: null, cloudInit: null },
     status: {
       phase: 'PHASE_RUNNING',
       reason: '',

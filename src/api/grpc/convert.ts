@@ -94,6 +94,7 @@ export function specFromProto(s: VmSpec__Output | null | undefined): VmSpec {
     ...runStrategyFromProto(spec.runStrategy),
     ...(spec.watchdog ? { watchdog: { action: WATCHDOG_FROM_PROTO[spec.watchdog.action] ?? ('unspecified' as WatchdogAction) } } : {}),
     ...withFirmware(firmwareFromProto(spec.firmware)),
+    ...(spec.cloudInit ? { cloudInit: { userData: spec.cloudInit.userData, metaData: spec.cloudInit.metaData, networkConfig: spec.cloudInit.networkConfig } } : {}),
   };
 }
 
@@ -133,6 +134,7 @@ export function specToProto(spec: VmSpec): ProtoVmSpec {
     runStrategy: RUN_STRATEGY_TO_PROTO[spec.runStrategy ?? 'Manual'] as ProtoVmSpec['runStrategy'],
     watchdog: spec.watchdog ? { action: WATCHDOG_TO_PROTO[spec.watchdog.action] as never } : null,
     firmware: spec.firmware ? { type: spec.firmware.type === 'uefi' ? 'FIRMWARE_TYPE_UEFI' : 'FIRMWARE_TYPE_BIOS', secureBoot: spec.firmware.secureBoot } : null,
+    cloudInit: spec.cloudInit ?? null,
   };
 }
 
