@@ -150,6 +150,8 @@ export interface VmStatus {
   restartCount?: number;
   /** When the run strategy restarts the VM next. */
   nextRestartAt?: string;
+  /** What the QEMU guest agent reports while QEMU runs; absent when it runs no more. */
+  guest?: GuestInfo;
   /** StopVm was called: no run strategy restarts the VM until StartVm. */
   stopRequested?: boolean;
   createdAt: string;
@@ -157,6 +159,22 @@ export interface VmStatus {
   stoppedAt?: string;
   lastTransitionAt: string;
   generation: number;
+}
+
+/** What the QEMU guest agent says of the guest (guest-get-osinfo, -host-name, -network-get-interfaces). */
+export interface GuestInfo {
+  agentConnected: boolean;
+  osName: string;
+  osVersion: string;
+  kernelRelease: string;
+  hostname: string;
+  interfaces: GuestInterface[];
+}
+
+export interface GuestInterface {
+  name: string;
+  mac: string;
+  ipAddresses: string[];
 }
 
 export interface Vm {

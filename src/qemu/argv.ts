@@ -8,7 +8,8 @@
  * hot-unplugged on q35). A NIC listed in `nicPorts` sits on its root port instead: that is how a
  * migration target recreates the layout of a source whose NICs were hot-plugged. Last on pcie.0,
  * the virtio balloon `balloon0` (vmlet never inflates it; `query-balloon` and the guest's memory
- * statistics, reported every BALLOON_STATS_INTERVAL_SECONDS, feed the metrics).
+ * statistics, reported every BALLOON_STATS_INTERVAL_SECONDS, feed the metrics), then the
+ * virtio-serial controller of the guest agent's channel.
  */
 import type { DiskStatus, NicModel, NicStatus, VmPaths, VmSpec } from '../model/vm.js';
 import { ovmfFilesOf } from '../model/firmware.js';
@@ -177,6 +178,11 @@ function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undef
   return ['-blockdev', JSON.stringify(file), '-blockdev', JSON.stringify(fmt), '-device', device];
 }
 
+export const GUEST_AGENT_SERIAL_ID = 'vserial0';
+export const GUEST_AGENT_CHARDEV_ID = 'qga0';
+export const GUEST_AGENT_PORT_ID = 'qga0-port';
+export const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
+
 /** Node names and device id of the cloud-init seed's CD-ROM. */
 export const SEED_NODE = 'cidata';
 
@@ -201,7 +207,7 @@ function checkPlan(plan: QemuLaunchPlan, ports: number): void {
     if (!Number.isInteger(port) || port < 0 || port >= ports) throw new Error(`launch plan of ${spec.id}: NIC ${nic} on port ${port}, but there are ${ports}`);
   }
   if (new Set(onPorts.map(([, p]) => p)).size !== onPorts.length) throw new Error(`launch plan of ${spec.id}: two NICs on one hotplug port`);
-  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports + 1; // + the balloon
+  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports + 2; // + the balloon and the agent's virtio-serial
   if (slots > PCIE0_FREE_SLOTS) throw new Error(`launch plan of ${spec.id}: ${slots} PCI devices on pcie.0, at most ${PCIE0_FREE_SLOTS}`);
 }
 
@@ -260,6 +266,12 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
   }
   // Last on pcie.0, so that adding it left the slots of disks, NICs and ports unchanged.
   argv.push('-device', jsonDevice('virtio-balloon-pci', { id: BALLOON_DEVICE_ID, 'guest-stats-polling-interval': BALLOON_STATS_INTERVAL_SECONDS }));
+  // After the balloon, for the same reason: the guest agent's channel (qemu/guest-agent.ts).
+  argv.push(
+    '-device', jsonDevice('virtio-serial-pci', { id: GUEST_AGENT_SERIAL_ID }),
+    '-chardev', toQemuOpts('socket', { id: GUEST_AGENT_CHARDEV_ID, path: paths.guestAgentSocket, server: true, wait: false }),
+    '-device', jsonDevice('virtserialport', { id: GUEST_AGENT_PORT_ID, chardev: GUEST_AGENT_CHARDEV_ID, name: GUEST_AGENT_CHANNEL, bus: `${GUEST_AGENT_SERIAL_ID}.0` }),
+  );
   // A guest kernel panic reaches vmlet as GUEST_PANICKED, then QEMU shuts down (the run strategy decides what next).
   argv.push('-device', 'pvpanic', '-action', 'panic=shutdown');
   if (spec.watchdog) argv.push('-device', jsonDevice('i6300esb', { id: 'watchdog0' }), '-action', `watchdog=${spec.watchdog.action}`);

@@ -3,7 +3,7 @@
  * declared here in the domain's words and implemented by the drivers (state/, net/, storage/,
  * qemu/). daemon.ts hands the implementations in; tests hand in fakes.
  */
-import type { DiskStatus, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../model/vm.js';
+import type { DiskStatus, GuestInfo, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../model/vm.js';
 import type { DiskExport, MachineEvent, MetricsQuery, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
 
 /** The uid and gid a VM's QEMU runs as, and that own its files and TAPs. */
@@ -132,6 +132,11 @@ export interface Machine {
   waitExit(timeoutMs: number): Promise<boolean>;
   /** Lets go of QEMU without affecting it. */
   detach(): void;
+  /**
+   * Follows the QEMU guest agent in the background until QEMU exits or vmlet detaches: `onInfo`
+   * on every (re)connect, every 10 s while connected, and once when the agent is lost.
+   */
+  watchGuest(onInfo: (info: GuestInfo) => void): void;
 
   run(): Promise<void>;
   pause(): Promise<void>;

@@ -6,7 +6,7 @@
 import { pino } from 'pino';
 import { VmletError } from '../../src/model/errors.js';
 import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../../src/model/machine.js';
-import type { DiskStatus, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../../src/model/vm.js';
+import type { DiskStatus, GuestInfo, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../../src/model/vm.js';
 import type { Clock, Hypervisor, LaunchRequest, Machine, Network, Storage, Store, StoredVm, UnreadableVm } from '../../src/vm/ports.js';
 import { VmManager } from '../../src/vm/manager.js';
 import type { DomainSettings } from '../../src/vm/ops/env.js';
@@ -238,6 +238,11 @@ export class FakeMachine implements Machine {
   }
   detach(): void {
     this.calls.push('detach');
+  }
+  /** What the domain gave watchGuest: a test plays the guest agent through it. */
+  guestListener: ((info: GuestInfo) => void) | undefined;
+  watchGuest(onInfo: (info: GuestInfo) => void): void {
+    this.guestListener = onInfo;
   }
   async run(): Promise<void> {
     await this.record('run');

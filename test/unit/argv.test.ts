@@ -110,10 +110,11 @@ describe('buildQemuArgv: fixed options', () => {
 
   it.each(['-nodefaults', '-no-user-config'])('has %s', (flag) => expect(argv).toContain(flag));
 
-  it('has the QMP and serial chardevs', () => {
+  it('has the QMP, serial and guest agent chardevs', () => {
     expect(valuesOf(argv, '-chardev')).toEqual([
       'socket,id=qmp,path=/run/vmlet/vms/web-1/qmp.sock,server=on,wait=off',
       'socket,id=serial0,path=/run/vmlet/vms/web-1/serial.sock,server=on,wait=off',
+      'socket,id=qga0,path=/run/vmlet/vms/web-1/qga.sock,server=on,wait=off',
     ]);
   });
 
@@ -143,11 +144,12 @@ describe('buildQemuArgv: variants', () => {
   });
 
   it('escapes commas in socket and log paths but not in -pidfile', () => {
-    const p = { ...paths, qmpSocket: '/run/a,b/qmp.sock', serialSocket: '/run/a,b/s.sock', consoleLog: '/run/a,b/c.log', pidFile: '/run/a,b/q.pid' };
+    const p = { ...paths, qmpSocket: '/run/a,b/qmp.sock', serialSocket: '/run/a,b/s.sock', consoleLog: '/run/a,b/c.log', pidFile: '/run/a,b/q.pid', guestAgentSocket: '/run/a,b/qga.sock' };
     const argv = buildQemuArgv(plan({ paths: p }));
     expect(valuesOf(argv, '-chardev')).toEqual([
       'socket,id=qmp,path=/run/a,,b/qmp.sock,server=on,wait=off',
       'socket,id=serial0,path=/run/a,,b/s.sock,server=on,wait=off',
+      'socket,id=qga0,path=/run/a,,b/qga.sock,server=on,wait=off',
     ]);
     expect(valuesOf(argv, '-pidfile')).toEqual(['/run/a,b/q.pid']);
   });
@@ -237,8 +239,8 @@ describe('buildQemuArgv: NICs', () => {
   it('puts NICs listed in nicPorts on their hotplug port, after the ports', () => {
     const argv = buildQemuArgv(plan({ nicPorts: { eth0: 2 } }, twoNics));
     const devices = jsonValues(argv, '-device');
-    expect(devices.map((d) => d['id'])).toEqual(['disk-root', 'nic-eth1', 'hotplug-0', 'hotplug-1', 'hotplug-2', 'hotplug-3', 'nic-eth0', 'balloon0']);
-    expect(devices.at(-2)).toMatchObject({ id: 'nic-eth0', bus: 'hotplug-2' });
+    expect(devices.map((d) => d['id'])).toEqual(['disk-root', 'nic-eth1', 'hotplug-0', 'hotplug-1', 'hotplug-2', 'hotplug-3', 'nic-eth0', 'balloon0', 'vserial0', 'qga0-port']);
+    expect(devices.at(-4)).toMatchObject({ id: 'nic-eth0', bus: 'hotplug-2' });
     expect(valuesOf(argv, '-netdev').map((n) => n.split(',')[1])).toEqual(['id=net-eth1', 'id=net-eth0']);
   });
 });
@@ -254,9 +256,9 @@ describe('buildQemuArgv: hotplug ports', () => {
     expect(ports(plan({ hotplugPorts: n }))).toHaveLength(n);
   });
 
-  it('orders devices disks, NICs, ports, balloon (QEMU assigns pcie.0 slots in that order)', () => {
+  it('orders devices disks, NICs, ports, balloon, guest agent serial (QEMU assigns pcie.0 slots in that order)', () => {
     const ids = jsonValues(buildQemuArgv(plan({ hotplugPorts: 1 }, twoNics)), '-device').map((d) => d['id']);
-    expect(ids).toEqual(['disk-root', 'nic-eth0', 'nic-eth1', 'hotplug-0', 'balloon0']);
+    expect(ids).toEqual(['disk-root', 'nic-eth0', 'nic-eth1', 'hotplug-0', 'balloon0', 'vserial0', 'qga0-port']);
   });
 });
 
@@ -265,10 +267,10 @@ describe('buildQemuArgv: balloon', () => {
     expect(jsonValues(buildQemuArgv(plan()), '-device').filter((d) => d['driver'] === 'virtio-balloon-pci')).toEqual([{ driver: 'virtio-balloon-pci', id: 'balloon0', 'guest-stats-polling-interval': 10 }]);
   });
 
-  it('counts the balloon in the pcie.0 slots', () => {
-    // 1 disk + 28 ports + the balloon = 30 slots fits; one port more does not.
-    expect(() => buildQemuArgv(plan({ hotplugPorts: 28 }))).not.toThrow();
-    expect(() => buildQemuArgv(plan({ hotplugPorts: 29 }))).toThrow(/31 PCI devices on pcie.0, at most 30/);
+  it('counts the balloon and the guest agent serial in the pcie.0 slots', () => {
+    // 1 disk + 27 ports + the balloon + the virtio-serial = 30 slots fits; one port more does not.
+    expect(() => buildQemuArgv(plan({ hotplugPorts: 27 }))).not.toThrow();
+    expect(() => buildQemuArgv(plan({ hotplugPorts: 28 }))).toThrow(/31 PCI devices on pcie.0, at most 30/);
   });
 });
 
@@ -399,5 +401,17 @@ describe('buildQemuArgv: cloud-init seed', () => {
     expect(buildQemuArgv(plan()).some((a) => a.includes('cidata'))).toBe(false);
     const pci = (s: Partial<VmSpec>): string[] => valuesOf(buildQemuArgv(plan({}, { ...twoNics, ...s })), '-device').filter((d) => !d.includes('ide-cd'));
     expect(pci({ cloudInit })).toEqual(pci({}));
+  });
+});
+
+describe('buildQemuArgv: guest agent channel', () => {
+  it('every VM gets org.qemu.guest_agent.0 on a virtio-serial, its socket in the run dir with QEMU listening', () => {
+    const argv = buildQemuArgv(plan());
+    const devices = jsonValues(argv, '-device');
+    expect(devices.filter((d) => d['driver'] === 'virtio-serial-pci' || d['driver'] === 'virtserialport')).toEqual([
+      { driver: 'virtio-serial-pci', id: 'vserial0' },
+      { driver: 'virtserialport', id: 'qga0-port', chardev: 'qga0', name: 'org.qemu.guest_agent.0', bus: 'vserial0.0' },
+    ]);
+    expect(valuesOf(argv, '-chardev')).toContain(`socket,id=qga0,path=${paths.guestAgentSocket},server=on,wait=off`);
   });
 });

@@ -37,6 +37,7 @@ function vm(id: string, over: Partial<Vm__Output['status'] & object> = {}): Vm__
       cgroup: '',
       restartCount: 0,
       nextRestartAt: null,
+      guest: null,
       ...over,
     },
   };

@@ -159,6 +159,7 @@ export function vmToProto(vm: Vm, node: string): ProtoVm {
       cgroup: s.cgroup ?? '',
       restartCount: s.restartCount ?? 0,
       nextRestartAt: s.nextRestartAt ? timestamp(s.nextRestartAt) : null,
+      guest: s.guest ?? null,
     },
   };
 }
