@@ -111,6 +111,28 @@ describe('formatVmDetail', () => {
     expect(out).toMatch(/^Started:\s+-$/m);
     expect(out).toContain('Disks:\n  NAME   IMAGE             OVERLAY   READONLY   FORMAT   PATH\n  root   /img/base.qcow2   yes       no         qcow2    /run/web/root.qcow2\n');
     expect(out).toContain('NICs:\n  NAME   BRIDGE   MAC                 TAP\n  eth0   br0      52:54:00:00:00:09   tap9\n');
+    expect(out).toMatch(/^Firmware:\s+BIOS$/m);
+    expect(out).toMatch(/^Guest agent:\s+not connected$/m);
+    expect(out).not.toContain('Guest interfaces');
+  });
+
+  it('shows the firmware, and what the guest agent reports with the guest IPs', () => {
+    const guest = {
+      agentConnected: true,
+      osName: 'Debian GNU/Linux',
+      osVersion: '12',
+      kernelRelease: '6.1.0-57-cloud-amd64',
+      hostname: 'web',
+      interfaces: [{ name: 'eth0', mac: '02:00:00:00:00:01', ipAddresses: ['10.0.0.5', 'fe80::1'] }],
+    };
+    const v = vm('web', { guest });
+    v.spec!.firmware = { type: 'FIRMWARE_TYPE_UEFI', secureBoot: true };
+    const out = formatVmDetail(v, NOW);
+    expect(out).toMatch(/^Firmware:\s+UEFI, Secure Boot$/m);
+    expect(out).toMatch(/^Guest agent:\s+connected$/m);
+    expect(out).toMatch(/^Guest OS:\s+Debian GNU\/Linux 12$/m);
+    expect(out).toMatch(/^Guest hostname:\s+web$/m);
+    expect(out).toContain('Guest interfaces:\n  NAME   MAC                 IP ADDRESSES\n  eth0   02:00:00:00:00:01   10.0.0.5,fe80::1\n');
   });
 });
 
