@@ -20,6 +20,8 @@ export interface DiskSpec {
   bus?: DiskBus;
   /** Position in the boot order, 1 first; absent or 0: none. */
   bootOrder?: number;
+  /** A CD-ROM drive (ide-cd on SATA) with the image as its medium; always read-only. */
+  cdrom?: boolean;
 }
 
 export const DISK_BUSES = ['virtio', 'scsi', 'sata'] as const;

@@ -164,8 +164,8 @@ function machineArgs(spec: VmSpec, paths: VmPaths): string[] {
 /** Every -device is in JSON form: QEMU 7.2 creates legacy-syntax devices before JSON ones, so mixing reorders slots. */
 const jsonDevice = (driver: string, props: QemuProps): string => JSON.stringify({ driver, ...props });
 
-/** A disk's blockdevs and device: virtio-blk on PCIe, or an ide-hd on port `sataPort` of q35's AHCI controller. */
-function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undefined, sataPort?: number): string[] {
+/** A disk's blockdevs and device: virtio-blk on PCIe, or an ide-hd (ide-cd) on port `sataPort` of q35's AHCI controller. */
+function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undefined, sataPort?: number, cdrom = false): string[] {
   const file = { driver: 'file', filename: disk.path, 'node-name': diskFileNodeName(disk.name), 'read-only': readOnly };
   const fmt = { driver: disk.format, file: diskFileNodeName(disk.name), 'node-name': diskNodeName(disk.name), 'read-only': readOnly };
   const dev = {
@@ -174,7 +174,7 @@ function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undef
     serial: disk.name,
     ...(bootIndex === undefined ? {} : { bootindex: bootIndex }),
   };
-  const device = sataPort === undefined ? jsonDevice('virtio-blk-pci', dev) : jsonDevice('ide-hd', { ...dev, bus: `ide.${sataPort}` });
+  const device = sataPort === undefined ? jsonDevice('virtio-blk-pci', dev) : jsonDevice(cdrom ? 'ide-cd' : 'ide-hd', { ...dev, bus: `ide.${sataPort}` });
   return ['-blockdev', JSON.stringify(file), '-blockdev', JSON.stringify(fmt), '-device', device];
 }
 
@@ -247,7 +247,7 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     const d = spec.disks[i];
     const readOnly = d?.readonly === true;
     const bootIndex = ordered ? d?.bootOrder || undefined : i === 0 && !spec.kernel ? 1 : undefined;
-    argv.push(...diskArgs(disk, readOnly, bootIndex, d?.bus === 'sata' ? sataPort++ : undefined));
+    argv.push(...diskArgs(disk, readOnly, bootIndex, d?.bus === 'sata' ? sataPort++ : undefined, d?.cdrom === true));
   });
   // On the AHCI controller q35 always has: no PCI slot of its own.
   if (spec.cloudInit) argv.push(...seedArgs(paths.cloudInitSeed, sataPort++));

@@ -415,3 +415,21 @@ describe('buildQemuArgv: guest agent channel', () => {
     expect(valuesOf(argv, '-chardev')).toContain(`socket,id=qga0,path=${paths.guestAgentSocket},server=on,wait=off`);
   });
 });
+
+describe('buildQemuArgv: CD-ROM disks', () => {
+  it('a cdrom disk is a read-only ide-cd on its SATA port, bootable by boot_order; the seed takes the next port', () => {
+    const disks = [
+      { name: 'root', imagePath: '/i/r.qcow2', overlay: false, readonly: false, bootOrder: 2 },
+      { name: 'install', imagePath: '/i/debian.iso', overlay: false, readonly: true, bus: 'sata' as const, cdrom: true, bootOrder: 1 },
+    ];
+    const argv = buildQemuArgv(plan({}, { disks, cloudInit: { userData: '', metaData: '', networkConfig: '' } }));
+    const devices = jsonValues(argv, '-device').filter((d) => String(d['driver']).startsWith('ide-'));
+    expect(devices).toEqual([
+      { driver: 'ide-cd', drive: 'drive-install', id: 'disk-install', serial: 'install', bootindex: 1, bus: 'ide.0' },
+      { driver: 'ide-cd', drive: 'cidata', id: 'cidata', bus: 'ide.1' },
+    ]);
+    expect(jsonValues(argv, '-blockdev').filter((b) => b['node-name'] === 'drive-install')).toEqual([
+      { driver: 'qcow2', file: 'file-install', 'node-name': 'drive-install', 'read-only': true },
+    ]);
+  });
+});

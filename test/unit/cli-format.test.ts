@@ -102,7 +102,7 @@ describe('formatVmDetail', () => {
   it('shows status, disks and NICs joined by name', () => {
     const v = vm('web', { pid: 9, accelerator: 'tcg', disks: [{ name: 'root', path: '/run/web/root.qcow2', format: 'qcow2' }], nics: [{ name: 'eth0', tap: 'tap9', mac: '52:54:00:00:00:09', bridge: 'br0', pciPort: 0 }] });
     v.spec!.labels = { b: '2', a: '1' };
-    v.spec!.disks = [{ name: 'root', imagePath: '/img/base.qcow2', overlay: true, readonly: false, format: '', bus: 'DISK_BUS_UNSPECIFIED', bootOrder: 0 }];
+    v.spec!.disks = [{ name: 'root', imagePath: '/img/base.qcow2', overlay: true, readonly: false, format: '', bus: 'DISK_BUS_UNSPECIFIED', bootOrder: 0, cdrom: false }];
     v.spec!.nics = [{ name: 'eth0', bridge: 'br0', mac: '', model: 'NIC_MODEL_UNSPECIFIED' }];
     const out = formatVmDetail(v, NOW);
     expect(out).toMatch(/^Labels:\s+a=1,b=2$/m);

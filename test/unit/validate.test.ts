@@ -262,3 +262,16 @@ describe('validateSpec: cloud_init', () => {
     expect(errorOf(() => validateSpec(spec({ disks, cloudInit: { userData: '', metaData: '', networkConfig: '' } }))).message).toMatch(/^spec\.cloud_init: the seed takes a SATA port/);
   });
 });
+
+describe('validateSpec: CD-ROM disks', () => {
+  const iso = { name: 'cd', imagePath: '/images/debian.iso', overlay: false, readonly: false, cdrom: true };
+
+  it('a cdrom is read-only and on sata, whatever the spec left out', () => {
+    expect(validateSpec(spec({ disks: [iso] })).disks).toEqual([{ name: 'cd', imagePath: '/images/debian.iso', overlay: false, readonly: true, bus: 'sata', cdrom: true }]);
+  });
+
+  it('refuses an overlay or another bus on a cdrom', () => {
+    expect(errorOf(() => validateSpec(spec({ disks: [{ ...iso, overlay: true }] }))).message).toMatch(/^spec\.disks\[0\]\.overlay: a CD-ROM is read-only/);
+    expect(errorOf(() => validateSpec(spec({ disks: [{ ...iso, bus: 'virtio' }] }))).message).toMatch(/^spec\.disks\[0\]\.bus: a CD-ROM sits on sata, not virtio/);
+  });
+});

@@ -63,6 +63,7 @@ export function diskFromProto(d: Disk__Output): DiskSpec {
     ...(d.format ? { format: d.format as DiskSpec['format'] } : {}),
     ...(bus ? { bus } : {}),
     ...(d.bootOrder ? { bootOrder: d.bootOrder } : {}),
+    ...(d.cdrom ? { cdrom: true } : {}),
   };
 }
 
@@ -76,6 +77,7 @@ export function diskToProto(d: DiskSpec): ProtoDisk {
     format: d.format ?? '',
     bus: d.bus ? BUS_TO_PROTO[d.bus] : 'DISK_BUS_UNSPECIFIED',
     bootOrder: d.bootOrder ?? 0,
+    cdrom: d.cdrom === true,
   };
 }
 
