@@ -67,6 +67,15 @@ export class GuestAgentClient {
     return this.send({ execute: command, ...(args ? { arguments: args } : {}) }, timeoutMs, false) as Promise<T>;
   }
 
+  /**
+   * Sends a command the agent does not answer when it works (guest-shutdown): written after a
+   * fresh sync, and not waited for.
+   */
+  async post(command: string, syncTimeoutMs: number, args?: Record<string, unknown>): Promise<void> {
+    await this.sync(syncTimeoutMs);
+    this.socket.write(JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) }) + '\n');
+  }
+
   close(): void {
     this.fail(new GuestAgentError('guest agent client closed'));
   }

@@ -3,7 +3,7 @@ import { VmletError } from '../model/errors.js';
 import type { DiskExport, MachineEvent, MetricsQuery, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
 import { MIGRATION_AUTHZ_ID, MIGRATION_TLS_ID } from '../model/qemu-ids.js';
 import type { GuestInfo, NicStatus, VmPaths } from '../model/vm.js';
-import { watchGuestAgent } from './guest-agent-watch.js';
+import { watchGuestAgent, type GuestAgentWatch } from './guest-agent-watch.js';
 import { waitForExit } from '../host/process.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
 import { QemuMonitor, QmpEvents } from './monitor.js';
@@ -69,17 +69,21 @@ export class QemuMachine {
 
   detach(): void {
     this.detaching = true;
-    this.stopGuestWatch?.();
+    this.guestWatch?.stop();
     this.monitor.close();
   }
 
-  private stopGuestWatch: (() => void) | undefined;
+  private guestWatch: GuestAgentWatch | undefined;
 
   /** Follows the guest agent until QEMU exits or vmlet detaches (qemu/guest-agent-watch.ts). */
   watchGuest(onInfo: (info: GuestInfo) => void): void {
-    if (this.stopGuestWatch || this.closed) return;
-    this.stopGuestWatch = watchGuestAgent(this.paths.guestAgentSocket, onInfo);
-    void this.exited.then(() => this.stopGuestWatch?.());
+    if (this.guestWatch || this.closed) return;
+    this.guestWatch = watchGuestAgent(this.paths.guestAgentSocket, onInfo);
+    void this.exited.then(() => this.guestWatch?.stop());
+  }
+
+  guestShutdown(): Promise<boolean> {
+    return this.guestWatch?.shutdown() ?? Promise.resolve(false);
   }
 
   run = (): Promise<void> => this.monitor.cont();

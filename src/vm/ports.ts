@@ -137,6 +137,8 @@ export interface Machine {
    * on every (re)connect, every 10 s while connected, and once when the agent is lost.
    */
   watchGuest(onInfo: (info: GuestInfo) => void): void;
+  /** Asks the connected guest agent to power the guest off; false when no agent is connected. */
+  guestShutdown(): Promise<boolean>;
 
   run(): Promise<void>;
   pause(): Promise<void>;

@@ -244,6 +244,13 @@ export class FakeMachine implements Machine {
   watchGuest(onInfo: (info: GuestInfo) => void): void {
     this.guestListener = onInfo;
   }
+  /** Set by a test: the fake agent is connected, and guest-shutdown powers the guest off. */
+  agentConnected = false;
+  async guestShutdown(): Promise<boolean> {
+    this.calls.push('guestShutdown');
+    if (this.agentConnected) this.die({ guest: true, reason: 'guest-shutdown' });
+    return this.agentConnected;
+  }
   async run(): Promise<void> {
     await this.record('run');
     this.runStateValue = 'running';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { GuestAgentClient, readGuestInfo } from '../../src/qemu/guest-agent.js';
-import { DISCONNECTED, watchGuestAgent } from '../../src/qemu/guest-agent-watch.js';
+import { DISCONNECTED, watchGuestAgent, type GuestAgentWatch } from '../../src/qemu/guest-agent-watch.js';
 import type { GuestInfo } from '../../src/model/vm.js';
 import { until } from '../support/poll.js';
 
@@ -141,13 +141,13 @@ describe('watchGuestAgent', () => {
   let dir: string;
   let path: string;
   let agent: FakeAgent | undefined;
-  let stop: (() => void) | undefined;
+  let watch: GuestAgentWatch | undefined;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vmlet-qga-'));
     path = join(dir, 'qga.sock');
   });
   afterEach(async () => {
-    stop?.();
+    watch?.stop();
     await agent?.close();
     await rm(dir, { recursive: true, force: true });
   });
@@ -158,7 +158,7 @@ describe('watchGuestAgent', () => {
     const replies = { ...AGENT_REPLIES };
     agent = await FakeAgent.listen(path, (c, a) => realAgent(replies)(c, a));
     const seen: GuestInfo[] = [];
-    stop = watchGuestAgent(path, (info) => seen.push(info), fast);
+    watch = watchGuestAgent(path, (info) => seen.push(info), fast);
     await whenTrue('the first report', () => seen.length >= 1);
     expect(seen[0]).toMatchObject({ agentConnected: true, hostname: 'web-1' });
 
@@ -177,8 +177,30 @@ describe('watchGuestAgent', () => {
   it('an agent that only sends garbage, or no agent at all, is never reported', async () => {
     agent = await FakeAgent.listen(path, () => '\xfe{"retur\n}}}\nnot json at all\n');
     const seen: GuestInfo[] = [];
-    stop = watchGuestAgent(path, (info) => seen.push(info), fast);
+    watch = watchGuestAgent(path, (info) => seen.push(info), fast);
     await whenTrue('several sync attempts', () => agent!.commands.length >= 3);
     expect(seen).toEqual([]);
+  });
+
+  it('guest-shutdown goes through the connected agent after a fresh sync, unanswered; without an agent it is not sent', async () => {
+    agent = await FakeAgent.listen(path, realAgent());
+    const seen: GuestInfo[] = [];
+    watch = watchGuestAgent(path, (info) => seen.push(info), fast);
+    await whenTrue('connected', () => seen.length > 0);
+    expect(await watch.shutdown()).toBe(true);
+    await whenTrue('the agent got it', () => agent!.commands.includes('guest-shutdown'));
+    const i = agent.commands.lastIndexOf('guest-shutdown');
+    expect(agent.commands[i - 1]).toBe('guest-sync-delimited');
+
+    watch.stop();
+    const quiet = await FakeAgent.listen(join(dir, 'none.sock'), () => undefined);
+    try {
+      const none = watchGuestAgent(join(dir, 'none.sock'), () => undefined, fast);
+      expect(await none.shutdown()).toBe(false);
+      none.stop();
+      expect(quiet.commands).not.toContain('guest-shutdown');
+    } finally {
+      await quiet.close();
+    }
   });
 });
