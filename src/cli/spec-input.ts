@@ -36,6 +36,19 @@ export interface SpecInput {
   kernel?: SpecKernel;
   disks: SpecDisk[];
   nics: SpecNic[];
+  firmware?: SpecFirmware;
+  cloudInit?: SpecCloudInit;
+}
+
+export interface SpecFirmware {
+  type: 'FIRMWARE_TYPE_BIOS' | 'FIRMWARE_TYPE_UEFI';
+  secureBoot: boolean;
+}
+
+export interface SpecCloudInit {
+  userData: string;
+  metaData: string;
+  networkConfig: string;
 }
 
 /** `vmlet create` flags, as parseArgs returns them. */
@@ -49,6 +62,10 @@ export interface SpecFlags {
   disk?: string[];
   nic?: string[];
   label?: string[];
+  /** bios, uefi or uefi-secure-boot. */
+  firmware?: string;
+  /** The text of --cloud-init-user-data FILE. */
+  cloudInitUserData?: string;
 }
 
 /** Bad spec input; `origin` says whether a flag (usage error) or the file's content is wrong. */
@@ -121,7 +138,35 @@ function list(value: unknown, path: string): unknown[] {
   return value;
 }
 
-const SPEC_FIELDS = ['id', 'labels', 'vcpus', 'memoryMib', 'kernel', 'disks', 'nics'] as const;
+const SPEC_FIELDS = ['id', 'labels', 'vcpus', 'memoryMib', 'kernel', 'disks', 'nics', 'firmware', 'cloudInit'] as const;
+const FIRMWARE_FIELDS = ['type', 'secureBoot'] as const;
+const CLOUD_INIT_FIELDS = ['userData', 'metaData', 'networkConfig'] as const;
+const FIRMWARE_TYPES: Record<string, SpecFirmware['type']> = {
+  bios: 'FIRMWARE_TYPE_BIOS',
+  uefi: 'FIRMWARE_TYPE_UEFI',
+  firmware_type_bios: 'FIRMWARE_TYPE_BIOS',
+  firmware_type_uefi: 'FIRMWARE_TYPE_UEFI',
+  firmware_type_unspecified: 'FIRMWARE_TYPE_BIOS',
+};
+
+function firmwareFrom(value: unknown, path: string): SpecFirmware {
+  const f = fields(value, path, FIRMWARE_FIELDS);
+  const type = f.get('type');
+  const secure = f.get('secureBoot');
+  const name = type ? str(type.value, `${path}.${type.key}`) : 'bios';
+  const t = FIRMWARE_TYPES[name.toLowerCase()];
+  if (!t) throw fileError(`${path}.${type?.key ?? 'type'}`, `expected bios or uefi, got "${name}"`);
+  return { type: t, secureBoot: secure ? bool(secure.value, `${path}.${secure.key}`) : false };
+}
+
+function cloudInitFrom(value: unknown, path: string): SpecCloudInit {
+  const f = fields(value, path, CLOUD_INIT_FIELDS);
+  const text = (name: (typeof CLOUD_INIT_FIELDS)[number]): string => {
+    const v = f.get(name);
+    return v ? str(v.value, `${path}.${v.key}`) : '';
+  };
+  return { userData: text('userData'), metaData: text('metaData'), networkConfig: text('networkConfig') };
+}
 const KERNEL_FIELDS = ['kernelPath', 'initrdPath', 'cmdline'] as const;
 const DISK_FIELDS = ['name', 'imagePath', 'overlay', 'readonly', 'format'] as const;
 const NIC_FIELDS = ['name', 'bridge', 'mac'] as const;
@@ -215,6 +260,12 @@ function specFromDocument(doc: unknown): SpecInput {
         break;
       case 'nics':
         spec.nics = list(value, path).map((n, i) => nicFrom(n, `${path}[${i}]`));
+        break;
+      case 'firmware':
+        if (value !== null) spec.firmware = firmwareFrom(value, path);
+        break;
+      case 'cloudInit':
+        if (value !== null) spec.cloudInit = cloudInitFrom(value, path);
         break;
     }
   }
@@ -370,7 +421,25 @@ export function applyFlags(base: SpecInput, flags: SpecFlags): SpecInput {
   }
   spec.disks = mergeByName('--disk', spec.disks, (flags.disk ?? []).map(parseDiskFlag));
   spec.nics = mergeByName('--nic', spec.nics, (flags.nic ?? []).map(parseNicFlag));
+  if (flags.firmware !== undefined) spec.firmware = parseFirmwareFlag(flags.firmware);
+  if (flags.cloudInitUserData !== undefined) {
+    spec.cloudInit = { ...(spec.cloudInit ?? { metaData: '', networkConfig: '' }), userData: flags.cloudInitUserData };
+  }
   return spec;
+}
+
+/** `--firmware bios|uefi|uefi-secure-boot` */
+export function parseFirmwareFlag(raw: string): SpecFirmware {
+  switch (raw.toLowerCase()) {
+    case 'bios':
+      return { type: 'FIRMWARE_TYPE_BIOS', secureBoot: false };
+    case 'uefi':
+      return { type: 'FIRMWARE_TYPE_UEFI', secureBoot: false };
+    case 'uefi-secure-boot':
+      return { type: 'FIRMWARE_TYPE_UEFI', secureBoot: true };
+    default:
+      throw flagError(`--firmware "${raw}": expected bios, uefi or uefi-secure-boot`);
+  }
 }
 
 /** The whole of `vmlet create`'s input: optional file text, then flags. */
