@@ -168,11 +168,13 @@ export class ImageStorage {
 
   /** The UEFI variables store (storage/vm-files.ts) and the cloud-init seed (storage/cloud-init.ts). */
   async prepareVmFiles(spec: VmSpec, paths: VmPaths, owner?: { uid: number; gid: number }): Promise<void> {
-    await Promise.all([
+    const [vars, seed] = await Promise.all([
       prepareEfiVars(spec, paths, this.options.sync),
       writeSeed(spec, paths, this.options.sync ? { sync: this.options.sync } : {}),
     ]);
-    if (owner) await ownVmStateFiles(paths, owner);
+    // Only what was made now: the files made before are the owner's already.
+    const made = [...(vars ? [paths.efiVars] : []), ...(seed ? [paths.cloudInitSeed] : [])];
+    if (owner && made.length > 0) await ownVmStateFiles(paths, owner, made);
   }
 
   async own(paths: VmPaths, disks: readonly DiskStatus[], owner: { uid: number; gid: number }): Promise<void> {
