@@ -19,10 +19,13 @@ declare -A want=(
   [protoc]=protobuf-compiler
   [setpriv]=util-linux
   [tcpdump]=tcpdump
+  [genisoimage]=genisoimage
 )
 # Files some packages bring: protoc's well-known types, which the reflection test compiles against.
 declare -A want_files=(
   [/usr/include/google/protobuf/timestamp.proto]=libprotobuf-dev
+  # UEFI firmware (VmSpec.firmware): OVMF's code and variables templates, plain and Secure Boot.
+  [/usr/share/OVMF/OVMF_CODE_4M.ms.fd]=ovmf
 )
 missing=()
 for cmd in "${!want[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}"); done

@@ -135,6 +135,15 @@ export function formatVmDetail(vm: Vm__Output, now: Date): string {
   } else {
     pairs.push(['Boot', 'first disk']);
   }
+  const fw = spec?.firmware;
+  pairs.push(['Firmware', fw?.type === 'FIRMWARE_TYPE_UEFI' ? (fw.secureBoot ? 'UEFI, Secure Boot' : 'UEFI') : 'BIOS']);
+  if (spec?.cloudInit) pairs.push(['Cloud-init', 'NoCloud seed']);
+  const guest = status?.guest;
+  pairs.push(['Guest agent', guest?.agentConnected ? 'connected' : 'not connected']);
+  if (guest?.agentConnected) {
+    const os = [guest.osName, guest.osVersion].filter(Boolean).join(' ');
+    pairs.push(['Guest OS', orDash(os)], ['Guest kernel', orDash(guest.kernelRelease)], ['Guest hostname', orDash(guest.hostname)]);
+  }
   pairs.push(
     ['Created', when(status?.createdAt, now)],
     ['Started', when(status?.startedAt, now)],
@@ -168,6 +177,11 @@ export function formatVmDetail(vm: Vm__Output, now: Date): string {
       rows.push([n.name, n.bridge, orDash(s?.mac || n.mac), orDash(s?.tap)]);
     }
     out += '\n' + indent(alignTable(rows));
+  }
+  if (guest?.agentConnected) {
+    out += 'Guest interfaces:';
+    if (guest.interfaces.length === 0) out += ' -\n';
+    else out += '\n' + indent(alignTable([['NAME', 'MAC', 'IP ADDRESSES'], ...guest.interfaces.map((i) => [i.name, orDash(i.mac), orDash(i.ipAddresses.join(','))])]));
   }
   return out;
 }

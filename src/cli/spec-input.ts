@@ -51,6 +51,13 @@ export interface SpecInput {
   cpuLimitMillicores?: number;
   disks: SpecDisk[];
   nics: SpecNic[];
+  cloudInit?: SpecCloudInit;
+}
+
+export interface SpecCloudInit {
+  userData: string;
+  metaData: string;
+  networkConfig: string;
 }
 
 /** `vmlet create` flags, as parseArgs returns them. */
@@ -64,6 +71,10 @@ export interface SpecFlags {
   disk?: string[];
   nic?: string[];
   label?: string[];
+  /** bios, uefi or uefi-secure-boot. */
+  firmware?: string;
+  /** The text of --cloud-init-user-data FILE. */
+  cloudInitUserData?: string;
 }
 
 /** Bad spec input; `origin` says whether a flag (usage error) or the file's content is wrong. */
@@ -136,8 +147,17 @@ function list(value: unknown, path: string): unknown[] {
   return value;
 }
 
-const SPEC_FIELDS = ['id', 'labels', 'vcpus', 'memoryMib', 'kernel', 'disks', 'nics', 'firmware', 'cpuLimitMillicores'] as const;
+const SPEC_FIELDS = ['id', 'labels', 'vcpus', 'memoryMib', 'kernel', 'disks', 'nics', 'firmware', 'cloudInit', 'cpuLimitMillicores'] as const;
 const FIRMWARE_FIELDS = ['type', 'secureBoot'] as const;
+const CLOUD_INIT_FIELDS = ['userData', 'metaData', 'networkConfig'] as const;
+function cloudInitFrom(value: unknown, path: string): SpecCloudInit {
+  const f = fields(value, path, CLOUD_INIT_FIELDS);
+  const text = (name: (typeof CLOUD_INIT_FIELDS)[number]): string => {
+    const v = f.get(name);
+    return v ? str(v.value, `${path}.${v.key}`) : '';
+  };
+  return { userData: text('userData'), metaData: text('metaData'), networkConfig: text('networkConfig') };
+}
 const KERNEL_FIELDS = ['kernelPath', 'initrdPath', 'cmdline'] as const;
 const DISK_FIELDS = ['name', 'imagePath', 'overlay', 'readonly', 'format', 'bus', 'bootOrder'] as const;
 const NIC_FIELDS = ['name', 'bridge', 'mac', 'model'] as const;
@@ -267,7 +287,10 @@ function specFromDocument(doc: unknown): SpecInput {
         spec.nics = list(value, path).map((n, i) => nicFrom(n, `${path}[${i}]`));
         break;
       case 'firmware':
-        spec.firmware = firmwareFrom(value, path);
+        if (value !== null) spec.firmware = firmwareFrom(value, path);
+        break;
+      case 'cloudInit':
+        if (value !== null) spec.cloudInit = cloudInitFrom(value, path);
         break;
       case 'cpuLimitMillicores':
         spec.cpuLimitMillicores = uint(value, path, 0xffffffff);
@@ -426,7 +449,25 @@ export function applyFlags(base: SpecInput, flags: SpecFlags): SpecInput {
   }
   spec.disks = mergeByName('--disk', spec.disks, (flags.disk ?? []).map(parseDiskFlag));
   spec.nics = mergeByName('--nic', spec.nics, (flags.nic ?? []).map(parseNicFlag));
+  if (flags.firmware !== undefined) spec.firmware = parseFirmwareFlag(flags.firmware);
+  if (flags.cloudInitUserData !== undefined) {
+    spec.cloudInit = { ...(spec.cloudInit ?? { metaData: '', networkConfig: '' }), userData: flags.cloudInitUserData };
+  }
   return spec;
+}
+
+/** `--firmware bios|uefi|uefi-secure-boot` */
+export function parseFirmwareFlag(raw: string): SpecFirmware {
+  switch (raw.toLowerCase()) {
+    case 'bios':
+      return { type: 'FIRMWARE_TYPE_BIOS', secureBoot: false };
+    case 'uefi':
+      return { type: 'FIRMWARE_TYPE_UEFI', secureBoot: false };
+    case 'uefi-secure-boot':
+      return { type: 'FIRMWARE_TYPE_UEFI', secureBoot: true };
+    default:
+      throw flagError(`--firmware "${raw}": expected bios, uefi or uefi-secure-boot`);
+  }
 }
 
 /** The whole of `vmlet create`'s input: optional file text, then flags. */

@@ -23,6 +23,7 @@ export function scrapeTargets(manager: VmManager): ScrapeTarget[] {
       nics: status.nics.map((n) => ({ name: n.name, tap: n.tap })),
       disks: spec.disks.map((d) => d.name),
       diskFiles: status.disks.map((d) => ({ name: d.name, path: d.path, format: d.format })),
+      ...(status.guest?.agentConnected ? { guestOs: { name: status.guest.osName, versionId: status.guest.osVersion, kernelRelease: status.guest.kernelRelease } } : {}),
     });
   }
   return targets;

@@ -50,6 +50,8 @@ export interface ScrapeTarget {
   disks: readonly string[];
   /** The files QEMU opens for them (the status's disks). */
   diskFiles: readonly { name: string; path: string; format: 'raw' | 'qcow2' }[];
+  /** What the guest agent reports, while one is connected. */
+  guestOs?: { name: string; versionId: string; kernelRelease: string };
 }
 
 /**
@@ -314,11 +316,12 @@ export class VmiCollector {
             ...systemInfo(target.labels),
             instance_type: NONE,
             preference: NONE,
-            guest_os_kernel_release: NONE,
+            // From the guest agent, as virt-handler fills them; empty without one.
+            guest_os_kernel_release: target.guestOs?.kernelRelease || NONE,
             guest_os_machine: NONE,
             guest_os_arch: NONE,
-            guest_os_name: NONE,
-            guest_os_version_id: NONE,
+            guest_os_name: target.guestOs?.name || NONE,
+            guest_os_version_id: target.guestOs?.versionId || NONE,
             // No eviction strategy: KubeVirt calls such a VMI evictable.
             evictable: 'true',
             outdated: 'false',

@@ -129,6 +129,8 @@ export class IncomingMigrations {
     status.migration = { uid: req.uid, role: 'target', peer: req.sourceNode, ...(req.sourceSubjects?.length ? { peerSubjects: req.sourceSubjects } : {}) };
     try {
       status.disks = await env.storage.prepareDisks(spec, paths);
+      // A fresh variables store: QEMU overwrites it with the source's flash contents once they arrive.
+      await env.storage.prepareVmFiles(spec, paths);
     } catch (err) {
       await env.store.remove(spec.id).catch(() => undefined);
       throw err;

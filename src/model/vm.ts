@@ -20,6 +20,8 @@ export interface DiskSpec {
   bus?: DiskBus;
   /** Position in the boot order, 1 first; absent or 0: none. */
   bootOrder?: number;
+  /** A CD-ROM drive (ide-cd on SATA) with the image as its medium; always read-only. */
+  cdrom?: boolean;
 }
 
 export const DISK_BUSES = ['virtio', 'scsi', 'sata'] as const;
@@ -59,6 +61,15 @@ export interface VmSpec {
   watchdog?: { action: WatchdogAction };
   /** Absent: BIOS. */
   firmware?: Firmware;
+  /** A cloud-init NoCloud seed, attached as a read-only CD-ROM. */
+  cloudInit?: CloudInit;
+}
+
+/** NoCloud's files, verbatim; an empty string is left to vmlet (meta-data) or left out (the others). */
+export interface CloudInit {
+  userData: string;
+  metaData: string;
+  networkConfig: string;
 }
 
 export const RUN_STRATEGIES = ['Manual', 'Always', 'RerunOnFailure', 'Halted'] as const;
@@ -141,6 +152,8 @@ export interface VmStatus {
   restartCount?: number;
   /** When the run strategy restarts the VM next. */
   nextRestartAt?: string;
+  /** What the QEMU guest agent reports while QEMU runs; absent when it runs no more. */
+  guest?: GuestInfo;
   /** StopVm was called: no run strategy restarts the VM until StartVm. */
   stopRequested?: boolean;
   createdAt: string;
@@ -148,6 +161,22 @@ export interface VmStatus {
   stoppedAt?: string;
   lastTransitionAt: string;
   generation: number;
+}
+
+/** What the QEMU guest agent says of the guest (guest-get-osinfo, -host-name, -network-get-interfaces). */
+export interface GuestInfo {
+  agentConnected: boolean;
+  osName: string;
+  osVersion: string;
+  kernelRelease: string;
+  hostname: string;
+  interfaces: GuestInterface[];
+}
+
+export interface GuestInterface {
+  name: string;
+  mac: string;
+  ipAddresses: string[];
 }
 
 export interface Vm {
@@ -172,4 +201,10 @@ export interface VmPaths {
   consoleLog: string;
   pidFile: string;
   qemuLog: string;
+  /** UEFI VMs: the VM's own copy of OVMF's variables store (boot entries, Secure Boot keys). */
+  efiVars: string;
+  /** The cloud-init NoCloud seed (an ISO 9660 volume labelled cidata) when the spec has cloud_init. */
+  cloudInitSeed: string;
+  /** The QEMU guest agent's virtio-serial channel, where QEMU listens. */
+  guestAgentSocket: string;
 }

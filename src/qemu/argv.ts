@@ -8,9 +8,11 @@
  * hot-unplugged on q35). A NIC listed in `nicPorts` sits on its root port instead: that is how a
  * migration target recreates the layout of a source whose NICs were hot-plugged. Last on pcie.0,
  * the virtio balloon `balloon0` (vmlet never inflates it; `query-balloon` and the guest's memory
- * statistics, reported every BALLOON_STATS_INTERVAL_SECONDS, feed the metrics).
+ * statistics, reported every BALLOON_STATS_INTERVAL_SECONDS, feed the metrics), then the
+ * virtio-serial controller of the guest agent's channel.
  */
 import type { DiskStatus, NicModel, NicStatus, VmPaths, VmSpec } from '../model/vm.js';
+import { ovmfFilesOf } from '../model/firmware.js';
 import {
   BALLOON_DEVICE_ID,
   BALLOON_STATS_INTERVAL_SECONDS,
@@ -134,11 +136,36 @@ export function nicDevice(nic: NicStatus, vcpus: number, bus?: string): { driver
   return { driver: NIC_DEVICES[model], ...nicDeviceProps(nic, model === 'virtio' ? vcpus : 1, bus) };
 }
 
+/** Node names of the UEFI flash images: OVMF's code and the VM's variables store. */
+export const FIRMWARE_CODE_NODE = 'fw-code';
+export const FIRMWARE_VARS_NODE = 'fw-vars';
+
+/**
+ * -machine, and for UEFI the two pflash blockdevs: OVMF's code read-only, the VM's own variables
+ * store writable. Secure Boot needs SMM, and the flash locked to it, or the guest could rewrite
+ * the enrolled keys from outside SMM.
+ */
+function machineArgs(spec: VmSpec, paths: VmPaths): string[] {
+  const ovmf = ovmfFilesOf(spec.firmware);
+  if (!ovmf) return ['-machine', 'q35'];
+  const flash = (node: string, filename: string, readOnly: boolean): string[] => [
+    '-blockdev', JSON.stringify({ driver: 'file', filename, 'node-name': `${node}-file`, 'read-only': readOnly }),
+    '-blockdev', JSON.stringify({ driver: 'raw', file: `${node}-file`, 'node-name': node, 'read-only': readOnly }),
+  ];
+  const secure = spec.firmware?.secureBoot === true;
+  return [
+    '-machine', toQemuOpts('q35', { pflash0: FIRMWARE_CODE_NODE, pflash1: FIRMWARE_VARS_NODE, ...(secure ? { smm: true } : {}) }),
+    ...(secure ? ['-global', 'driver=cfi.pflash01,property=secure,value=on'] : []),
+    ...flash(FIRMWARE_CODE_NODE, ovmf.code, true),
+    ...flash(FIRMWARE_VARS_NODE, paths.efiVars, false),
+  ];
+}
+
 /** Every -device is in JSON form: QEMU 7.2 creates legacy-syntax devices before JSON ones, so mixing reorders slots. */
 const jsonDevice = (driver: string, props: QemuProps): string => JSON.stringify({ driver, ...props });
 
-/** A disk's blockdevs and device: virtio-blk on PCIe, or an ide-hd on port `sataPort` of q35's AHCI controller. */
-function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undefined, sataPort?: number): string[] {
+/** A disk's blockdevs and device: virtio-blk on PCIe, or an ide-hd (ide-cd) on port `sataPort` of q35's AHCI controller. */
+function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undefined, sataPort?: number, cdrom = false): string[] {
   const file = { driver: 'file', filename: disk.path, 'node-name': diskFileNodeName(disk.name), 'read-only': readOnly };
   const fmt = { driver: disk.format, file: diskFileNodeName(disk.name), 'node-name': diskNodeName(disk.name), 'read-only': readOnly };
   const dev = {
@@ -147,8 +174,25 @@ function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undef
     serial: disk.name,
     ...(bootIndex === undefined ? {} : { bootindex: bootIndex }),
   };
-  const device = sataPort === undefined ? jsonDevice('virtio-blk-pci', dev) : jsonDevice('ide-hd', { ...dev, bus: `ide.${sataPort}` });
+  const device = sataPort === undefined ? jsonDevice('virtio-blk-pci', dev) : jsonDevice(cdrom ? 'ide-cd' : 'ide-hd', { ...dev, bus: `ide.${sataPort}` });
   return ['-blockdev', JSON.stringify(file), '-blockdev', JSON.stringify(fmt), '-device', device];
+}
+
+export const GUEST_AGENT_SERIAL_ID = 'vserial0';
+export const GUEST_AGENT_CHARDEV_ID = 'qga0';
+export const GUEST_AGENT_PORT_ID = 'qga0-port';
+export const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
+
+/** Node names and device id of the cloud-init seed's CD-ROM. */
+export const SEED_NODE = 'cidata';
+
+/** The cloud-init seed: a read-only ide-cd on SATA port `sataPort`, after the SATA disks. */
+function seedArgs(path: string, sataPort: number): string[] {
+  return [
+    '-blockdev', JSON.stringify({ driver: 'file', filename: path, 'node-name': `${SEED_NODE}-file`, 'read-only': true }),
+    '-blockdev', JSON.stringify({ driver: 'raw', file: `${SEED_NODE}-file`, 'node-name': SEED_NODE, 'read-only': true }),
+    '-device', jsonDevice('ide-cd', { drive: SEED_NODE, id: SEED_NODE, bus: `ide.${sataPort}` }),
+  ];
 }
 
 function checkPlan(plan: QemuLaunchPlan, ports: number): void {
@@ -163,7 +207,7 @@ function checkPlan(plan: QemuLaunchPlan, ports: number): void {
     if (!Number.isInteger(port) || port < 0 || port >= ports) throw new Error(`launch plan of ${spec.id}: NIC ${nic} on port ${port}, but there are ${ports}`);
   }
   if (new Set(onPorts.map(([, p]) => p)).size !== onPorts.length) throw new Error(`launch plan of ${spec.id}: two NICs on one hotplug port`);
-  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports + 1; // + the balloon
+  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports + 2; // + the balloon and the agent's virtio-serial
   if (slots > PCIE0_FREE_SLOTS) throw new Error(`launch plan of ${spec.id}: ${slots} PCI devices on pcie.0, at most ${PCIE0_FREE_SLOTS}`);
 }
 
@@ -173,7 +217,7 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
   checkPlan(plan, ports);
   const argv: string[] = [
     '-name', nameArg(spec.id),
-    '-machine', 'q35',
+    ...machineArgs(spec, paths),
     // TCG's translation cache is sized so that it fits the VM's cgroup (cgroup/overhead.ts).
     '-accel', plan.accelerator === 'tcg' ? `tcg,tb-size=${TCG_TB_SIZE_MIB}` : plan.accelerator,
     '-cpu', plan.cpu ?? (plan.accelerator === 'kvm' ? 'host' : 'max'),
@@ -203,8 +247,10 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     const d = spec.disks[i];
     const readOnly = d?.readonly === true;
     const bootIndex = ordered ? d?.bootOrder || undefined : i === 0 && !spec.kernel ? 1 : undefined;
-    argv.push(...diskArgs(disk, readOnly, bootIndex, d?.bus === 'sata' ? sataPort++ : undefined));
+    argv.push(...diskArgs(disk, readOnly, bootIndex, d?.bus === 'sata' ? sataPort++ : undefined, d?.cdrom === true));
   });
+  // On the AHCI controller q35 always has: no PCI slot of its own.
+  if (spec.cloudInit) argv.push(...seedArgs(paths.cloudInitSeed, sataPort++));
   const nicPorts = plan.nicPorts ?? {};
   const netdev = (nic: NicStatus): string[] => ['-netdev', toQemuOpts('tap', tapNetdevProps(nic, spec.vcpus, plan.vhostNet))];
   const device = (nic: NicStatus, bus?: string): string[] => ['-device', JSON.stringify(nicDevice(nic, spec.vcpus, bus))];
@@ -220,6 +266,12 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
   }
   // Last on pcie.0, so that adding it left the slots of disks, NICs and ports unchanged.
   argv.push('-device', jsonDevice('virtio-balloon-pci', { id: BALLOON_DEVICE_ID, 'guest-stats-polling-interval': BALLOON_STATS_INTERVAL_SECONDS }));
+  // After the balloon, for the same reason: the guest agent's channel (qemu/guest-agent.ts).
+  argv.push(
+    '-device', jsonDevice('virtio-serial-pci', { id: GUEST_AGENT_SERIAL_ID }),
+    '-chardev', toQemuOpts('socket', { id: GUEST_AGENT_CHARDEV_ID, path: paths.guestAgentSocket, server: true, wait: false }),
+    '-device', jsonDevice('virtserialport', { id: GUEST_AGENT_PORT_ID, chardev: GUEST_AGENT_CHARDEV_ID, name: GUEST_AGENT_CHANNEL, bus: `${GUEST_AGENT_SERIAL_ID}.0` }),
+  );
   // A guest kernel panic reaches vmlet as GUEST_PANICKED, then QEMU shuts down (the run strategy decides what next).
   argv.push('-device', 'pvpanic', '-action', 'panic=shutdown');
   if (spec.watchdog) argv.push('-device', jsonDevice('i6300esb', { id: 'watchdog0' }), '-action', `watchdog=${spec.watchdog.action}`);

@@ -106,7 +106,7 @@ export class QemuHypervisor {
   }
 
   async clearRunFiles(paths: VmPaths): Promise<void> {
-    await Promise.all([paths.qmpSocket, paths.serialSocket, paths.migrationSocket, paths.pidFile].map((f) => rm(f, { force: true })));
+    await Promise.all([paths.qmpSocket, paths.serialSocket, paths.migrationSocket, paths.guestAgentSocket, paths.pidFile].map((f) => rm(f, { force: true })));
     await rm(tlsDirOf(paths.runDir), { recursive: true, force: true });
   }
 }

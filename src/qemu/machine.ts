@@ -2,7 +2,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { VmletError } from '../model/errors.js';
 import type { DiskExport, MachineEvent, MetricsQuery, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
 import { MIGRATION_AUTHZ_ID, MIGRATION_TLS_ID } from '../model/qemu-ids.js';
-import type { NicStatus, VmPaths } from '../model/vm.js';
+import type { GuestInfo, NicStatus, VmPaths } from '../model/vm.js';
+import { watchGuestAgent, type GuestAgentWatch } from './guest-agent-watch.js';
 import { waitForExit } from '../host/process.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
 import { QemuMonitor, QmpEvents } from './monitor.js';
@@ -68,7 +69,21 @@ export class QemuMachine {
 
   detach(): void {
     this.detaching = true;
+    this.guestWatch?.stop();
     this.monitor.close();
+  }
+
+  private guestWatch: GuestAgentWatch | undefined;
+
+  /** Follows the guest agent until QEMU exits or vmlet detaches (qemu/guest-agent-watch.ts). */
+  watchGuest(onInfo: (info: GuestInfo) => void): void {
+    if (this.guestWatch || this.closed) return;
+    this.guestWatch = watchGuestAgent(this.paths.guestAgentSocket, onInfo);
+    void this.exited.then(() => this.guestWatch?.stop());
+  }
+
+  guestShutdown(): Promise<boolean> {
+    return this.guestWatch?.shutdown() ?? Promise.resolve(false);
   }
 
   run = (): Promise<void> => this.monitor.cont();

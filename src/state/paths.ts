@@ -28,6 +28,9 @@ export function vmPaths(stateDir: string, runDir: string, id: string): VmPaths {
     consoleLog: join(vmState, 'console.log'),
     pidFile: join(vmRun, 'qemu.pid'),
     qemuLog: join(vmRun, 'qemu.log'),
+    efiVars: join(vmState, 'efi-vars.fd'),
+    cloudInitSeed: join(vmState, 'cidata.iso'),
+    guestAgentSocket: join(vmRun, 'qga.sock'),
   };
 }
 

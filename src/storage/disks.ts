@@ -3,6 +3,8 @@ import { VmletError, errorMessage, failedPrecondition, invalidArgument } from '.
 import { fsyncPath } from '../host/fsync.js';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { ImageRoots } from './image-roots.js';
+import { ownVmStateFiles, prepareEfiVars } from './vm-files.js';
+import { writeSeed } from './cloud-init.js';
 import { createOverlay, inspectImage } from './qemu-img.js';
 import { checkQcow2Chain, dataFileRefusal, noBackingFormatRefusal, type CheckTime } from './chain.js';
 import { headerBytes, headerFormat, type ImageFormat } from './image-header.js';
@@ -164,8 +166,20 @@ export class ImageStorage {
     return prepareDisks(spec, paths, this.options);
   }
 
-  own(paths: VmPaths, disks: readonly DiskStatus[], owner: { uid: number; gid: number }): Promise<void> {
-    return ownVmFiles(paths, disks, owner);
+  /** The UEFI variables store (storage/vm-files.ts) and the cloud-init seed (storage/cloud-init.ts). */
+  async prepareVmFiles(spec: VmSpec, paths: VmPaths, owner?: { uid: number; gid: number }): Promise<void> {
+    const [vars, seed] = await Promise.all([
+      prepareEfiVars(spec, paths, this.options.sync),
+      writeSeed(spec, paths, this.options.sync ? { sync: this.options.sync } : {}),
+    ]);
+    // Only what was made now: the files made before are the owner's already.
+    const made = [...(vars ? [paths.efiVars] : []), ...(seed ? [paths.cloudInitSeed] : [])];
+    if (owner && made.length > 0) await ownVmStateFiles(paths, owner, made);
+  }
+
+  async own(paths: VmPaths, disks: readonly DiskStatus[], owner: { uid: number; gid: number }): Promise<void> {
+    await ownVmFiles(paths, disks, owner);
+    await ownVmStateFiles(paths, owner);
   }
 
   /** At every start: kernel, initrd, disk images and their backing chains, checked again (see checkBootFiles). */

@@ -3,7 +3,7 @@
  * declared here in the domain's words and implemented by the drivers (state/, net/, storage/,
  * qemu/). daemon.ts hands the implementations in; tests hand in fakes.
  */
-import type { DiskStatus, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../model/vm.js';
+import type { DiskStatus, GuestInfo, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../model/vm.js';
 import type { DiskExport, MachineEvent, MetricsQuery, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
 
 /** The uid and gid a VM's QEMU runs as, and that own its files and TAPs. */
@@ -65,6 +65,11 @@ export interface Network {
 export interface Storage {
   /** Checks every path of the spec and makes the per-VM overlays; returns what QEMU opens, in spec order. */
   prepareDisks(spec: VmSpec, paths: VmPaths): Promise<DiskStatus[]>;
+  /**
+   * The files QEMU opens from the VM's state dir besides disks (UEFI variables store, cloud-init
+   * seed): made when missing, the seed remade when the spec's cloud_init changed; handed to `owner`.
+   */
+  prepareVmFiles(spec: VmSpec, paths: VmPaths, owner?: Owner): Promise<void>;
   /** Hands the VM's state dir and overlays to its QEMU user; base images stay as they are (read-only to it). */
   own(paths: VmPaths, disks: readonly DiskStatus[], owner: Owner): Promise<void>;
   /** Kernel and initrd are still under the image roots. */
@@ -127,6 +132,13 @@ export interface Machine {
   waitExit(timeoutMs: number): Promise<boolean>;
   /** Lets go of QEMU without affecting it. */
   detach(): void;
+  /**
+   * Follows the QEMU guest agent in the background until QEMU exits or vmlet detaches: `onInfo`
+   * on every (re)connect, every 10 s while connected, and once when the agent is lost.
+   */
+  watchGuest(onInfo: (info: GuestInfo) => void): void;
+  /** Asks the connected guest agent to power the guest off; false when no agent is connected. */
+  guestShutdown(): Promise<boolean>;
 
   run(): Promise<void>;
   pause(): Promise<void>;

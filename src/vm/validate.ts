@@ -11,7 +11,7 @@ import { invalidArgument } from '../model/errors.js';
 import { MAX_LABELS_PER_VM, boundExceeded } from '../model/bounds.js';
 import { ifNameProblem, validateMac } from '../model/names.js';
 import { labelKeyProblem, labelValueProblem } from './label-selector.js';
-import { DISK_BUSES, NIC_MODELS, RUN_STRATEGIES, WATCHDOG_ACTIONS, type DiskSpec, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
+import { DISK_BUSES, NIC_MODELS, RUN_STRATEGIES, WATCHDOG_ACTIONS, type CloudInit, type DiskSpec, type Firmware, type KernelBoot, type NicSpec, type RunStrategy, type VmSpec, type WatchdogAction } from '../model/vm.js';
 
 const DEFAULT_VCPUS = 1;
 const DEFAULT_MEMORY_MIB = 256;
@@ -171,12 +171,16 @@ function disks(raw: DiskSpec[] | undefined): DiskSpec[] {
       throw invalidArgument(`${f}.overlay`, 'an overlay exists to take the writes of a writable disk; on a readonly disk it makes no sense: set overlay or readonly, not both');
     }
     const format = diskFormat(d.format, `${f}.format`);
-    const bus = d.bus ?? 'virtio';
+    const cdrom = d.cdrom === true;
+    if (cdrom && overlay) throw invalidArgument(`${f}.overlay`, 'a CD-ROM is read-only: it takes no overlay');
+    if (cdrom && d.bus !== undefined && d.bus !== 'sata') throw invalidArgument(`${f}.bus`, `a CD-ROM sits on sata, not ${String(d.bus)}`);
+    const bus = cdrom ? 'sata' : (d.bus ?? 'virtio');
     if (!(DISK_BUSES as readonly string[]).includes(bus)) throw invalidArgument(`${f}.bus`, `"${String(bus)}" is not one of ${DISK_BUSES.join(', ')}`);
     if (bus === 'scsi') throw invalidArgument(`${f}.bus`, 'scsi is not supported yet; use sata (or virtio)');
     if (bus === 'sata' && ++sata > MAX_SATA_DISKS) throw invalidArgument(`${f}.bus`, `at most ${MAX_SATA_DISKS} disks on sata (the q35 AHCI controller's ports)`);
     const bootOrder = d.bootOrder === undefined || d.bootOrder === 0 ? 0 : intIn(d.bootOrder, `${f}.boot_order`, 0, 1, MAX_DISKS, '');
-    return { name, imagePath, overlay, readonly, ...(format === '' ? {} : { format }), ...(bus === 'virtio' ? {} : { bus }), ...(bootOrder ? { bootOrder } : {}) };
+    const disk = { name, imagePath, overlay, readonly: readonly || cdrom, ...(format === '' ? {} : { format }), ...(bus === 'virtio' ? {} : { bus }), ...(bootOrder ? { bootOrder } : {}) };
+    return cdrom ? { ...disk, cdrom } : disk;
   });
 }
 
@@ -223,8 +227,12 @@ export function validateSpec(raw: VmSpec, limits: SpecLimits = {}): VmSpec {
     ...(cpuLimit ? { cpuLimitMillicores: cpuLimit } : {}),
     ...runStrategy(raw.runStrategy),
     ...watchdog(raw.watchdog),
+    ...firmware(raw.firmware),
+    ...cloudInit(raw.cloudInit),
   };
-  if (raw.firmware?.type === 'uefi') throw invalidArgument('spec.firmware', 'UEFI is not supported yet (the cloud-images issue adds it); use BIOS, or leave firmware out');
+  if (spec.cloudInit && spec.disks.filter((d) => d.bus === 'sata').length >= MAX_SATA_DISKS) {
+    throw invalidArgument('spec.cloud_init', `the seed takes a SATA port, and ${MAX_SATA_DISKS} disks are on sata already`);
+  }
   if (k === undefined && spec.disks.length === 0) {
     throw invalidArgument('spec.disks', 'nothing to boot: give spec.kernel (direct kernel boot) or at least one disk (boots from the first)');
   }
@@ -235,6 +243,32 @@ function runStrategy(raw: unknown): { runStrategy?: RunStrategy } {
   if (raw === undefined || raw === 'Manual') return {};
   if (!(RUN_STRATEGIES as readonly unknown[]).includes(raw)) throw invalidArgument('spec.run_strategy', `must be one of ${RUN_STRATEGIES.join(', ')}, got ${String(raw)}`);
   return { runStrategy: raw as RunStrategy };
+}
+
+/** Nova's limit for user data; vmlet holds every NoCloud file to it. */
+export const MAX_CLOUD_INIT_BYTES = 64 * 1024;
+
+/** Sizes only: what the files say is the guest's business (cloud-init reports its own errors). */
+function cloudInit(raw: CloudInit | undefined): { cloudInit?: CloudInit } {
+  if (raw === undefined || raw === null) return {};
+  const file = (value: unknown, field: string): string => {
+    const text = str(value, `spec.cloud_init.${field}`);
+    const bytes = Buffer.byteLength(text);
+    if (bytes > MAX_CLOUD_INIT_BYTES) throw invalidArgument(`spec.cloud_init.${field}`, `is ${bytes} bytes, at most ${MAX_CLOUD_INIT_BYTES} (64 KiB)`);
+    return text;
+  };
+  return { cloudInit: { userData: file(raw.userData, 'user_data'), metaData: file(raw.metaData, 'meta_data'), networkConfig: file(raw.networkConfig, 'network_config') } };
+}
+
+/** BIOS is the default and is left out; Secure Boot exists only with UEFI. */
+function firmware(raw: Firmware | undefined): { firmware?: Firmware } {
+  if (raw === undefined || raw === null) return {};
+  if (raw.type !== 'bios' && raw.type !== 'uefi') throw invalidArgument('spec.firmware.type', `must be bios or uefi, got ${String(raw.type)}`);
+  if (raw.type === 'bios') {
+    if (raw.secureBoot === true) throw invalidArgument('spec.firmware.secure_boot', 'Secure Boot needs UEFI firmware (FIRMWARE_TYPE_UEFI)');
+    return {};
+  }
+  return { firmware: { type: 'uefi', secureBoot: raw.secureBoot === true } };
 }
 
 function watchdog(raw: unknown): { watchdog?: { action: WatchdogAction } } {

@@ -6,7 +6,7 @@
 import { pino } from 'pino';
 import { VmletError } from '../../src/model/errors.js';
 import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../../src/model/machine.js';
-import type { DiskStatus, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../../src/model/vm.js';
+import type { DiskStatus, GuestInfo, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../../src/model/vm.js';
 import type { Clock, Hypervisor, LaunchRequest, Machine, Network, Storage, Store, StoredVm, UnreadableVm } from '../../src/vm/ports.js';
 import { VmManager } from '../../src/vm/manager.js';
 import type { DomainSettings } from '../../src/vm/ops/env.js';
@@ -55,6 +55,9 @@ export class FakeStore implements Store {
       consoleLog: `${r}/console.log`,
       pidFile: `${r}/qemu.pid`,
       qemuLog: `${r}/qemu.log`,
+      efiVars: `${s}/efi-vars.fd`,
+      cloudInitSeed: `${s}/cidata.iso`,
+      guestAgentSocket: `${r}/qga.sock`,
     };
   }
 
@@ -154,6 +157,11 @@ export class FakeStorage implements Storage {
     return spec.disks.map((d) => ({ name: d.name, path: d.overlay ? `${paths.disksDir}/${d.name}.qcow2` : d.imagePath, format: 'qcow2' }));
   }
 
+  readonly vmFiles: string[] = [];
+  async prepareVmFiles(spec: VmSpec): Promise<void> {
+    this.vmFiles.push(spec.id);
+  }
+
   async checkBootFiles(): Promise<void> {
     this.bootChecks++;
   }
@@ -230,6 +238,18 @@ export class FakeMachine implements Machine {
   }
   detach(): void {
     this.calls.push('detach');
+  }
+  /** What the domain gave watchGuest: a test plays the guest agent through it. */
+  guestListener: ((info: GuestInfo) => void) | undefined;
+  watchGuest(onInfo: (info: GuestInfo) => void): void {
+    this.guestListener = onInfo;
+  }
+  /** Set by a test: the fake agent is connected, and guest-shutdown powers the guest off. */
+  agentConnected = false;
+  async guestShutdown(): Promise<boolean> {
+    this.calls.push('guestShutdown');
+    if (this.agentConnected) this.die({ guest: true, reason: 'guest-shutdown' });
+    return this.agentConnected;
   }
   async run(): Promise<void> {
     await this.record('run');

@@ -16,6 +16,9 @@ const paths: VmPaths = {
   consoleLog: '/run/vmlet/vms/web-1/console.log',
   pidFile: '/run/vmlet/vms/web-1/qemu.pid',
   qemuLog: '/run/vmlet/vms/web-1/qemu.log',
+  efiVars: '/var/lib/vmlet/vms/web-1/efi-vars.fd',
+  cloudInitSeed: '/var/lib/vmlet/vms/web-1/cidata.iso',
+  guestAgentSocket: '/run/vmlet/vms/web-1/qga.sock',
 };
 
 const baseSpec: VmSpec = {
@@ -107,10 +110,11 @@ describe('buildQemuArgv: fixed options', () => {
 
   it.each(['-nodefaults', '-no-user-config'])('has %s', (flag) => expect(argv).toContain(flag));
 
-  it('has the QMP and serial chardevs', () => {
+  it('has the QMP, serial and guest agent chardevs', () => {
     expect(valuesOf(argv, '-chardev')).toEqual([
       'socket,id=qmp,path=/run/vmlet/vms/web-1/qmp.sock,server=on,wait=off',
       'socket,id=serial0,path=/run/vmlet/vms/web-1/serial.sock,server=on,wait=off',
+      'socket,id=qga0,path=/run/vmlet/vms/web-1/qga.sock,server=on,wait=off',
     ]);
   });
 
@@ -150,11 +154,12 @@ describe('buildQemuArgv: variants', () => {
   });
 
   it('escapes commas in socket and log paths but not in -pidfile', () => {
-    const p = { ...paths, qmpSocket: '/run/a,b/qmp.sock', serialSocket: '/run/a,b/s.sock', consoleLog: '/run/a,b/c.log', pidFile: '/run/a,b/q.pid' };
+    const p = { ...paths, qmpSocket: '/run/a,b/qmp.sock', serialSocket: '/run/a,b/s.sock', consoleLog: '/run/a,b/c.log', pidFile: '/run/a,b/q.pid', guestAgentSocket: '/run/a,b/qga.sock' };
     const argv = buildQemuArgv(plan({ paths: p }));
     expect(valuesOf(argv, '-chardev')).toEqual([
       'socket,id=qmp,path=/run/a,,b/qmp.sock,server=on,wait=off',
       'socket,id=serial0,path=/run/a,,b/s.sock,server=on,wait=off',
+      'socket,id=qga0,path=/run/a,,b/qga.sock,server=on,wait=off',
     ]);
     expect(valuesOf(argv, '-pidfile')).toEqual(['/run/a,b/q.pid']);
   });
@@ -244,8 +249,8 @@ describe('buildQemuArgv: NICs', () => {
   it('puts NICs listed in nicPorts on their hotplug port, after the ports', () => {
     const argv = buildQemuArgv(plan({ nicPorts: { eth0: 2 } }, twoNics));
     const devices = jsonValues(argv, '-device');
-    expect(devices.map((d) => d['id'])).toEqual(['disk-root', 'nic-eth1', 'hotplug-0', 'hotplug-1', 'hotplug-2', 'hotplug-3', 'nic-eth0', 'balloon0']);
-    expect(devices.at(-2)).toMatchObject({ id: 'nic-eth0', bus: 'hotplug-2' });
+    expect(devices.map((d) => d['id'])).toEqual(['disk-root', 'nic-eth1', 'hotplug-0', 'hotplug-1', 'hotplug-2', 'hotplug-3', 'nic-eth0', 'balloon0', 'vserial0', 'qga0-port']);
+    expect(devices.at(-4)).toMatchObject({ id: 'nic-eth0', bus: 'hotplug-2' });
     expect(valuesOf(argv, '-netdev').map((n) => n.split(',')[1])).toEqual(['id=net-eth1', 'id=net-eth0']);
   });
 });
@@ -261,9 +266,9 @@ describe('buildQemuArgv: hotplug ports', () => {
     expect(ports(plan({ hotplugPorts: n }))).toHaveLength(n);
   });
 
-  it('orders devices disks, NICs, ports, balloon (QEMU assigns pcie.0 slots in that order)', () => {
+  it('orders devices disks, NICs, ports, balloon, guest agent serial (QEMU assigns pcie.0 slots in that order)', () => {
     const ids = jsonValues(buildQemuArgv(plan({ hotplugPorts: 1 }, twoNics)), '-device').map((d) => d['id']);
-    expect(ids).toEqual(['disk-root', 'nic-eth0', 'nic-eth1', 'hotplug-0', 'balloon0']);
+    expect(ids).toEqual(['disk-root', 'nic-eth0', 'nic-eth1', 'hotplug-0', 'balloon0', 'vserial0', 'qga0-port']);
   });
 });
 
@@ -272,10 +277,10 @@ describe('buildQemuArgv: balloon', () => {
     expect(jsonValues(buildQemuArgv(plan()), '-device').filter((d) => d['driver'] === 'virtio-balloon-pci')).toEqual([{ driver: 'virtio-balloon-pci', id: 'balloon0', 'guest-stats-polling-interval': 10 }]);
   });
 
-  it('counts the balloon in the pcie.0 slots', () => {
-    // 1 disk + 28 ports + the balloon = 30 slots fits; one port more does not.
-    expect(() => buildQemuArgv(plan({ hotplugPorts: 28 }))).not.toThrow();
-    expect(() => buildQemuArgv(plan({ hotplugPorts: 29 }))).toThrow(/31 PCI devices on pcie.0, at most 30/);
+  it('counts the balloon and the guest agent serial in the pcie.0 slots', () => {
+    // 1 disk + 27 ports + the balloon + the virtio-serial = 30 slots fits; one port more does not.
+    expect(() => buildQemuArgv(plan({ hotplugPorts: 27 }))).not.toThrow();
+    expect(() => buildQemuArgv(plan({ hotplugPorts: 28 }))).toThrow(/31 PCI devices on pcie.0, at most 30/);
   });
 });
 
@@ -348,6 +353,93 @@ describe('buildQemuArgv: NIC models, SATA disks, boot order', () => {
       { driver: 'ide-hd', drive: 'drive-root', id: 'disk-root', serial: 'root', bootindex: 1, bus: 'ide.0' },
       { driver: 'virtio-blk-pci', drive: 'drive-data', id: 'disk-data', serial: 'data', bootindex: 3 },
       { driver: 'ide-hd', drive: 'drive-logs', id: 'disk-logs', serial: 'logs', bus: 'ide.1' },
+    ]);
+  });
+});
+
+describe('buildQemuArgv: firmware', () => {
+  it('BIOS (the default): plain q35, no flash', () => {
+    const argv = buildQemuArgv(plan());
+    expect(valuesOf(argv, '-machine')).toEqual(['q35']);
+    expect(jsonValues(argv, '-blockdev').some((b) => String(b['node-name']).startsWith('fw-'))).toBe(false);
+  });
+
+  it('UEFI: OVMF code read-only and the VM own vars store writable, as pflash0 and pflash1', () => {
+    const argv = buildQemuArgv(plan({}, { firmware: { type: 'uefi', secureBoot: false } }));
+    expect(valuesOf(argv, '-machine')).toEqual(['q35,pflash0=fw-code,pflash1=fw-vars']);
+    expect(valuesOf(argv, '-global')).toEqual([]);
+    const flash = jsonValues(argv, '-blockdev').filter((b) => String(b['node-name']).startsWith('fw-'));
+    expect(flash).toEqual([
+      { driver: 'file', filename: '/usr/share/OVMF/OVMF_CODE_4M.fd', 'node-name': 'fw-code-file', 'read-only': true },
+      { driver: 'raw', file: 'fw-code-file', 'node-name': 'fw-code', 'read-only': true },
+      { driver: 'file', filename: paths.efiVars, 'node-name': 'fw-vars-file', 'read-only': false },
+      { driver: 'raw', file: 'fw-vars-file', 'node-name': 'fw-vars', 'read-only': false },
+    ]);
+  });
+
+  it('Secure Boot: the enrolled-keys build, SMM, and the flash locked to SMM', () => {
+    const argv = buildQemuArgv(plan({}, { firmware: { type: 'uefi', secureBoot: true } }));
+    expect(valuesOf(argv, '-machine')).toEqual(['q35,pflash0=fw-code,pflash1=fw-vars,smm=on']);
+    expect(valuesOf(argv, '-global')).toEqual(['driver=cfi.pflash01,property=secure,value=on']);
+    const files = jsonValues(argv, '-blockdev').map((b) => b['filename']);
+    expect(files).toContain('/usr/share/OVMF/OVMF_CODE_4M.ms.fd');
+  });
+
+  it('adds no PCI device: the slots of disks, NICs and ports stay where BIOS has them', () => {
+    const devices = (s: Partial<VmSpec>): string[] => valuesOf(buildQemuArgv(plan({}, { ...twoNics, ...s })), '-device');
+    expect(devices({ firmware: { type: 'uefi', secureBoot: true } })).toEqual(devices({}));
+  });
+});
+
+describe('buildQemuArgv: cloud-init seed', () => {
+  const cloudInit = { userData: '#cloud-config\n', metaData: '', networkConfig: '' };
+
+  it('is a read-only ide-cd on the SATA port after the SATA disks', () => {
+    const disks = [
+      { name: 'root', imagePath: '/i/r.qcow2', overlay: false, readonly: false, bus: 'sata' as const },
+      { name: 'data', imagePath: '/i/d.qcow2', overlay: false, readonly: false },
+    ];
+    const argv = buildQemuArgv(plan({}, { disks, cloudInit }));
+    expect(jsonValues(argv, '-blockdev').filter((b) => String(b['node-name']).startsWith('cidata'))).toEqual([
+      { driver: 'file', filename: paths.cloudInitSeed, 'node-name': 'cidata-file', 'read-only': true },
+      { driver: 'raw', file: 'cidata-file', 'node-name': 'cidata', 'read-only': true },
+    ]);
+    expect(jsonValues(argv, '-device').filter((d) => d['driver'] === 'ide-cd')).toEqual([{ driver: 'ide-cd', drive: 'cidata', id: 'cidata', bus: 'ide.1' }]);
+  });
+
+  it('is absent without cloud_init, and adds no PCI device with it', () => {
+    expect(buildQemuArgv(plan()).some((a) => a.includes('cidata'))).toBe(false);
+    const pci = (s: Partial<VmSpec>): string[] => valuesOf(buildQemuArgv(plan({}, { ...twoNics, ...s })), '-device').filter((d) => !d.includes('ide-cd'));
+    expect(pci({ cloudInit })).toEqual(pci({}));
+  });
+});
+
+describe('buildQemuArgv: guest agent channel', () => {
+  it('every VM gets org.qemu.guest_agent.0 on a virtio-serial, its socket in the run dir with QEMU listening', () => {
+    const argv = buildQemuArgv(plan());
+    const devices = jsonValues(argv, '-device');
+    expect(devices.filter((d) => d['driver'] === 'virtio-serial-pci' || d['driver'] === 'virtserialport')).toEqual([
+      { driver: 'virtio-serial-pci', id: 'vserial0' },
+      { driver: 'virtserialport', id: 'qga0-port', chardev: 'qga0', name: 'org.qemu.guest_agent.0', bus: 'vserial0.0' },
+    ]);
+    expect(valuesOf(argv, '-chardev')).toContain(`socket,id=qga0,path=${paths.guestAgentSocket},server=on,wait=off`);
+  });
+});
+
+describe('buildQemuArgv: CD-ROM disks', () => {
+  it('a cdrom disk is a read-only ide-cd on its SATA port, bootable by boot_order; the seed takes the next port', () => {
+    const disks = [
+      { name: 'root', imagePath: '/i/r.qcow2', overlay: false, readonly: false, bootOrder: 2 },
+      { name: 'install', imagePath: '/i/debian.iso', overlay: false, readonly: true, bus: 'sata' as const, cdrom: true, bootOrder: 1 },
+    ];
+    const argv = buildQemuArgv(plan({}, { disks, cloudInit: { userData: '', metaData: '', networkConfig: '' } }));
+    const devices = jsonValues(argv, '-device').filter((d) => String(d['driver']).startsWith('ide-'));
+    expect(devices).toEqual([
+      { driver: 'ide-cd', drive: 'drive-install', id: 'disk-install', serial: 'install', bootindex: 1, bus: 'ide.0' },
+      { driver: 'ide-cd', drive: 'cidata', id: 'cidata', bus: 'ide.1' },
+    ]);
+    expect(jsonValues(argv, '-blockdev').filter((b) => b['node-name'] === 'drive-install')).toEqual([
+      { driver: 'qcow2', file: 'file-install', 'node-name': 'drive-install', 'read-only': true },
     ]);
   });
 });

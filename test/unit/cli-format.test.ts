@@ -19,7 +19,7 @@ const ts = (msAgo: number) => ({ seconds: Math.floor((NOW.getTime() - msAgo) / 1
 
 function vm(id: string, over: Partial<Vm__Output['status'] & object> = {}): Vm__Output {
   return {
-    spec: { id, labels: {}, vcpus: 1, memoryMib: 256, kernel: null, disks: [], nics: [], cpuLimitMillicores: 0, runStrategy: 'RUN_STRATEGY_MANUAL', watchdog: null, firmware: null },
+    spec: { id, labels: {}, vcpus: 1, memoryMib: 256, kernel: null, disks: [], nics: [], cpuLimitMillicores: 0, runStrategy: 'RUN_STRATEGY_MANUAL', watchdog: null, firmware: null, cloudInit: null },
     status: {
       phase: 'PHASE_RUNNING',
       reason: '',
@@ -37,6 +37,7 @@ function vm(id: string, over: Partial<Vm__Output['status'] & object> = {}): Vm__
       cgroup: '',
       restartCount: 0,
       nextRestartAt: null,
+      guest: null,
       ...over,
     },
   };
@@ -101,7 +102,7 @@ describe('formatVmDetail', () => {
   it('shows status, disks and NICs joined by name', () => {
     const v = vm('web', { pid: 9, accelerator: 'tcg', disks: [{ name: 'root', path: '/run/web/root.qcow2', format: 'qcow2' }], nics: [{ name: 'eth0', tap: 'tap9', mac: '52:54:00:00:00:09', bridge: 'br0', pciPort: 0 }] });
     v.spec!.labels = { b: '2', a: '1' };
-    v.spec!.disks = [{ name: 'root', imagePath: '/img/base.qcow2', overlay: true, readonly: false, format: '', bus: 'DISK_BUS_UNSPECIFIED', bootOrder: 0 }];
+    v.spec!.disks = [{ name: 'root', imagePath: '/img/base.qcow2', overlay: true, readonly: false, format: '', bus: 'DISK_BUS_UNSPECIFIED', bootOrder: 0, cdrom: false }];
     v.spec!.nics = [{ name: 'eth0', bridge: 'br0', mac: '', model: 'NIC_MODEL_UNSPECIFIED' }];
     const out = formatVmDetail(v, NOW);
     expect(out).toMatch(/^Labels:\s+a=1,b=2$/m);
@@ -110,6 +111,28 @@ describe('formatVmDetail', () => {
     expect(out).toMatch(/^Started:\s+-$/m);
     expect(out).toContain('Disks:\n  NAME   IMAGE             OVERLAY   READONLY   FORMAT   PATH\n  root   /img/base.qcow2   yes       no         qcow2    /run/web/root.qcow2\n');
     expect(out).toContain('NICs:\n  NAME   BRIDGE   MAC                 TAP\n  eth0   br0      52:54:00:00:00:09   tap9\n');
+    expect(out).toMatch(/^Firmware:\s+BIOS$/m);
+    expect(out).toMatch(/^Guest agent:\s+not connected$/m);
+    expect(out).not.toContain('Guest interfaces');
+  });
+
+  it('shows the firmware, and what the guest agent reports with the guest IPs', () => {
+    const guest = {
+      agentConnected: true,
+      osName: 'Debian GNU/Linux',
+      osVersion: '12',
+      kernelRelease: '6.1.0-57-cloud-amd64',
+      hostname: 'web',
+      interfaces: [{ name: 'eth0', mac: '02:00:00:00:00:01', ipAddresses: ['10.0.0.5', 'fe80::1'] }],
+    };
+    const v = vm('web', { guest });
+    v.spec!.firmware = { type: 'FIRMWARE_TYPE_UEFI', secureBoot: true };
+    const out = formatVmDetail(v, NOW);
+    expect(out).toMatch(/^Firmware:\s+UEFI, Secure Boot$/m);
+    expect(out).toMatch(/^Guest agent:\s+connected$/m);
+    expect(out).toMatch(/^Guest OS:\s+Debian GNU\/Linux 12$/m);
+    expect(out).toMatch(/^Guest hostname:\s+web$/m);
+    expect(out).toContain('Guest interfaces:\n  NAME   MAC                 IP ADDRESSES\n  eth0   02:00:00:00:00:01   10.0.0.5,fe80::1\n');
   });
 });
 

@@ -13,7 +13,8 @@ const proposed: VmSpec__Output = {
   runStrategy: 'RUN_STRATEGY_MANUAL',
   watchdog: null,
   firmware: { type: 'FIRMWARE_TYPE_UEFI', secureBoot: false },
-  disks: [{ name: 'root', imagePath: '/img/store/web.qcow2', overlay: true, readonly: false, format: 'qcow2', bus: 'DISK_BUS_SATA', bootOrder: 1 }],
+  cloudInit: null,
+  disks: [{ name: 'root', imagePath: '/img/store/web.qcow2', overlay: true, readonly: false, format: 'qcow2', bus: 'DISK_BUS_SATA', bootOrder: 1, cdrom: false }],
   nics: [{ name: 'net0', bridge: 'br0', mac: '00:50:56:aa:bb:01', model: 'NIC_MODEL_VMXNET3' }],
 };
 

@@ -213,3 +213,26 @@ describe('disk format', () => {
     expect(applyFlags(base, { disk: ['name=root,image=/img/q'] }).disks[0]).not.toHaveProperty('format');
   });
 });
+
+describe('firmware and cloud-init', () => {
+  it('reads firmware and cloud_init from a file, in either spelling', () => {
+    const yaml = 'id: a\nfirmware: { type: uefi, secure_boot: true }\ncloud_init:\n  user_data: "#cloud-config\\n"\n';
+    expect(parseSpecText(yaml, 'a.yaml')).toMatchObject({
+      firmware: { type: 'FIRMWARE_TYPE_UEFI', secureBoot: true },
+      cloudInit: { userData: '#cloud-config\n', metaData: '', networkConfig: '' },
+    });
+    const json = JSON.stringify({ id: 'a', firmware: { type: 'FIRMWARE_TYPE_UEFI', secureBoot: false }, cloudInit: { userData: 'u', metaData: 'm', networkConfig: 'n' } });
+    expect(parseSpecText(json, 'a.json')).toMatchObject({ firmware: { type: 'FIRMWARE_TYPE_UEFI', secureBoot: false }, cloudInit: { userData: 'u', metaData: 'm', networkConfig: 'n' } });
+    expect(thrown(() => parseSpecText('id: a\nfirmware: { type: coreboot }\n', 'a.yaml')).message).toMatch(/spec\.firmware\.type: "coreboot"/);
+  });
+
+  it('--firmware and --cloud-init-user-data override the file; other cloud-init files stay', () => {
+    const base: SpecInput = { ...empty(), id: 'a', cloudInit: { userData: 'old', metaData: 'm', networkConfig: '' } };
+    expect(applyFlags(base, { firmware: 'uefi-secure-boot', cloudInitUserData: 'new' })).toMatchObject({
+      firmware: { type: 'FIRMWARE_TYPE_UEFI', secureBoot: true },
+      cloudInit: { userData: 'new', metaData: 'm', networkConfig: '' },
+    });
+    expect(applyFlags(empty(), { firmware: 'bios' }).firmware).toEqual({ type: 'FIRMWARE_TYPE_BIOS', secureBoot: false });
+    expect(thrown(() => applyFlags(empty(), { firmware: 'efi' })).message).toMatch(/--firmware "efi": expected bios, uefi or uefi-secure-boot/);
+  });
+});

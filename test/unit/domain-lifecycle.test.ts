@@ -93,6 +93,30 @@ describe('stop', () => {
     expect(d.hypervisor.machines[0]!.calls.filter((c) => c === 'powerDown')).toHaveLength(3);
   });
 
+  it('a guest that ignores ACPI but runs an agent is shut down through it after a third of the grace period', async () => {
+    const d = fakeDomain();
+    d.hypervisor.prepare = (m) => (m.guest = 'ignores-acpi');
+    await d.manager.create(specOf('a'), true);
+    const m = d.hypervisor.machines[0]!;
+    m.agentConnected = true;
+    m.guestListener!({ agentConnected: true, osName: '', osVersion: '', kernelRelease: '', hostname: 'a', interfaces: [] });
+    const began = d.clock.now().getTime();
+    const a = await d.manager.stop('a', 30, false);
+    expect(a.status.reason).toBe('stopped by request (powered off)');
+    expect(m.calls.filter((c) => c === 'guestShutdown')).toHaveLength(1);
+    expect(m.calls.indexOf('guestShutdown')).toBeGreaterThan(m.calls.indexOf('powerDown'));
+    expect(d.clock.now().getTime() - began).toBeGreaterThanOrEqual(10_000);
+    expect(d.clock.now().getTime() - began).toBeLessThan(30_000);
+  });
+
+  it('without an agent, the guest agent is never asked', async () => {
+    const d = fakeDomain();
+    d.hypervisor.prepare = (m) => (m.guest = 'ignores-acpi');
+    await d.manager.create(specOf('a'), true);
+    await d.manager.stop('a', 10, false);
+    expect(d.hypervisor.machines[0]!.calls).not.toContain('guestShutdown');
+  });
+
   it('quits QEMU once the grace period is over, and kills a QEMU that answers nothing', async () => {
     const d = fakeDomain();
     d.hypervisor.prepare = (m) => (m.guest = 'ignores-acpi');

@@ -116,6 +116,16 @@ describe('per-VM collector against fake QMP servers', () => {
     return metrics;
   }
 
+  it('kubevirt_vmi_info carries the guest OS the agent reports, and empty labels without an agent', async () => {
+    const guestOs = { name: 'Debian GNU/Linux', versionId: '12', kernelRelease: '6.1.0-57-cloud-amd64' };
+    const metrics = metricsWith({ targets: () => [target('good', { guestOs }), target('noballoon')] });
+    const info = series(parseMetrics(await metrics.render()), 'kubevirt_vmi_info');
+    expect(info.map((l) => [l.labels.name, l.labels.guest_os_name, l.labels.guest_os_version_id, l.labels.guest_os_kernel_release])).toEqual([
+      ['good', 'Debian GNU/Linux', '12', '6.1.0-57-cloud-amd64'],
+      ['noballoon', '', '', ''],
+    ]);
+  });
+
   it('a VM whose QMP never answers costs only its own series and one scrape error per scrape', async () => {
     const metrics = metricsWith();
     const started = Date.now();

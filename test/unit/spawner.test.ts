@@ -84,13 +84,14 @@ describe('Spawner', () => {
   it('kills a process the helper starts after the request was given up on', async () => {
     const warnings: { pid?: number; msg: string }[] = [];
     const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(JSON.parse(line) as { pid?: number; msg: string }) });
-    const slow = new Spawner(logger, 300).start();
+    // Long enough that the warm-up spawn makes it on a loaded machine; the stopped helper cannot.
+    const slow = new Spawner(logger, 2000).start();
     try {
       const helper = slow.helperPid!;
       await (await slow.spawn('/bin/true', [], path.join(dir, 'warm.log'))).exited;
       signal(helper, 'SIGSTOP');
       const late = slow.spawn('/bin/sleep', ['600'], path.join(dir, 'late.log'));
-      await expect(late).rejects.toThrow(/did not start \/bin\/sleep within 300 ms/);
+      await expect(late).rejects.toThrow(/did not start \/bin\/sleep within 2000 ms/);
       signal(helper, 'SIGCONT');
       // The helper starts it now; the spawner, no longer waiting for it, kills it at once.
       const pid = await until('the late process to be reported', async () => warnings.find((w) => w.pid !== undefined)?.pid);

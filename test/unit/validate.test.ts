@@ -237,7 +237,41 @@ describe('validateSpec: NIC model, disk bus and boot order, firmware', () => {
     expect(errorOf(() => validateSpec(spec({ disks }))).message).toMatch(message);
   });
 
-  it('UEFI is refused until vmlet boots it', () => {
-    expect(errorOf(() => validateSpec(spec({ firmware: { type: 'uefi', secureBoot: false } }))).message).toMatch(/^spec\.firmware: UEFI is not supported yet/);
+  it('UEFI is kept with its Secure Boot flag; BIOS, the default, is left out; Secure Boot needs UEFI', () => {
+    expect(validateSpec(spec({ firmware: { type: 'uefi', secureBoot: true } })).firmware).toEqual({ type: 'uefi', secureBoot: true });
+    expect(validateSpec(spec({ firmware: { type: 'bios', secureBoot: false } })).firmware).toBeUndefined();
+    expect(errorOf(() => validateSpec(spec({ firmware: { type: 'bios', secureBoot: true } }))).message).toMatch(/^spec\.firmware\.secure_boot: Secure Boot needs UEFI/);
+  });
+});
+
+describe('validateSpec: cloud_init', () => {
+  it('keeps the files verbatim, absent ones empty', () => {
+    expect(validateSpec(spec({ cloudInit: { userData: '#cloud-config\n' } as never })).cloudInit).toEqual({ userData: '#cloud-config\n', metaData: '', networkConfig: '' });
+  });
+
+  it.each(['userData', 'metaData', 'networkConfig'])('refuses a %s over 64 KiB (in bytes, not characters)', (key) => {
+    const field = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    const fits = { userData: '', metaData: '', networkConfig: '', [key]: 'x'.repeat(64 * 1024) };
+    expect(validateSpec(spec({ cloudInit: fits })).cloudInit).toEqual(fits);
+    const over = { userData: '', metaData: '', networkConfig: '', [key]: 'é'.repeat(32 * 1024 + 1) };
+    expect(errorOf(() => validateSpec(spec({ cloudInit: over }))).message).toMatch(new RegExp(`^spec\\.cloud_init\\.${field}: is 65538 bytes, at most 65536`));
+  });
+
+  it('refuses a seed when every SATA port holds a disk', () => {
+    const disks = Array.from({ length: 6 }, (_, i) => ({ name: `d${i}`, imagePath: `/images/d${i}.qcow2`, overlay: false, readonly: false, bus: 'sata' as const }));
+    expect(errorOf(() => validateSpec(spec({ disks, cloudInit: { userData: '', metaData: '', networkConfig: '' } }))).message).toMatch(/^spec\.cloud_init: the seed takes a SATA port/);
+  });
+});
+
+describe('validateSpec: CD-ROM disks', () => {
+  const iso = { name: 'cd', imagePath: '/images/debian.iso', overlay: false, readonly: false, cdrom: true };
+
+  it('a cdrom is read-only and on sata, whatever the spec left out', () => {
+    expect(validateSpec(spec({ disks: [iso] })).disks).toEqual([{ name: 'cd', imagePath: '/images/debian.iso', overlay: false, readonly: true, bus: 'sata', cdrom: true }]);
+  });
+
+  it('refuses an overlay or another bus on a cdrom', () => {
+    expect(errorOf(() => validateSpec(spec({ disks: [{ ...iso, overlay: true }] }))).message).toMatch(/^spec\.disks\[0\]\.overlay: a CD-ROM is read-only/);
+    expect(errorOf(() => validateSpec(spec({ disks: [{ ...iso, bus: 'virtio' }] }))).message).toMatch(/^spec\.disks\[0\]\.bus: a CD-ROM sits on sata, not virtio/);
   });
 });

@@ -63,6 +63,7 @@ export function diskFromProto(d: Disk__Output): DiskSpec {
     ...(d.format ? { format: d.format as DiskSpec['format'] } : {}),
     ...(bus ? { bus } : {}),
     ...(d.bootOrder ? { bootOrder: d.bootOrder } : {}),
+    ...(d.cdrom ? { cdrom: true } : {}),
   };
 }
 
@@ -76,6 +77,7 @@ export function diskToProto(d: DiskSpec): ProtoDisk {
     format: d.format ?? '',
     bus: d.bus ? BUS_TO_PROTO[d.bus] : 'DISK_BUS_UNSPECIFIED',
     bootOrder: d.bootOrder ?? 0,
+    cdrom: d.cdrom === true,
   };
 }
 
@@ -94,6 +96,7 @@ export function specFromProto(s: VmSpec__Output | null | undefined): VmSpec {
     ...runStrategyFromProto(spec.runStrategy),
     ...(spec.watchdog ? { watchdog: { action: WATCHDOG_FROM_PROTO[spec.watchdog.action] ?? ('unspecified' as WatchdogAction) } } : {}),
     ...withFirmware(firmwareFromProto(spec.firmware)),
+    ...(spec.cloudInit ? { cloudInit: { userData: spec.cloudInit.userData, metaData: spec.cloudInit.metaData, networkConfig: spec.cloudInit.networkConfig } } : {}),
   };
 }
 
@@ -133,6 +136,7 @@ export function specToProto(spec: VmSpec): ProtoVmSpec {
     runStrategy: RUN_STRATEGY_TO_PROTO[spec.runStrategy ?? 'Manual'] as ProtoVmSpec['runStrategy'],
     watchdog: spec.watchdog ? { action: WATCHDOG_TO_PROTO[spec.watchdog.action] as never } : null,
     firmware: spec.firmware ? { type: spec.firmware.type === 'uefi' ? 'FIRMWARE_TYPE_UEFI' : 'FIRMWARE_TYPE_BIOS', secureBoot: spec.firmware.secureBoot } : null,
+    cloudInit: spec.cloudInit ?? null,
   };
 }
 
@@ -157,6 +161,7 @@ export function vmToProto(vm: Vm, node: string): ProtoVm {
       cgroup: s.cgroup ?? '',
       restartCount: s.restartCount ?? 0,
       nextRestartAt: s.nextRestartAt ? timestamp(s.nextRestartAt) : null,
+      guest: s.guest ?? null,
     },
   };
 }

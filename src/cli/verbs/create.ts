@@ -25,6 +25,8 @@ const OPTIONS = {
   disk: { type: 'string', multiple: true },
   nic: { type: 'string', multiple: true },
   label: { type: 'string', multiple: true },
+  firmware: { type: 'string' },
+  'cloud-init-user-data': { type: 'string' },
   start: { type: 'boolean' },
 } as const;
 
@@ -44,18 +46,22 @@ with --start, starts it if it is not running).
                            no format: the daemon reads it from the image's header
   --nic name=NAME,bridge=BRIDGE[,mac=MAC]            repeatable
   --label KEY=VALUE        repeatable
+  --firmware bios|uefi|uefi-secure-boot   default bios
+  --cloud-init-user-data FILE   a NoCloud seed with this user-data (at most 64 KiB)
   --start                  start the VM once created (waits until it runs)
 Flags override the file: scalars replace, labels merge, disks and NICs replace by name.`,
   run: (argv, io) =>
     runClientVerb(createVerb, argv, io, OPTIONS, ({ values, positionals: rest }) => {
       positionals(rest, []);
-      const { id, vcpus, memory, kernel, initrd, cmdline, disk, nic, label } = values;
-      const flags: SpecFlags = { id, vcpus, memory, kernel, initrd, cmdline, disk, nic, label };
-      if (!values.file && Object.values(flags).every((v) => v === undefined)) {
+      const { id, vcpus, memory, kernel, initrd, cmdline, disk, nic, label, firmware } = values;
+      const userDataFile = values['cloud-init-user-data'];
+      const flags: SpecFlags = { id, vcpus, memory, kernel, initrd, cmdline, disk, nic, label, firmware };
+      if (!values.file && userDataFile === undefined && Object.values(flags).every((v) => v === undefined)) {
         throw new UsageError('give a spec file (-f FILE) or flags (at least --id)');
       }
       return async ({ io, globals, session }) => {
         const file = values.file ? { name: values.file, text: await readSpecFile(io, values.file) } : undefined;
+        if (userDataFile !== undefined) flags.cloudInitUserData = await readSpecFile(io, userDataFile);
         const spec = buildSpec({ file, flags });
         const start = values.start ?? false;
         // CreateVm answers a repeat of the same spec like a create; only a look first tells them

@@ -33,6 +33,7 @@ const createSteps: readonly Step<Creation>[] = [
       const { uid, release } = reserveUid(c.env);
       try {
         status.disks = await c.env.storage.prepareDisks(c.spec, paths);
+        await c.env.storage.prepareVmFiles(c.spec, paths);
         if (uid) {
           status.uid = uid;
           await c.env.storage.own(paths, status.disks, { uid, gid: uid });

@@ -30,22 +30,32 @@ export function startLaunch(env: OpEnv, record: VmRecord): Launch {
 }
 
 /** The VM's QEMU user from its status; a VM made while QEMU ran as root gets one now. */
-const assignUser: Step<Launch> = {
-  name: 'assign user',
+async function assignUser(l: Launch): Promise<void> {
+  if (l.record.status.uid || !l.env.settings.qemuUids) return;
+  const { uid, release } = reserveUid(l.env);
+  try {
+    await l.env.storage.own(l.record.paths, l.record.status.disks, { uid: uid!, gid: uid! });
+    l.env.vms.update(l.record, { uid });
+  } finally {
+    release();
+  }
+}
+
+/**
+ * Its user, then the files QEMU opens from the state dir, owned by that user: the cloud-init
+ * seed is remade when the spec's cloud_init is not what it was made from.
+ */
+const userAndFiles: Step<Launch> = {
+  name: 'assign user, prepare VM files',
   async run(l) {
-    if (l.record.status.uid || !l.env.settings.qemuUids) return;
-    const { uid, release } = reserveUid(l.env);
-    try {
-      await l.env.storage.own(l.record.paths, l.record.status.disks, { uid: uid!, gid: uid! });
-      l.env.vms.update(l.record, { uid });
-    } finally {
-      release();
-    }
+    await assignUser(l);
+    const owner = ownerOf(l.record.status);
+    await l.env.storage.prepareVmFiles(l.record.spec, l.record.paths, owner);
   },
 };
 
 /** What a launch needs before QEMU, independent of each other. */
-export const prepareSteps: readonly Step<Launch>[] = [assignUser];
+export const prepareSteps: readonly Step<Launch>[] = [userAndFiles];
 
 /** Its own cgroup, made while QEMU starts (off the start's critical path). */
 const makeCell: Step<Launch> = {

@@ -3,6 +3,7 @@ import type { Machine } from '../ports.js';
 import type { VmRecord } from '../registry.js';
 import type { OpEnv } from './env.js';
 import { RELEASED, releaseHost } from './release.js';
+import { followGuest } from './guest-info.js';
 
 /**
  * Makes `machine` the VM's QEMU: its events keep the phase true between operations, and its exit
@@ -14,6 +15,7 @@ export function watchMachine(env: OpEnv, record: VmRecord, machine: Machine): vo
     if (record.machine === machine) onEvent(env, record, e);
   });
   void machine.exited.then(() => record.queue.run(() => onExit(env, record, machine)));
+  followGuest(env, record, machine);
 }
 
 /** Lets go of the VM's QEMU without affecting it; returns it. */

@@ -3,7 +3,7 @@ import type { VmRecord } from '../registry.js';
 import type { OpEnv } from './env.js';
 
 /** The status of a VM whose QEMU is gone: what releaseHost removed is no longer recorded. */
-export const RELEASED: Pick<VmStatus, 'pid' | 'nics' | 'cgroup'> = { pid: 0, nics: [], cgroup: undefined };
+export const RELEASED: Pick<VmStatus, 'pid' | 'nics' | 'cgroup' | 'guest'> = { pid: 0, nics: [], cgroup: undefined, guest: undefined };
 
 /** Removes what a running VM had on the host: TAPs, its cell, sockets, pid file. The console log stays. */
 export async function releaseHost(env: OpEnv, record: VmRecord, nics: readonly NicStatus[]): Promise<void> {

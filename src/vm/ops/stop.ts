@@ -50,8 +50,12 @@ export async function ensureStopped(env: OpEnv, record: VmRecord, options: StopO
 }
 
 /**
- * The grace period, which a forced stop or delete of the same VM cuts short (record.grace): they
- * queue behind this operation, and must not wait up to an hour for a guest that ignores ACPI.
+/**
+ * The ACPI power button until the grace period ends, which a forced stop or delete of the same VM
+ * cuts short (record.grace): they queue behind this operation, and must not wait up to an hour for
+ * a guest that ignores ACPI. A guest that has not gone after a third of it, and whose guest agent
+ * is connected, is also asked through the agent (once): a guest without acpid, or one that
+ * ignores the button, still shuts down cleanly.
  */
 async function powerDown(env: OpEnv, record: VmRecord, machine: Machine, graceMs: number): Promise<string> {
   const grace = new AbortController();
@@ -59,8 +63,15 @@ async function powerDown(env: OpEnv, record: VmRecord, machine: Machine, graceMs
   const cut = new Promise<false>((resolve) => grace.signal.addEventListener('abort', () => resolve(false), { once: true }));
   const now = (): number => env.clock.now().getTime();
   const deadline = now() + graceMs;
+  const agentAt = now() + graceMs / 3;
+  let askedAgent = false;
   try {
     while (now() < deadline && !grace.signal.aborted) {
+      if (!askedAgent && now() >= agentAt && record.status.guest?.agentConnected) {
+        askedAgent = true;
+        if (await Promise.race([machine.guestShutdown(), cut])) record.log.info('the guest ignored the power button; guest-shutdown sent through its agent');
+      }
+      if (grace.signal.aborted) break;
       try {
         // A QEMU that does not answer (stopped, hung) must not stretch the grace period.
         await Promise.race([machine.powerDown(Math.max(1, Math.min(POWERDOWN_INTERVAL_MS, deadline - now()))), cut]);

@@ -1,0 +1,198 @@
+/**
+ * A client of the QEMU guest agent on its virtio-serial channel (QEMU listens on a unix socket).
+ * QEMU accepts the connection whether or not an agent runs in the guest, and the channel may hold
+ * a stale half-reply from an earlier session: every session begins with `guest-sync-delimited`,
+ * whose reply the agent prefixes with a 0xFF byte, and only what follows it counts. Commands go
+ * one at a time (the agent answers in order), each with its own deadline; bytes that do not form
+ * a JSON reply are skipped.
+ */
+import { connect, type Socket } from 'node:net';
+import type { GuestInfo, GuestInterface } from '../model/vm.js';
+
+const SYNC_MARKER = 0xff;
+const MAX_BUFFERED = 1 << 20;
+
+export class GuestAgentError extends Error {}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+}
+
+export class GuestAgentClient {
+  private buffer = '';
+  private pending: Pending | undefined;
+  private synced = false;
+  private closedWith: Error | undefined;
+
+  private constructor(private readonly socket: Socket) {
+    socket.on('data', (b: Buffer) => this.onData(b));
+    socket.on('error', (err) => this.fail(new GuestAgentError(`guest agent channel: ${err.message}`)));
+    socket.on('close', () => this.fail(new GuestAgentError('guest agent channel closed')));
+  }
+
+  static connect(path: string, timeoutMs: number): Promise<GuestAgentClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(path);
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new GuestAgentError(`no connection to ${path} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new GuestAgentError(`cannot connect to ${path}: ${err.message}`));
+      });
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.removeAllListeners('error');
+        resolve(new GuestAgentClient(socket));
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** The handshake: an agent is there and what it says from now on answers our commands. */
+  async sync(timeoutMs: number): Promise<void> {
+    this.synced = false;
+    const id = Math.floor(Math.random() * 0x7fffffff);
+    const reply = await this.send({ execute: 'guest-sync-delimited', arguments: { id } }, timeoutMs, true);
+    if (reply !== id) throw new GuestAgentError(`guest-sync-delimited answered ${JSON.stringify(reply)}, expected ${id}`);
+  }
+
+  execute<T>(command: string, timeoutMs: number, args?: Record<string, unknown>): Promise<T> {
+    if (!this.synced) return Promise.reject(new GuestAgentError(`${command}: not synchronised with the guest agent`));
+    return this.send({ execute: command, ...(args ? { arguments: args } : {}) }, timeoutMs, false) as Promise<T>;
+  }
+
+  /**
+   * Sends a command the agent does not answer when it works (guest-shutdown): written after a
+   * fresh sync, and not waited for.
+   */
+  async post(command: string, syncTimeoutMs: number, args?: Record<string, unknown>): Promise<void> {
+    await this.sync(syncTimeoutMs);
+    this.socket.write(JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) }) + '\n');
+  }
+
+  close(): void {
+    this.fail(new GuestAgentError('guest agent client closed'));
+  }
+
+  private send(message: object, timeoutMs: number, sync: boolean): Promise<unknown> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (this.pending) return Promise.reject(new GuestAgentError('a guest agent command is already running'));
+    const command = (message as { execute: string }).execute;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending = undefined;
+        // A late reply would be taken for the next command's: only a new sync may follow.
+        this.synced = false;
+        reject(new GuestAgentError(`${command}: no answer from the guest agent within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending = {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      if (sync) this.buffer = '';
+      this.socket.write((sync ? '\xff' : '') + JSON.stringify(message) + '\n', 'latin1');
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    let data = chunk;
+    if (!this.synced && this.pending) {
+      // Before the sync reply, everything up to the agent's 0xFF marker is stale.
+      const marker = data.indexOf(SYNC_MARKER);
+      if (marker < 0) return;
+      data = data.subarray(marker + 1);
+      this.buffer = '';
+      this.synced = true;
+    } else if (!this.synced) {
+      return;
+    }
+    this.buffer += data.toString('utf8');
+    if (this.buffer.length > MAX_BUFFERED) this.buffer = this.buffer.slice(-MAX_BUFFERED);
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      const line = this.buffer.slice(0, nl).trim();
+      this.buffer = this.buffer.slice(nl + 1);
+      if (line !== '') this.onLine(line);
+    }
+  }
+
+  private onLine(line: string): void {
+    let reply: { return?: unknown; error?: { class?: string; desc?: string } };
+    try {
+      reply = JSON.parse(line) as typeof reply;
+    } catch {
+      return;
+    }
+    if (typeof reply !== 'object' || reply === null || !this.pending) return;
+    const pending = this.pending;
+    if ('return' in reply) {
+      this.pending = undefined;
+      pending.resolve(reply.return);
+    } else if (reply.error) {
+      this.pending = undefined;
+      pending.reject(new GuestAgentError(`guest agent: ${reply.error.class ?? 'Error'}: ${reply.error.desc ?? 'no description'}`));
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.closedWith) return;
+    this.closedWith = err;
+    this.synced = false;
+    const pending = this.pending;
+    this.pending = undefined;
+    pending?.reject(err);
+    this.socket.destroy();
+  }
+}
+
+/** What vmlet asks the agent, each with this deadline. */
+const COMMAND_TIMEOUT_MS = 5_000;
+
+interface OsInfo {
+  name?: string;
+  'pretty-name'?: string;
+  'version-id'?: string;
+  version?: string;
+  'kernel-release'?: string;
+}
+interface AgentInterface {
+  name?: string;
+  'hardware-address'?: string;
+  'ip-addresses'?: { 'ip-address'?: string; prefix?: number }[];
+}
+
+/** OS, hostname and interfaces; a command the agent lacks (an old or restricted agent) leaves its part empty. */
+export async function readGuestInfo(client: GuestAgentClient): Promise<GuestInfo> {
+  const optional = <T>(p: Promise<T>): Promise<T | undefined> => p.catch((err: unknown) => (client.closed ? Promise.reject(err) : undefined));
+  const os = await optional(client.execute<OsInfo>('guest-get-osinfo', COMMAND_TIMEOUT_MS));
+  const host = await optional(client.execute<{ 'host-name'?: string }>('guest-get-host-name', COMMAND_TIMEOUT_MS));
+  const ifaces = await optional(client.execute<AgentInterface[]>('guest-network-get-interfaces', COMMAND_TIMEOUT_MS));
+  const text = (v: unknown): string => (typeof v === 'string' ? v : '');
+  const interfaces: GuestInterface[] = (Array.isArray(ifaces) ? ifaces : [])
+    .filter((i) => typeof i === 'object' && i !== null && text(i.name) !== 'lo')
+    .map((i) => ({
+      name: text(i.name),
+      mac: text(i['hardware-address']),
+      ipAddresses: (Array.isArray(i['ip-addresses']) ? i['ip-addresses'] : []).map((a) => text(a?.['ip-address'])).filter((a) => a !== ''),
+    }));
+  return {
+    agentConnected: true,
+    osName: text(os?.name ?? os?.['pretty-name']),
+    osVersion: text(os?.['version-id'] ?? os?.version),
+    kernelRelease: text(os?.['kernel-release']),
+    hostname: text(host?.['host-name']),
+    interfaces,
+  };
+}

@@ -1,0 +1,74 @@
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestDaemon } from '../support/daemon.js';
+import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
+import { rpc, watchVms } from '../support/rpc.js';
+import { until } from '../support/poll.js';
+
+/**
+ * The busybox guest has no qemu-guest-agent: this shell stands in for one on the virtio-serial
+ * port. It first writes garbage (which must change nothing), then answers the sync and the
+ * hostname and OS queries the way the agent does; other commands get the agent's CommandNotFound.
+ */
+const SHELL_AGENT = `
+while ! ls /dev/vport*p1 >/dev/null 2>&1; do sleep 0.1; done
+p=$(ls /dev/vport*p1 | head -n1)
+exec 3<>"$p"
+printf 'garbage \\001\\002\\n{"return": 42}\\nmore garbage\\n' >&3
+while read -r l <&3; do
+  case "$l" in
+  *guest-sync-delimited*) id=$(echo "$l" | sed 's/.*"id":\\([0-9]*\\).*/\\1/'); printf '\\377{"return": %s}\\n' "$id" >&3 ;;
+  *guest-get-host-name*) printf '{"return": {"host-name": "%s"}}\\n' "$(hostname)" >&3 ;;
+  *guest-get-osinfo*) printf '{"return": {"name": "BusyBox", "version-id": "1.35", "kernel-release": "%s"}}\\n' "$(uname -r)" >&3 ;;
+  *) printf '{"error": {"class": "CommandNotFound", "desc": "not in this agent"}}\\n' >&3 ;;
+  esac
+done
+`;
+
+describe('guest agent channel', () => {
+  let d: TestDaemon;
+  let api: ReturnType<typeof rpc>;
+
+  beforeAll(async () => {
+    d = await TestDaemon.start();
+    api = rpc(d.clients);
+  });
+  afterAll(async () => {
+    for (const id of ['no-agent', 'shell-agent']) await api?.delete(id, true).catch(() => undefined);
+    await d?.cleanup();
+  });
+
+  it('a guest without an agent: the channel exists, agent_connected stays false, stop and delete work as ever', async () => {
+    await api.create(guestSpec('no-agent'), true);
+    await waitForFileText(join(d.stateDir, 'vms', 'no-agent', 'console.log'), READY_LINE, 120_000);
+    const vm = await api.get('no-agent');
+    const argv = (await readFile(`/proc/${vm.status!.pid}/cmdline`, 'utf8')).split('\0');
+    expect(argv).toContain(JSON.stringify({ driver: 'virtserialport', id: 'qga0-port', chardev: 'qga0', name: 'org.qemu.guest_agent.0', bus: 'vserial0.0' }));
+    const socket = join(d.runDir, 'vms', 'no-agent', 'qga.sock');
+    expect((await stat(socket)).isSocket()).toBe(true);
+    expect(vm.status!.guest?.agentConnected ?? false).toBe(false);
+    const stopped = await api.stop('no-agent', 10);
+    expect(stopped.status!.phase).toBe('PHASE_STOPPED');
+    expect(stopped.status!.guest).toBeNull();
+    await expect(stat(socket)).rejects.toThrow(/ENOENT/);
+  }, 180_000);
+
+  it('an agent on the channel: status.guest gets its hostname and OS, announced by a MODIFIED event', async () => {
+    const run = `echo ${Buffer.from(SHELL_AGENT).toString('base64')} | base64 -d | sh`;
+    const spec = guestSpec('shell-agent');
+    const watch = watchVms(d.clients, { id: 'shell-agent' });
+    try {
+      await api.create({ ...spec, kernel: { ...spec.kernel!, cmdline: `${spec.kernel!.cmdline} vmlet.hostname=agent-host vmlet.run="${run}"` } }, true);
+      const event = await watch.until((e) => e.vm?.status?.guest?.agentConnected === true, 120_000);
+      expect(event.type).toBe('VM_EVENT_TYPE_MODIFIED');
+      expect(event.vm!.status!.guest).toMatchObject({ agentConnected: true, hostname: 'agent-host', osName: 'BusyBox', osVersion: '1.35', interfaces: [] });
+      expect(event.vm!.status!.guest!.kernelRelease).toMatch(/cloud-amd64$/);
+      const vm = await until('GetVm shows it too', async () => ((await api.get('shell-agent')).status?.guest?.agentConnected ? true : undefined));
+      expect(vm).toBe(true);
+      expect((await api.get('shell-agent')).status!.phase).toBe('PHASE_RUNNING');
+    } finally {
+      watch.close();
+    }
+  }, 180_000);
+});
