@@ -4,7 +4,7 @@
  * that differ only by --insecure-migration. All four daemons have TLS on their gRPC listeners.
  * TLS and plaintext runs alternate.
  */
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,7 +27,7 @@ import { killStrayQemus, whichBinary } from './procs.js';
 import { runtimeBase } from './runtime-dir.js';
 import { ms, summarise } from './stats.js';
 import { createRunning, deleteGone } from './vmlet-ops.js';
-import { benchDir } from './util.js';
+import { benchDir, waitForText } from './util.js';
 
 /** Issue 20's bounds: TLS may take at most this many times the plaintext wall time... */
 export const TARGET_RATIO = 1.3;
@@ -53,15 +53,6 @@ interface Sample {
   downtimeMs: number;
   qemuTotalTimeMs: number | undefined;
   diskBytes: number;
-}
-
-async function waitForText(file: string, text: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if ((await readFile(file, 'utf8').catch(() => '')).includes(text)) return;
-    if (Date.now() > deadline) throw new Error(`${text} not in ${file} within ${timeoutMs} ms`);
-    await delay(100);
-  }
 }
 
 function watchToEnd(daemon: BenchDaemon, id: string): Promise<Migration__Output[]> {

@@ -6,7 +6,7 @@
  * vmlet polls it). vmlet and raw runs alternate. Each run boots a fresh guest on the source and
  * waits for it to print VMLET-GUEST-READY before migrating it.
  */
-import { copyFile, readFile, rm } from 'node:fs/promises';
+import { copyFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -38,7 +38,7 @@ import { runtimeBase } from './runtime-dir.js';
 import { median, ms, summarise } from './stats.js';
 import { createRunning, deleteGone } from './vmlet-ops.js';
 import type { QueryMigrate } from '../src/qemu/migration-info.js';
-import { benchDir } from './util.js';
+import { benchDir, waitForText } from './util.js';
 
 /** vmlet may take at most this many times the raw QMP migration's wall time. */
 export const TARGET_RATIO = 1.15;
@@ -110,15 +110,6 @@ const spec = (repo: string, id: string): VmSpec => ({ ...demoGuestSpec(repo, id)
 
 const plan = (s: VmSpec, paths: ReturnType<typeof vmPaths>, accelerator: Accelerator, incoming: boolean): string[] =>
   buildQemuArgv({ spec: s, paths, accelerator, disks: [], nics: [], vhostNet: false, startPaused: true, ...(incoming ? { incoming: true } : {}) });
-
-async function waitForText(file: string, text: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if ((await readFile(file, 'utf8').catch(() => '')).includes(text)) return;
-    if (Date.now() > deadline) throw new Error(`${text} not in ${file} within ${timeoutMs} ms`);
-    await delay(100);
-  }
-}
 
 /** WatchVms{id} on the target node: resolves with the client-side time the VM is first PHASE_RUNNING there. */
 function watchTargetRunning(daemon: BenchDaemon, id: string): { running: Promise<number | undefined>; cancel(): void } {

@@ -1,4 +1,4 @@
-import { chmod, mkdtemp } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -19,4 +19,14 @@ export async function benchDir(base: string, prefix: string): Promise<string> {
   const dir = await mkdtemp(join(base, prefix));
   await chmod(dir, 0o711);
   return dir;
+}
+
+/** Polls `file` until it holds `text` (a guest's ready line in its console log), with a deadline. */
+export async function waitForText(file: string, text: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await readFile(file, 'utf8').catch(() => '')).includes(text)) return;
+    if (Date.now() > deadline) throw new Error(`${text} not in ${file} within ${timeoutMs} ms`);
+    await delay(100);
+  }
 }
