@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 
 /** The formats vmlet lets QEMU open. */
 export type ImageFormat = 'raw' | 'qcow2';
@@ -139,16 +139,7 @@ export function parseQcow2Header(buf: Buffer): Qcow2Header {
 export async function headerBytes(path: string): Promise<Buffer> {
   const file = await open(path, 'r');
   try {
-    const read = async (length: number): Promise<Buffer> => {
-      const buf = Buffer.alloc(length);
-      let filled = 0;
-      while (filled < length) {
-        const { bytesRead } = await file.read(buf, filled, length - filled, filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-      }
-      return buf.subarray(0, filled);
-    };
+    const read = (length: number): Promise<Buffer> => readPrefix(file, length);
     const first = await read(FIRST_READ);
     if (headerFormat(first) !== 'qcow2') return first;
     let needed: number;
@@ -161,4 +152,16 @@ export async function headerBytes(path: string): Promise<Buffer> {
   } finally {
     await file.close();
   }
+}
+
+/** The first `length` bytes of an open file (fewer when it is shorter), however the reads split. */
+export async function readPrefix(file: FileHandle, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await file.read(buf, filled, length - filled, filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return buf.subarray(0, filled);
 }

@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { QCOW2_MAGIC } from '../image-header.js';
+import { QCOW2_MAGIC, readPrefix } from '../image-header.js';
 
 /** The source formats an import reads. `ovf` is a descriptor given on its own, next to its disks. */
 export const SOURCE_FORMATS = ['vmdk', 'ova', 'ovf', 'qcow2', 'raw', 'vhdx', 'vdi'] as const;
@@ -36,14 +36,7 @@ export function detectFormat(head: Uint8Array): SourceFormat {
 export async function readHead(path: string, length = DETECT_BYTES): Promise<Buffer> {
   const file = await open(path, 'r');
   try {
-    const buf = Buffer.alloc(length);
-    let filled = 0;
-    while (filled < length) {
-      const { bytesRead } = await file.read(buf, filled, length - filled, filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-    }
-    return buf.subarray(0, filled);
+    return await readPrefix(file, length);
   } finally {
     await file.close();
   }
