@@ -75,15 +75,24 @@ export async function openStreamGate(o: StreamGateOptions): Promise<StreamGate> 
   };
 }
 
-/** Connects the admitted client to the upstream socket, replaying what the gate read. */
+/**
+ * Connects the admitted client to the upstream socket, replaying what the gate read. A side
+ * that hangs up cleanly has its last bytes delivered before the other side is ended (a
+ * migration stream's final device state is in flight when the source closes); only an error
+ * tears the other side down at once.
+ */
 function splice(client: Socket, head: Buffer, upstream: string, sockets: Set<Socket>): void {
   const up = createConnection(upstream);
   sockets.add(up);
-  up.once('close', () => {
+  up.once('close', (hadError) => {
     sockets.delete(up);
-    client.destroy();
+    if (hadError) client.destroy();
+    else client.end();
   });
-  client.once('close', () => up.destroy());
+  client.once('close', (hadError) => {
+    if (hadError) up.destroy();
+    else up.end();
+  });
   up.on('error', () => up.destroy());
   up.once('connect', () => {
     up.write(head);

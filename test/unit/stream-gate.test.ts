@@ -71,6 +71,33 @@ describe('stream gate', () => {
     s.destroy();
   });
 
+  it('delivers every byte a peer sent before it closed, even to a slow upstream', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vmlet-gate-'));
+    const path = join(dir, 'slow.sock');
+    let received = 0;
+    let upstreamClosed!: () => void;
+    const closed = new Promise<void>((r) => (upstreamClosed = r));
+    // Like a target QEMU loading device state: it reads a little at a time, behind the sender.
+    const server = createServer((s) => {
+      s.on('data', (c: Buffer) => {
+        received += c.length;
+        s.pause();
+        setTimeout(() => s.resume(), 1);
+      });
+      s.on('error', () => undefined);
+      s.once('close', upstreamClosed);
+    });
+    await new Promise<void>((r) => server.listen(path, r));
+    up = { server, connections: () => 1 };
+    gate = await openStreamGate({ host: '127.0.0.1', port: 0, allowFrom: ['127.0.0.1'], upstream: path, opening: qemuStreamOpening, openingTimeoutMs: 5_000 });
+    const s = await connect(gate.port);
+    const body = Buffer.concat([Buffer.from('QEVM'), Buffer.alloc(4 * 1024 * 1024, 7)]);
+    s.on('error', () => undefined);
+    s.end(body);
+    await closed;
+    expect(received).toBe(body.length);
+  });
+
   it('drops a peer from another address before anything reaches the upstream', async () => {
     const { port, refused } = await open(['10.0.0.9']);
     const s = await connect(port);
