@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever vmlet needs that is missing on this machine, then builds it. Idempotent and
-# quick when everything is there; `npm start`, `npm test` and `npm run bench` all begin with it.
+# quick when everything is there; `npm start`, `npm test` and `npm run bench` all begin with it
+# (the last two with --with-debian-image).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -80,6 +81,11 @@ node_version=$(node --version)
 
 # --- the demo and test guest -----------------------------------------------------------------
 bash scripts/build-guest.sh .guest
+# The Debian 12 cloud image (tests and benchmarks of real cloud guests): --with-debian-image.
+if [[ ${1:-} == --with-debian-image ]]; then
+  log "Debian 12 cloud image (cached in .guest; the first build takes a minute or two)"
+  bash scripts/build-debian-image.sh .guest
+fi
 
 # --- build -----------------------------------------------------------------------------------
 log "building (tsc)"

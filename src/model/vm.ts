@@ -61,7 +61,7 @@ export interface VmSpec {
   watchdog?: { action: WatchdogAction };
   /** Absent: BIOS. */
   firmware?: Firmware;
-  /** A cloud-init NoCloud seed, attached as a read-only CD-ROM. */
+  /** A cloud-init NoCloud seed, attached as a read-only virtio disk. */
   cloudInit?: CloudInit;
 }
 

@@ -183,15 +183,19 @@ export const GUEST_AGENT_CHARDEV_ID = 'qga0';
 export const GUEST_AGENT_PORT_ID = 'qga0-port';
 export const GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0';
 
-/** Node names and device id of the cloud-init seed's CD-ROM. */
+/** Node names and device id of the cloud-init seed's disk. */
 export const SEED_NODE = 'cidata';
 
-/** The cloud-init seed: a read-only ide-cd on SATA port `sataPort`, after the SATA disks. */
-function seedArgs(path: string, sataPort: number): string[] {
+/**
+ * The cloud-init seed: a read-only virtio disk, as KubeVirt attaches its cloudInitNoCloud volume.
+ * Cloud kernels (Debian's linux-image-cloud-amd64) have no AHCI driver, so a SATA CD-ROM would
+ * be invisible to the very guests that read it.
+ */
+function seedArgs(path: string): string[] {
   return [
     '-blockdev', JSON.stringify({ driver: 'file', filename: path, 'node-name': `${SEED_NODE}-file`, 'read-only': true }),
     '-blockdev', JSON.stringify({ driver: 'raw', file: `${SEED_NODE}-file`, 'node-name': SEED_NODE, 'read-only': true }),
-    '-device', jsonDevice('ide-cd', { drive: SEED_NODE, id: SEED_NODE, bus: `ide.${sataPort}` }),
+    '-device', jsonDevice('virtio-blk-pci', { drive: SEED_NODE, id: SEED_NODE, serial: SEED_NODE }),
   ];
 }
 
@@ -207,7 +211,8 @@ function checkPlan(plan: QemuLaunchPlan, ports: number): void {
     if (!Number.isInteger(port) || port < 0 || port >= ports) throw new Error(`launch plan of ${spec.id}: NIC ${nic} on port ${port}, but there are ${ports}`);
   }
   if (new Set(onPorts.map(([, p]) => p)).size !== onPorts.length) throw new Error(`launch plan of ${spec.id}: two NICs on one hotplug port`);
-  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports + 2; // + the balloon and the agent's virtio-serial
+  // + the balloon, the agent's virtio-serial and the cloud-init seed
+  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports + 2 + (spec.cloudInit ? 1 : 0);
   if (slots > PCIE0_FREE_SLOTS) throw new Error(`launch plan of ${spec.id}: ${slots} PCI devices on pcie.0, at most ${PCIE0_FREE_SLOTS}`);
 }
 
@@ -249,8 +254,6 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     const bootIndex = ordered ? d?.bootOrder || undefined : i === 0 && !spec.kernel ? 1 : undefined;
     argv.push(...diskArgs(disk, readOnly, bootIndex, d?.bus === 'sata' ? sataPort++ : undefined, d?.cdrom === true));
   });
-  // On the AHCI controller q35 always has: no PCI slot of its own.
-  if (spec.cloudInit) argv.push(...seedArgs(paths.cloudInitSeed, sataPort++));
   const nicPorts = plan.nicPorts ?? {};
   const netdev = (nic: NicStatus): string[] => ['-netdev', toQemuOpts('tap', tapNetdevProps(nic, spec.vcpus, plan.vhostNet))];
   const device = (nic: NicStatus, bus?: string): string[] => ['-device', JSON.stringify(nicDevice(nic, spec.vcpus, bus))];
@@ -272,6 +275,8 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     '-chardev', toQemuOpts('socket', { id: GUEST_AGENT_CHARDEV_ID, path: paths.guestAgentSocket, server: true, wait: false }),
     '-device', jsonDevice('virtserialport', { id: GUEST_AGENT_PORT_ID, chardev: GUEST_AGENT_CHARDEV_ID, name: GUEST_AGENT_CHANNEL, bus: `${GUEST_AGENT_SERIAL_ID}.0` }),
   );
+  // After the agent's channel: a VM that gains a seed keeps the slots of everything else.
+  if (spec.cloudInit) argv.push(...seedArgs(paths.cloudInitSeed));
   // A guest kernel panic reaches vmlet as GUEST_PANICKED, then QEMU shuts down (the run strategy decides what next).
   argv.push('-device', 'pvpanic', '-action', 'panic=shutdown');
   if (spec.watchdog) argv.push('-device', jsonDevice('i6300esb', { id: 'watchdog0' }), '-action', `watchdog=${spec.watchdog.action}`);

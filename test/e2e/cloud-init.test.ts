@@ -33,7 +33,7 @@ describe('cloud-init NoCloud seed', () => {
     await expect(stat(join(d.stateDir, 'vms', 'too-big'))).rejects.toThrow(/ENOENT/);
   });
 
-  it('writes the seed at create, attaches it read-only as a SATA CD-ROM, and the guest still boots', async () => {
+  it('writes the seed at create, attaches it as a read-only virtio disk, and the guest still boots', async () => {
     const created = await api.create(guestSpec(ID, { cloudInit: { userData: USER_DATA, metaData: '', networkConfig: '' } }), true);
     expect(created.spec!.cloudInit).toEqual({ userData: USER_DATA, metaData: '', networkConfig: '' });
     const { stdout: header } = await exec('isoinfo', ['-d', '-i', seed]);
@@ -45,7 +45,7 @@ describe('cloud-init NoCloud seed', () => {
     await waitForFileText(join(d.stateDir, 'vms', ID, 'console.log'), READY_LINE, 120_000);
     const { pid } = (await api.get(ID)).status!;
     const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-    expect(argv).toContain(JSON.stringify({ driver: 'ide-cd', drive: 'cidata', id: 'cidata', bus: 'ide.0' }));
+    expect(argv).toContain(JSON.stringify({ driver: 'virtio-blk-pci', drive: 'cidata', id: 'cidata', serial: 'cidata' }));
     expect(argv.some((a) => a.includes(seed) && a.includes('"read-only":true'))).toBe(true);
   }, 180_000);
 

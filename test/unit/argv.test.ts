@@ -394,7 +394,7 @@ describe('buildQemuArgv: firmware', () => {
 describe('buildQemuArgv: cloud-init seed', () => {
   const cloudInit = { userData: '#cloud-config\n', metaData: '', networkConfig: '' };
 
-  it('is a read-only ide-cd on the SATA port after the SATA disks', () => {
+  it('is a read-only virtio disk, which cloud kernels without AHCI see', () => {
     const disks = [
       { name: 'root', imagePath: '/i/r.qcow2', overlay: false, readonly: false, bus: 'sata' as const },
       { name: 'data', imagePath: '/i/d.qcow2', overlay: false, readonly: false },
@@ -404,13 +404,15 @@ describe('buildQemuArgv: cloud-init seed', () => {
       { driver: 'file', filename: paths.cloudInitSeed, 'node-name': 'cidata-file', 'read-only': true },
       { driver: 'raw', file: 'cidata-file', 'node-name': 'cidata', 'read-only': true },
     ]);
-    expect(jsonValues(argv, '-device').filter((d) => d['driver'] === 'ide-cd')).toEqual([{ driver: 'ide-cd', drive: 'cidata', id: 'cidata', bus: 'ide.1' }]);
+    expect(jsonValues(argv, '-device').filter((d) => d['drive'] === 'cidata')).toEqual([{ driver: 'virtio-blk-pci', drive: 'cidata', id: 'cidata', serial: 'cidata' }]);
   });
 
-  it('is absent without cloud_init, and adds no PCI device with it', () => {
+  it('is absent without cloud_init, and with it every other device keeps its place', () => {
     expect(buildQemuArgv(plan()).some((a) => a.includes('cidata'))).toBe(false);
-    const pci = (s: Partial<VmSpec>): string[] => valuesOf(buildQemuArgv(plan({}, { ...twoNics, ...s })), '-device').filter((d) => !d.includes('ide-cd'));
-    expect(pci({ cloudInit })).toEqual(pci({}));
+    const devices = (s: Partial<VmSpec>): string[] => valuesOf(buildQemuArgv(plan({}, { ...twoNics, ...s })), '-device');
+    const withSeed = devices({ cloudInit });
+    expect(withSeed.filter((d) => !d.includes('cidata'))).toEqual(devices({}));
+    expect(withSeed.indexOf(withSeed.find((d) => d.includes('cidata'))!)).toBeGreaterThan(withSeed.findIndex((d) => d.includes('virtserialport')));
   });
 });
 
@@ -427,7 +429,7 @@ describe('buildQemuArgv: guest agent channel', () => {
 });
 
 describe('buildQemuArgv: CD-ROM disks', () => {
-  it('a cdrom disk is a read-only ide-cd on its SATA port, bootable by boot_order; the seed takes the next port', () => {
+  it('a cdrom disk is a read-only ide-cd on its SATA port, bootable by boot_order', () => {
     const disks = [
       { name: 'root', imagePath: '/i/r.qcow2', overlay: false, readonly: false, bootOrder: 2 },
       { name: 'install', imagePath: '/i/debian.iso', overlay: false, readonly: true, bus: 'sata' as const, cdrom: true, bootOrder: 1 },
@@ -436,7 +438,6 @@ describe('buildQemuArgv: CD-ROM disks', () => {
     const devices = jsonValues(argv, '-device').filter((d) => String(d['driver']).startsWith('ide-'));
     expect(devices).toEqual([
       { driver: 'ide-cd', drive: 'drive-install', id: 'disk-install', serial: 'install', bootindex: 1, bus: 'ide.0' },
-      { driver: 'ide-cd', drive: 'cidata', id: 'cidata', bus: 'ide.1' },
     ]);
     expect(jsonValues(argv, '-blockdev').filter((b) => b['node-name'] === 'drive-install')).toEqual([
       { driver: 'qcow2', file: 'file-install', 'node-name': 'drive-install', 'read-only': true },
