@@ -4,15 +4,13 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { TwoNodes, type Node } from '../support/two-nodes.js';
+import { TwoNodes } from '../support/two-nodes.js';
+import { migrations } from '../support/migrations.js';
 import { CLI } from '../support/daemon.js';
 import { until } from '../support/poll.js';
 import { guestSpec, waitForFileText } from '../support/guest.js';
 import { expectCode, rpc } from '../support/rpc.js';
 import { qemuPidsOf } from '../support/processes.js';
-import { unary } from '../../src/api/grpc/client.js';
-import type { Migration__Output } from '../../src/api/grpc/generated/vmlet/v1/Migration.js';
-import type { MigrationOptions } from '../../src/api/grpc/generated/vmlet/v1/MigrationOptions.js';
 import { isVmletTapName } from '../../src/net/names.js';
 
 const exec = promisify(execFile);
@@ -23,24 +21,6 @@ const exec = promisify(execFile);
  * back from the disk (more often would dirty memory faster than a throttled migration sends it).
  */
 const COUNTER = 'mount /dev/vda /mnt && echo proof-$(cat /proc/sys/kernel/random/uuid) > /mnt/proof && sync; i=0; while true; do if [ $((i % 30)) = 0 ]; then echo 3 > /proc/sys/vm/drop_caches; echo PROOF $i $(cat /mnt/proof); fi; echo COUNT $i $(cut -d. -f1 /proc/uptime); i=$((i+1)); usleep 100000; done';
-
-function migrations(n: Node) {
-  const m = n.daemon.clients.migrations;
-  return {
-    migrate: (id: string, target: string, options: MigrationOptions = {}) => unary<{ id: string; target: string; options: MigrationOptions }, Migration__Output>(m.migrateVm.bind(m), { id, target, options }),
-    get: (id: string) => unary<{ id: string }, Migration__Output>(m.getMigration.bind(m), { id }),
-    cancel: (id: string) => unary<{ id: string }, Migration__Output>(m.cancelMigration.bind(m), { id }),
-    /** Resolves with the terminal Migration. */
-    watch: (id: string): Promise<Migration__Output[]> =>
-      new Promise((resolve, reject) => {
-        const seen: Migration__Output[] = [];
-        const s = m.watchMigration({ id });
-        s.on('data', (x: Migration__Output) => seen.push(x));
-        s.on('end', () => resolve(seen));
-        s.on('error', reject);
-      }),
-  };
-}
 
 function lastCount(text: string): { i: number; uptime: number } | undefined {
   const lines = [...text.matchAll(/^COUNT (\d+) (\d+)\r?$/gm)];

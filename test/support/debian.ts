@@ -1,0 +1,59 @@
+import { join } from 'node:path';
+import { GUEST_DIR } from './daemon.js';
+import { until } from './poll.js';
+import type { rpc } from './rpc.js';
+import type { VmSpec } from '../../src/api/grpc/generated/vmlet/v1/VmSpec.js';
+import type { Vm__Output } from '../../src/api/grpc/generated/vmlet/v1/Vm.js';
+
+/** scripts/build-debian-image.sh's stock Debian 12 cloud image, built by setup.sh. */
+export const DEBIAN_IMAGE = join(GUEST_DIR, 'debian-12.qcow2');
+/** A systemd guest under TCG: SeaBIOS → GRUB → kernel → cloud-init, first boot. */
+export const DEBIAN_BOOT_MS = 300_000;
+
+export function debianSpec(id: string, extra: Partial<VmSpec> = {}): VmSpec {
+  return {
+    id,
+    vcpus: 1,
+    memoryMib: 512,
+    labels: {},
+    disks: [{ name: 'root', imagePath: DEBIAN_IMAGE, overlay: true, readonly: false }],
+    nics: [],
+    ...extra,
+  };
+}
+
+export const SSH_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmXFuP7bq1zGbYHr0ZGn0xhZP8n4CjYw0mQh9nY0p2e alice@vmlet-test';
+
+/** A seed that names the host, adds a user with an SSH key and proves both from runcmd on the console. */
+export function seed(hostname: string): NonNullable<VmSpec['cloudInit']> {
+  return {
+    userData: [
+      '#cloud-config',
+      `hostname: ${hostname}`,
+      'users:',
+      '  - name: alice',
+      '    shell: /bin/bash',
+      '    ssh_authorized_keys:',
+      `      - ${SSH_KEY}`,
+      'runcmd:',
+      "  - [sh, -c, 'echo \"VMLET-RUNCMD host=$(hostname) uid=$(id -u alice) key=$(cut -d\" \" -f2 /home/alice/.ssh/authorized_keys)\" > /dev/ttyS0']",
+      '',
+    ].join('\n'),
+    metaData: '',
+    networkConfig: '',
+  };
+}
+
+/** Waits until the guest agent reports what `check` wants, and returns the VM. */
+export async function untilGuest(api: ReturnType<typeof rpc>, id: string, check: (g: NonNullable<NonNullable<Vm__Output['status']>['guest']>) => boolean, timeoutMs = DEBIAN_BOOT_MS): Promise<Vm__Output> {
+  return until(
+    `the guest agent of ${id} to report`,
+    async () => {
+      const vm = await api.get(id);
+      const g = vm.status?.guest;
+      return g != null && check(g) ? vm : undefined;
+    },
+    timeoutMs,
+    500,
+  );
+}
