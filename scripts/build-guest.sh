@@ -12,6 +12,7 @@ set -euo pipefail
 # today) still yields a guest that can mount ext2/3/4 on /dev/vda.
 GUEST_MODULES=(
   virtio_pci virtio_blk virtio_net virtio_console virtio_rng virtio_balloon
+  virtio_scsi sd_mod
   ext4 crc32c_generic
   button evdev
   pvpanic_mmio

@@ -26,8 +26,12 @@ export const BALLOON_STATS_INTERVAL_SECONDS = 10;
 export const diskFileNodeName = (disk: string): string => `file-${disk}`;
 /** The format node of a disk: what the guest device reads, what mirrors and exports start from. */
 export const diskNodeName = (disk: string): string => `drive-${disk}`;
-/** The virtio-blk-pci device of a disk. */
+/** The device of a disk (virtio-blk-pci, scsi-hd, ide-hd or ide-cd). */
 export const diskDeviceId = (disk: string): string => `disk-${disk}`;
+/** The virtio-scsi-pci controller of a VM's scsi disks; its bus is `${SCSI_CONTROLLER_ID}.0`. */
+export const SCSI_CONTROLLER_ID = 'scsi0';
+/** The pcie-root-port the scsi controller sits on (not a hotplug port: no NIC goes there). */
+export const SCSI_PORT_ID = 'scsi0-port';
 /** The tap netdev of a NIC. */
 export const netdevId = (nic: string): string => `net-${nic}`;
 /** The virtio-net-pci device of a NIC. */
