@@ -17,6 +17,9 @@ GUEST_MODULES=(
   button evdev
   pvpanic_mmio
 )
+# Modules in the guest for tests to modprobe, not loaded at boot: efivarfs
+# fails to load on a BIOS boot.
+GUEST_ON_DEMAND_MODULES=(efivarfs)
 
 die() { echo "build-guest: $*" >&2; exit 1; }
 log() { echo "build-guest: $*" >&2; }
@@ -176,7 +179,7 @@ add_module() {
   for dep in "${dep_list[@]}"; do add_module "$dep"; done
   included+=("$name")
 }
-for m in "${GUEST_MODULES[@]}"; do add_module "$m"; done
+for m in "${GUEST_MODULES[@]}" "${GUEST_ON_DEMAND_MODULES[@]}"; do add_module "$m"; done
 
 root=$tmp/root
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,root,mnt,var/log,etc/init.d,etc/acpi/PWRF}
