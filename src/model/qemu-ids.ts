@@ -39,6 +39,17 @@ export const nicDeviceId = (nic: string): string => `nic-${nic}`;
 /** The index-th spare pcie-root-port that NICs are hot-plugged into. */
 export const hotplugPortId = (index: number): string => `hotplug-${index}`;
 
+/** Node names of the UEFI flash images: OVMF's code and the VM's variables store. */
+export const FIRMWARE_CODE_NODE = 'fw-code';
+export const FIRMWARE_VARS_NODE = 'fw-vars';
+/**
+ * The name under which a UEFI VM's variables store travels among the mirrored disks of a
+ * migration (export, mirror job, NBD node). Disk names are DNS labels: none can be this.
+ */
+export const EFI_VARS_MIRROR = 'efi_vars';
+/** The node a migration mirrors from (source) or exports (target) for a mirrored disk name. */
+export const mirroredNode = (disk: string): string => (disk === EFI_VARS_MIRROR ? FIRMWARE_VARS_NODE : diskNodeName(disk));
+
 /** The migration source's mirror job of a disk (BLOCK_JOB_* events name it as `device`). */
 export const mirrorJobId = (disk: string): string => `mig-${disk}`;
 /** The migration source's NBD client node that a disk is mirrored into. */

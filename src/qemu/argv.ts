@@ -21,6 +21,8 @@ import {
   diskDeviceId,
   diskFileNodeName,
   diskNodeName,
+  FIRMWARE_CODE_NODE,
+  FIRMWARE_VARS_NODE,
   hotplugPortId,
   nameArg,
   netdevId,
@@ -139,10 +141,6 @@ export function nicDevice(nic: NicStatus, vcpus: number, bus?: string): { driver
   const model = nic.model ?? 'virtio';
   return { driver: NIC_DEVICES[model], ...nicDeviceProps(nic, model === 'virtio' ? vcpus : 1, bus) };
 }
-
-/** Node names of the UEFI flash images: OVMF's code and the VM's variables store. */
-export const FIRMWARE_CODE_NODE = 'fw-code';
-export const FIRMWARE_VARS_NODE = 'fw-vars';
 
 /**
  * -machine, and for UEFI the two pflash blockdevs: OVMF's code read-only, the VM's own variables
