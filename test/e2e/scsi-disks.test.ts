@@ -54,7 +54,7 @@ describe('scsi disks: scsi-hd on a virtio-scsi controller', () => {
     await d?.cleanup();
   });
 
-  it('the guest sees both disks as SCSI (one read-only), reads and writes the overlay one; status, vmlet get and metrics report them', async () => {
+  it('the guest sees both disks as SCSI (one read-only), reads and writes the overlay one; status, vmlet get, metrics and adoption after kill -9 know them', async () => {
     const run = `echo ${Buffer.from(GUEST_SCRIPT).toString('base64')} | base64 -d | sh`;
     const spec = guestSpec(ID, {
       disks: [
@@ -90,6 +90,14 @@ describe('scsi disks: scsi-hd on a virtio-scsi controller', () => {
       const v = (name: string, drive: string) => lines.find((l) => l.name === name && l.labels.name === ID && l.labels.drive === drive)?.value ?? 0;
       return v('kubevirt_vmi_storage_iops_read_total', 'data') > 0 && v('kubevirt_vmi_storage_iops_write_total', 'data') > 0 && v('kubevirt_vmi_storage_iops_read_total', 'ro') > 0 ? true : undefined;
     });
+
+    // A restarted daemon adopts it with its scsi disks (kill -9: no clean handover).
+    await d.kill9();
+    await d.restart();
+    api = rpc(d.clients);
+    const adopted = await api.get(ID);
+    expect(adopted.status).toMatchObject({ phase: 'PHASE_RUNNING', pid: vm.status!.pid });
+    expect(adopted.status!.disks).toEqual(vm.status!.disks);
 
     // A clean stop and start boots it again on the same controller.
     await api.stop(ID, 10);
