@@ -12,10 +12,14 @@ set -euo pipefail
 # today) still yields a guest that can mount ext2/3/4 on /dev/vda.
 GUEST_MODULES=(
   virtio_pci virtio_blk virtio_net virtio_console virtio_rng virtio_balloon
+  virtio_scsi sd_mod
   ext4 crc32c_generic
   button evdev
   pvpanic_mmio
 )
+# Modules in the guest for tests to modprobe, not loaded at boot: efivarfs
+# fails to load on a BIOS boot.
+GUEST_ON_DEMAND_MODULES=(efivarfs)
 
 die() { echo "build-guest: $*" >&2; exit 1; }
 log() { echo "build-guest: $*" >&2; }
@@ -175,7 +179,7 @@ add_module() {
   for dep in "${dep_list[@]}"; do add_module "$dep"; done
   included+=("$name")
 }
-for m in "${GUEST_MODULES[@]}"; do add_module "$m"; done
+for m in "${GUEST_MODULES[@]}" "${GUEST_ON_DEMAND_MODULES[@]}"; do add_module "$m"; done
 
 root=$tmp/root
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,root,mnt,var/log,etc/init.d,etc/acpi/PWRF}

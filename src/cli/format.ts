@@ -158,10 +158,10 @@ export function formatVmDetail(vm: Vm__Output, now: Date): string {
   out += 'Disks:';
   if (disks.length === 0) out += ' -\n';
   else {
-    const rows = [['NAME', 'IMAGE', 'OVERLAY', 'READONLY', 'FORMAT', 'PATH']];
+    const rows = [['NAME', 'IMAGE', 'OVERLAY', 'READONLY', 'BUS', 'FORMAT', 'PATH']];
     for (const d of disks) {
       const s = diskStatus.get(d.name);
-      rows.push([d.name, d.imagePath, d.overlay ? 'yes' : 'no', d.readonly ? 'yes' : 'no', diskFormat(d, s), orDash(s?.path)]);
+      rows.push([d.name, d.imagePath, d.overlay ? 'yes' : 'no', d.readonly ? 'yes' : 'no', diskBus(d), diskFormat(d, s), orDash(s?.path)]);
     }
     out += '\n' + indent(alignTable(rows));
   }
@@ -184,6 +184,12 @@ export function formatVmDetail(vm: Vm__Output, now: Date): string {
     else out += '\n' + indent(alignTable([['NAME', 'MAC', 'IP ADDRESSES'], ...guest.interfaces.map((i) => [i.name, orDash(i.mac), orDash(i.ipAddresses.join(','))])]));
   }
   return out;
+}
+
+/** The bus the guest sees the disk on: virtio, scsi or sata, or cdrom (a CD-ROM on sata). */
+function diskBus(d: Disk__Output): string {
+  if (d.cdrom) return 'cdrom';
+  return d.bus === 'DISK_BUS_SCSI' ? 'scsi' : d.bus === 'DISK_BUS_SATA' ? 'sata' : 'virtio';
 }
 
 /**

@@ -9,7 +9,7 @@ export interface PrepareIncoming {
   /** The NICs as plugged on the source: the target recreates MACs and root ports. */
   nics: NicStatus[];
   pciPorts: number;
-  /** Disks whose per-VM overlay is mirrored to the target over NBD. */
+  /** Disks whose per-VM overlay is mirrored to the target over NBD; EFI_VARS_MIRROR for a UEFI VM's variables store. */
   mirroredDisks: string[];
   sourceNode: string;
   allowPostCopy: boolean;

@@ -1,5 +1,6 @@
 import type { RunState } from '../model/machine.js';
 import { errorMessage } from '../model/errors.js';
+import { EFI_VARS_MIRROR } from '../model/qemu-ids.js';
 import type { VmRecord } from '../vm/manager.js';
 import type { MigrationHooks } from '../vm/ops/reconcile.js';
 import { RELEASED, releaseHost } from '../vm/ops/release.js';
@@ -52,7 +53,7 @@ export function migrationHooks(ctx: SourceContext, incoming: IncomingMigrations,
         const machine = record.machine;
         if (machine) {
           await machine.cancelMigration();
-          await machine.abandonMirrors(record.spec.disks.map((d) => d.name));
+          await machine.abandonMirrors([...record.spec.disks.map((d) => d.name), EFI_VARS_MIRROR]);
         }
         // Not committed: the target never ran the guest, so resuming here is safe whether or not
         // the target hears about it now; telling it must not hold up the daemon's start.

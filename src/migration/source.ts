@@ -5,6 +5,8 @@ import { MAX_MIGRATIONS_IN_FLIGHT, boundExceeded } from '../model/bounds.js';
 import type { TlsFiles } from '../model/machine.js';
 import { hostOf, isLoopbackAddress } from '../host/addresses.js';
 import type { Machine } from '../vm/ports.js';
+import type { VmSpec } from '../model/vm.js';
+import { EFI_VARS_MIRROR } from '../model/qemu-ids.js';
 import { ownerOf } from '../vm/ops/owner.js';
 import type { VmManager, VmRecord } from '../vm/manager.js';
 import { FORCE, retire } from '../vm/ops/delete.js';
@@ -109,7 +111,7 @@ export class OutgoingMigrations {
       peer,
       ...o,
       wasRunning: phase === 'Running',
-      mirrored: record.spec.disks.filter((d) => d.overlay && !d.readonly).map((d) => d.name),
+      mirrored: mirroredOf(record.spec),
       prepared: false,
       streaming: false,
     };
@@ -263,6 +265,17 @@ export class OutgoingMigrations {
     await retire(this.ctx.manager.env, record, reason, FORCE);
     this.ctx.registry.update(record.id, { phase: 'Succeeded' });
   }
+}
+
+/**
+ * What goes to the target over NBD: the per-VM overlays of writable disks (base images are on
+ * both nodes), and a UEFI VM's variables store, so that it is there as it was at switchover
+ * whether or not the guest runs on the target (QEMU's pflash writes what it received back to the
+ * file only when the guest starts running).
+ */
+export function mirroredOf(spec: VmSpec): string[] {
+  const overlays = spec.disks.filter((d) => d.overlay && !d.readonly).map((d) => d.name);
+  return spec.firmware?.type === 'uefi' ? [...overlays, EFI_VARS_MIRROR] : overlays;
 }
 
 /**

@@ -11,6 +11,7 @@ import { admit } from '../vm/ops/start.js';
 import { checkBridges, checkCapacity, checkMacsFree } from '../vm/ops/checks.js';
 import { FORCE, retire } from '../vm/ops/delete.js';
 import { ownerOf } from '../vm/ops/owner.js';
+import { EFI_VARS_MIRROR } from '../model/qemu-ids.js';
 import type { IncomingReady, PrepareIncoming } from './ports.js';
 
 /** How long the target waits for its QEMU to report the incoming migration complete. */
@@ -129,7 +130,7 @@ export class IncomingMigrations {
     status.migration = { uid: req.uid, role: 'target', peer: req.sourceNode, ...(req.sourceSubjects?.length ? { peerSubjects: req.sourceSubjects } : {}) };
     try {
       status.disks = await env.storage.prepareDisks(spec, paths);
-      // A fresh variables store: QEMU overwrites it with the source's flash contents once they arrive.
+      // A fresh variables store: the source mirrors its own into it (mirrorEfiVars).
       await env.storage.prepareVmFiles(spec, paths);
     } catch (err) {
       await env.store.remove(spec.id).catch(() => undefined);
@@ -223,10 +224,16 @@ export class IncomingMigrations {
   }
 }
 
-/** Only the per-VM overlays of writable disks are exported, each once: never a base image. */
-function checkMirroredDisks(spec: VmSpec, mirrored: readonly string[]): void {
+/** Only the per-VM overlays of writable disks, and a UEFI VM's variables store, are exported, each once: never a base image. */
+export function checkMirroredDisks(spec: VmSpec, mirrored: readonly string[]): void {
   const seen = new Set<string>();
   for (const name of mirrored) {
+    if (name === EFI_VARS_MIRROR) {
+      if (spec.firmware?.type !== 'uefi') throw invalidArgument('mirror_efi_vars', 'the VM has no EFI variables store: its firmware is BIOS');
+      if (seen.has(name)) throw invalidArgument('mirror_efi_vars', 'the EFI variables store is mirrored twice');
+      seen.add(name);
+      continue;
+    }
     const disk = spec.disks.find((d) => d.name === name);
     if (!disk) throw invalidArgument('disks', `mirrored disk ${name} is not in the spec`);
     if (!disk.overlay || disk.readonly) throw invalidArgument('disks', `disk ${name} is not a writable overlay; only overlays are mirrored`);

@@ -26,14 +26,29 @@ export const BALLOON_STATS_INTERVAL_SECONDS = 10;
 export const diskFileNodeName = (disk: string): string => `file-${disk}`;
 /** The format node of a disk: what the guest device reads, what mirrors and exports start from. */
 export const diskNodeName = (disk: string): string => `drive-${disk}`;
-/** The virtio-blk-pci device of a disk. */
+/** The device of a disk (virtio-blk-pci, scsi-hd, ide-hd or ide-cd). */
 export const diskDeviceId = (disk: string): string => `disk-${disk}`;
+/** The virtio-scsi-pci controller of a VM's scsi disks; its bus is `${SCSI_CONTROLLER_ID}.0`. */
+export const SCSI_CONTROLLER_ID = 'scsi0';
+/** The pcie-root-port the scsi controller sits on (not a hotplug port: no NIC goes there). */
+export const SCSI_PORT_ID = 'scsi0-port';
 /** The tap netdev of a NIC. */
 export const netdevId = (nic: string): string => `net-${nic}`;
 /** The virtio-net-pci device of a NIC. */
 export const nicDeviceId = (nic: string): string => `nic-${nic}`;
 /** The index-th spare pcie-root-port that NICs are hot-plugged into. */
 export const hotplugPortId = (index: number): string => `hotplug-${index}`;
+
+/** Node names of the UEFI flash images: OVMF's code and the VM's variables store. */
+export const FIRMWARE_CODE_NODE = 'fw-code';
+export const FIRMWARE_VARS_NODE = 'fw-vars';
+/**
+ * The name under which a UEFI VM's variables store travels among the mirrored disks of a
+ * migration (export, mirror job, NBD node). Disk names are DNS labels: none can be this.
+ */
+export const EFI_VARS_MIRROR = 'efi_vars';
+/** The node a migration mirrors from (source) or exports (target) for a mirrored disk name. */
+export const mirroredNode = (disk: string): string => (disk === EFI_VARS_MIRROR ? FIRMWARE_VARS_NODE : diskNodeName(disk));
 
 /** The migration source's mirror job of a disk (BLOCK_JOB_* events name it as `device`). */
 export const mirrorJobId = (disk: string): string => `mig-${disk}`;

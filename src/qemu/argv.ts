@@ -9,7 +9,9 @@
  * migration target recreates the layout of a source whose NICs were hot-plugged. Last on pcie.0,
  * the virtio balloon `balloon0` (vmlet never inflates it; `query-balloon` and the guest's memory
  * statistics, reported every BALLOON_STATS_INTERVAL_SECONDS, feed the metrics), then the
- * virtio-serial controller of the guest agent's channel.
+ * virtio-serial controller of the guest agent's channel, and with any scsi disk, the root port
+ * `scsi0-port` holding the virtio-scsi controller `scsi0` (its disks are scsi-hd targets 0, 1, …
+ * in spec order). SATA disks and CD-ROMs use the AHCI controller q35 always has.
  */
 import type { DiskStatus, NicModel, NicStatus, VmPaths, VmSpec } from '../model/vm.js';
 import { ovmfFilesOf } from '../model/firmware.js';
@@ -19,11 +21,15 @@ import {
   diskDeviceId,
   diskFileNodeName,
   diskNodeName,
+  FIRMWARE_CODE_NODE,
+  FIRMWARE_VARS_NODE,
   hotplugPortId,
   nameArg,
   netdevId,
   nicDeviceId,
   QMP_CHARDEV_ID,
+  SCSI_CONTROLLER_ID,
+  SCSI_PORT_ID,
   SERIAL_CHARDEV_ID,
 } from '../model/qemu-ids.js';
 
@@ -136,10 +142,6 @@ export function nicDevice(nic: NicStatus, vcpus: number, bus?: string): { driver
   return { driver: NIC_DEVICES[model], ...nicDeviceProps(nic, model === 'virtio' ? vcpus : 1, bus) };
 }
 
-/** Node names of the UEFI flash images: OVMF's code and the VM's variables store. */
-export const FIRMWARE_CODE_NODE = 'fw-code';
-export const FIRMWARE_VARS_NODE = 'fw-vars';
-
 /**
  * -machine, and for UEFI the two pflash blockdevs: OVMF's code read-only, the VM's own variables
  * store writable. Secure Boot needs SMM, and the flash locked to it, or the guest could rewrite
@@ -164,8 +166,11 @@ function machineArgs(spec: VmSpec, paths: VmPaths): string[] {
 /** Every -device is in JSON form: QEMU 7.2 creates legacy-syntax devices before JSON ones, so mixing reorders slots. */
 const jsonDevice = (driver: string, props: QemuProps): string => JSON.stringify({ driver, ...props });
 
-/** A disk's blockdevs and device: virtio-blk on PCIe, or an ide-hd (ide-cd) on port `sataPort` of q35's AHCI controller. */
-function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undefined, sataPort?: number, cdrom = false): string[] {
+/** Where a disk's device goes: virtio-blk on pcie.0, an AHCI port, or a target on the virtio-scsi controller. */
+type DiskPlace = { bus: 'virtio' } | { bus: 'sata'; port: number } | { bus: 'scsi'; target: number };
+
+/** A disk's blockdevs, and its device (virtio-blk-pci, ide-hd/ide-cd on an AHCI port, or scsi-hd). */
+function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undefined, place: DiskPlace, cdrom = false): { blockdevs: string[]; device: string[] } {
   const file = { driver: 'file', filename: disk.path, 'node-name': diskFileNodeName(disk.name), 'read-only': readOnly };
   const fmt = { driver: disk.format, file: diskFileNodeName(disk.name), 'node-name': diskNodeName(disk.name), 'read-only': readOnly };
   const dev = {
@@ -174,8 +179,27 @@ function diskArgs(disk: DiskStatus, readOnly: boolean, bootIndex: number | undef
     serial: disk.name,
     ...(bootIndex === undefined ? {} : { bootindex: bootIndex }),
   };
-  const device = sataPort === undefined ? jsonDevice('virtio-blk-pci', dev) : jsonDevice(cdrom ? 'ide-cd' : 'ide-hd', { ...dev, bus: `ide.${sataPort}` });
-  return ['-blockdev', JSON.stringify(file), '-blockdev', JSON.stringify(fmt), '-device', device];
+  const device =
+    place.bus === 'sata'
+      ? jsonDevice(cdrom ? 'ide-cd' : 'ide-hd', { ...dev, bus: `ide.${place.port}` })
+      : place.bus === 'scsi'
+        ? jsonDevice('scsi-hd', { ...dev, bus: `${SCSI_CONTROLLER_ID}.0`, channel: 0, 'scsi-id': place.target, lun: 0 })
+        : jsonDevice('virtio-blk-pci', dev);
+  return { blockdevs: ['-blockdev', JSON.stringify(file), '-blockdev', JSON.stringify(fmt)], device: ['-device', device] };
+}
+
+/** pcie-root-port chassis of the scsi controller's port, apart from the hotplug ports' 1..PCIE0_FREE_SLOTS. */
+const SCSI_PORT_CHASSIS = 100;
+
+/**
+ * The virtio-scsi controller on a root port of its own, so that it (and with it its disks) can be
+ * unplugged like any PCIe device; its disks are targets on its bus.
+ */
+function scsiControllerArgs(): string[] {
+  return [
+    '-device', jsonDevice('pcie-root-port', { id: SCSI_PORT_ID, bus: 'pcie.0', chassis: SCSI_PORT_CHASSIS, port: SCSI_PORT_CHASSIS }),
+    '-device', jsonDevice('virtio-scsi-pci', { id: SCSI_CONTROLLER_ID, bus: SCSI_PORT_ID }),
+  ];
 }
 
 export const GUEST_AGENT_SERIAL_ID = 'vserial0';
@@ -211,8 +235,9 @@ function checkPlan(plan: QemuLaunchPlan, ports: number): void {
     if (!Number.isInteger(port) || port < 0 || port >= ports) throw new Error(`launch plan of ${spec.id}: NIC ${nic} on port ${port}, but there are ${ports}`);
   }
   if (new Set(onPorts.map(([, p]) => p)).size !== onPorts.length) throw new Error(`launch plan of ${spec.id}: two NICs on one hotplug port`);
-  // + the balloon, the agent's virtio-serial and the cloud-init seed
-  const slots = spec.disks.length + spec.nics.length - onPorts.length + ports + 2 + (spec.cloudInit ? 1 : 0);
+  const scsi = spec.disks.filter((d) => d.bus === 'scsi').length;
+  // + the balloon, the agent's virtio-serial, the cloud-init seed and the scsi controller's root port
+  const slots = spec.disks.length - scsi + spec.nics.length - onPorts.length + ports + 2 + (spec.cloudInit ? 1 : 0) + (scsi > 0 ? 1 : 0);
   if (slots > PCIE0_FREE_SLOTS) throw new Error(`launch plan of ${spec.id}: ${slots} PCI devices on pcie.0, at most ${PCIE0_FREE_SLOTS}`);
 }
 
@@ -248,11 +273,18 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
   // Boot order as the spec gives it; without one, the first disk boots (unless a kernel does).
   const ordered = spec.disks.some((d) => d.bootOrder);
   let sataPort = 0;
+  let scsiTarget = 0;
+  const scsiDevices: string[] = [];
   plan.disks.forEach((disk, i) => {
     const d = spec.disks[i];
     const readOnly = d?.readonly === true;
     const bootIndex = ordered ? d?.bootOrder || undefined : i === 0 && !spec.kernel ? 1 : undefined;
-    argv.push(...diskArgs(disk, readOnly, bootIndex, d?.bus === 'sata' ? sataPort++ : undefined, d?.cdrom === true));
+    const place: DiskPlace = d?.bus === 'sata' ? { bus: 'sata', port: sataPort++ } : d?.bus === 'scsi' ? { bus: 'scsi', target: scsiTarget++ } : { bus: 'virtio' };
+    const { blockdevs, device } = diskArgs(disk, readOnly, bootIndex, place, d?.cdrom === true);
+    argv.push(...blockdevs);
+    // A scsi disk's device needs its controller, which comes after everything else on pcie.0.
+    if (place.bus === 'scsi') scsiDevices.push(...device);
+    else argv.push(...device);
   });
   const nicPorts = plan.nicPorts ?? {};
   const netdev = (nic: NicStatus): string[] => ['-netdev', toQemuOpts('tap', tapNetdevProps(nic, spec.vcpus, plan.vhostNet))];
@@ -277,6 +309,8 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
   );
   // After the agent's channel: a VM that gains a seed keeps the slots of everything else.
   if (spec.cloudInit) argv.push(...seedArgs(paths.cloudInitSeed));
+  // Last of all on pcie.0: a VM without scsi disks keeps the layout it had before scsi existed.
+  if (scsiDevices.length > 0) argv.push(...scsiControllerArgs(), ...scsiDevices);
   // A guest kernel panic reaches vmlet as GUEST_PANICKED, then QEMU shuts down (the run strategy decides what next).
   argv.push('-device', 'pvpanic', '-action', 'panic=shutdown');
   if (spec.watchdog) argv.push('-device', jsonDevice('i6300esb', { id: 'watchdog0' }), '-action', `watchdog=${spec.watchdog.action}`);

@@ -9,7 +9,7 @@ import type { EventEmitter } from 'node:events';
 import { VmletError } from '../model/errors.js';
 import type { NicStatus } from '../model/vm.js';
 import { nicDevice, tapNetdevProps, type TapNetdevProps } from './argv.js';
-import { BALLOON_QOM_PATH, diskNodeName, hotplugPortId, mirrorJobId, mirrorTargetNode, nbdExportId, nbdExportName, netdevId, nicDeviceId } from '../model/qemu-ids.js';
+import { BALLOON_QOM_PATH, hotplugPortId, mirroredNode, mirrorJobId, mirrorTargetNode, nbdExportId, nbdExportName, netdevId, nicDeviceId } from '../model/qemu-ids.js';
 import type { MigrationCapability, MigrationParameters, MigrationStatus, QueryMigrate } from './migration-info.js';
 import { classifyQmpError, QmpError, type QmpClient, type QmpClientEvents, type QmpEvent, type WaitForEventOptions } from './qmp.js';
 
@@ -424,8 +424,9 @@ export class QemuMonitor {
   }
 
   /**
-   * Mirrors a disk into a migration target's NBD export: adds the NBD node, starts the mirror
-   * (only the top layer: the base image is on both nodes) with every guest write copied
+   * Mirrors a disk (or, as EFI_VARS_MIRROR, the EFI variables store) into a migration target's
+   * NBD export: adds the NBD node, starts the mirror (only the top layer: the base image is on
+   * both nodes; the vars store has none, so all of it) with every guest write copied
    * synchronously, and resolves once it is READY. On failure, timeout or abort (rejecting with
    * the signal's reason) the job and the node are gone again.
    */
@@ -445,7 +446,7 @@ export class QemuMonitor {
     });
     settled.catch(() => undefined);
     try {
-      await this.blockdevMirror({ 'job-id': job, device: diskNodeName(disk), target: node, sync: 'top', 'copy-mode': 'write-blocking' });
+      await this.blockdevMirror({ 'job-id': job, device: mirroredNode(disk), target: node, sync: 'top', 'copy-mode': 'write-blocking' });
       const e = await settled.catch((err: unknown) => {
         throw timedOut(err, `the mirror of disk ${disk} did not catch up within ${timeoutMs / 1000} s`);
       });
@@ -518,10 +519,10 @@ export class QemuMonitor {
     if (failure !== undefined) throw failure;
   }
 
-  /** Exports a disk's node, writable, on the running NBD server, for the source to mirror into; returns the export name. */
+  /** Exports a disk's node (or the EFI variables store's, as EFI_VARS_MIRROR), writable, on the running NBD server, for the source to mirror into; returns the export name. */
   async exportDisk(disk: string): Promise<string> {
     const name = nbdExportName(disk);
-    await this.blockExportAdd({ type: 'nbd', id: nbdExportId(disk), 'node-name': diskNodeName(disk), name, writable: true });
+    await this.blockExportAdd({ type: 'nbd', id: nbdExportId(disk), 'node-name': mirroredNode(disk), name, writable: true });
     return name;
   }
 

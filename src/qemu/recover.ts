@@ -51,7 +51,8 @@ export function statusFromArgv(argv: readonly string[], spec: VmSpec): Partial<V
     disks.push({ name: disk.name, path: file.filename, format: format.driver });
   }
   const accel = valuesOf(argv, '-accel')[0]?.split(',')[0] ?? '';
-  const pciPorts = devices.filter((d) => d.driver === 'pcie-root-port').length;
+  // Only the NIC hotplug ports: the scsi controller's root port is not one.
+  const pciPorts = devices.filter((d) => d.driver === 'pcie-root-port' && /^hotplug-\d+$/.test(String(d.id))).length;
   return { nics, disks, accelerator: accel, pciPorts };
 }
 

@@ -176,7 +176,6 @@ function disks(raw: DiskSpec[] | undefined): DiskSpec[] {
     if (cdrom && d.bus !== undefined && d.bus !== 'sata') throw invalidArgument(`${f}.bus`, `a CD-ROM sits on sata, not ${String(d.bus)}`);
     const bus = cdrom ? 'sata' : (d.bus ?? 'virtio');
     if (!(DISK_BUSES as readonly string[]).includes(bus)) throw invalidArgument(`${f}.bus`, `"${String(bus)}" is not one of ${DISK_BUSES.join(', ')}`);
-    if (bus === 'scsi') throw invalidArgument(`${f}.bus`, 'scsi is not supported yet; use sata (or virtio)');
     if (bus === 'sata' && ++sata > MAX_SATA_DISKS) throw invalidArgument(`${f}.bus`, `at most ${MAX_SATA_DISKS} disks on sata (the q35 AHCI controller's ports)`);
     const bootOrder = d.bootOrder === undefined || d.bootOrder === 0 ? 0 : intIn(d.bootOrder, `${f}.boot_order`, 0, 1, MAX_DISKS, '');
     const disk = { name, imagePath, overlay, readonly: readonly || cdrom, ...(format === '' ? {} : { format }), ...(bus === 'virtio' ? {} : { bus }), ...(bootOrder ? { bootOrder } : {}) };

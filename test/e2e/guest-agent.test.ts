@@ -5,26 +5,7 @@ import { TestDaemon } from '../support/daemon.js';
 import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { rpc, watchVms } from '../support/rpc.js';
 import { until } from '../support/poll.js';
-
-/**
- * The busybox guest has no qemu-guest-agent: this shell stands in for one on the virtio-serial
- * port. It first writes garbage (which must change nothing), then answers the sync and the
- * hostname and OS queries the way the agent does; other commands get the agent's CommandNotFound.
- */
-const SHELL_AGENT = `
-while ! ls /dev/vport*p1 >/dev/null 2>&1; do sleep 0.1; done
-p=$(ls /dev/vport*p1 | head -n1)
-exec 3<>"$p"
-printf 'garbage \\001\\002\\n{"return": 42}\\nmore garbage\\n' >&3
-while read -r l <&3; do
-  case "$l" in
-  *guest-sync-delimited*) id=$(echo "$l" | sed 's/.*"id":\\([0-9]*\\).*/\\1/'); printf '\\377{"return": %s}\\n' "$id" >&3 ;;
-  *guest-get-host-name*) printf '{"return": {"host-name": "%s"}}\\n' "$(hostname)" >&3 ;;
-  *guest-get-osinfo*) printf '{"return": {"name": "BusyBox", "version-id": "1.35", "kernel-release": "%s"}}\\n' "$(uname -r)" >&3 ;;
-  *) printf '{"error": {"class": "CommandNotFound", "desc": "not in this agent"}}\\n' >&3 ;;
-  esac
-done
-`;
+import { SHELL_AGENT } from '../support/shell-agent.js';
 
 describe('guest agent channel', () => {
   let d: TestDaemon;

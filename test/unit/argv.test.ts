@@ -444,3 +444,46 @@ describe('buildQemuArgv: CD-ROM disks', () => {
     ]);
   });
 });
+
+describe('buildQemuArgv: scsi disks', () => {
+  const disks = [
+    { name: 'root', imagePath: '/i/r.qcow2', overlay: true, readonly: false, bus: 'scsi' as const, bootOrder: 1 },
+    { name: 'data', imagePath: '/i/d.qcow2', overlay: false, readonly: false },
+    { name: 'ro', imagePath: '/i/ro.qcow2', overlay: false, readonly: true, bus: 'scsi' as const },
+  ];
+
+  it('are scsi-hd targets in spec order on one virtio-scsi controller, which sits on a root port of its own', () => {
+    const argv = buildQemuArgv(plan({}, { disks }));
+    const devices = jsonValues(argv, '-device');
+    expect(devices.filter((d) => d['driver'] === 'virtio-scsi-pci' || d['id'] === 'scsi0-port')).toEqual([
+      { driver: 'pcie-root-port', id: 'scsi0-port', bus: 'pcie.0', chassis: 100, port: 100 },
+      { driver: 'virtio-scsi-pci', id: 'scsi0', bus: 'scsi0-port' },
+    ]);
+    expect(devices.filter((d) => String(d['id']).startsWith('disk-'))).toEqual([
+      { driver: 'virtio-blk-pci', drive: 'drive-data', id: 'disk-data', serial: 'data' },
+      { driver: 'scsi-hd', drive: 'drive-root', id: 'disk-root', serial: 'root', bootindex: 1, bus: 'scsi0.0', channel: 0, 'scsi-id': 0, lun: 0 },
+      { driver: 'scsi-hd', drive: 'drive-ro', id: 'disk-ro', serial: 'ro', bus: 'scsi0.0', channel: 0, 'scsi-id': 1, lun: 0 },
+    ]);
+    // Each device comes after the controller whose bus it names.
+    const at = (id: string): number => devices.findIndex((d) => d['id'] === id);
+    expect(at('scsi0-port')).toBeLessThan(at('scsi0'));
+    expect(at('scsi0')).toBeLessThan(at('disk-root'));
+    expect(jsonValues(argv, '-blockdev').filter((b) => b['node-name'] === 'drive-ro' || b['node-name'] === 'file-ro').map((b) => b['read-only'])).toEqual([true, true]);
+  });
+
+  it('the controller comes last on pcie.0: the other devices keep the slots they have without scsi', () => {
+    const pci = (s: Partial<VmSpec>): string[] =>
+      jsonValues(buildQemuArgv(plan({}, { ...twoNics, ...s })), '-device')
+        .filter((d) => !['scsi-hd', 'virtio-scsi-pci'].includes(String(d['driver'])) && d['id'] !== 'scsi0-port')
+        .map((d) => String(d['id']));
+    expect(pci({ disks })).toEqual(pci({ disks: disks.map((d) => ({ ...d, bus: 'sata' as const })) }).filter((id) => id !== 'disk-root' && id !== 'disk-ro'));
+  });
+
+  it('there is no controller without a scsi disk; its root port counts against the pcie.0 slots', () => {
+    expect(buildQemuArgv(plan()).some((a) => a.includes('scsi'))).toBe(false);
+    const scsiOnly = [{ name: 'root', imagePath: '/i/r.qcow2', overlay: false, readonly: false, bus: 'scsi' as const }];
+    // 0 virtio disks + 28 ports + balloon + serial + the scsi port = 31.
+    expect(() => buildQemuArgv(plan({ hotplugPorts: 28 }, { disks: scsiOnly }))).toThrow(/31 PCI devices on pcie.0, at most 30/);
+    expect(() => buildQemuArgv(plan({ hotplugPorts: 27 }, { disks: scsiOnly }))).not.toThrow();
+  });
+});

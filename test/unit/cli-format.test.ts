@@ -99,6 +99,19 @@ describe('formatVmList', () => {
 });
 
 describe('formatVmDetail', () => {
+  it('names each disk bus: scsi, sata, cdrom, virtio by default', () => {
+    const v = vm('web', {});
+    const disk = { imagePath: '/img/x', overlay: false, readonly: false, format: '', bus: 'DISK_BUS_UNSPECIFIED' as const, bootOrder: 0, cdrom: false };
+    v.spec!.disks = [
+      { ...disk, name: 'a', bus: 'DISK_BUS_SCSI' },
+      { ...disk, name: 'b', bus: 'DISK_BUS_SATA' },
+      { ...disk, name: 'c', bus: 'DISK_BUS_SATA', cdrom: true, readonly: true },
+      { ...disk, name: 'd' },
+    ];
+    const rows = formatVmDetail(v, NOW).split('\n').filter((l) => /^ {2}[abcd] /.test(l));
+    expect(rows.map((l) => l.trim().split(/\s+/)[4])).toEqual(['scsi', 'sata', 'cdrom', 'virtio']);
+  });
+
   it('shows status, disks and NICs joined by name', () => {
     const v = vm('web', { pid: 9, accelerator: 'tcg', disks: [{ name: 'root', path: '/run/web/root.qcow2', format: 'qcow2' }], nics: [{ name: 'eth0', tap: 'tap9', mac: '52:54:00:00:00:09', bridge: 'br0', pciPort: 0 }] });
     v.spec!.labels = { b: '2', a: '1' };
@@ -109,7 +122,7 @@ describe('formatVmDetail', () => {
     expect(out).toMatch(/^Boot:\s+first disk$/m);
     expect(out).toMatch(/^Accelerator:\s+tcg$/m);
     expect(out).toMatch(/^Started:\s+-$/m);
-    expect(out).toContain('Disks:\n  NAME   IMAGE             OVERLAY   READONLY   FORMAT   PATH\n  root   /img/base.qcow2   yes       no         qcow2    /run/web/root.qcow2\n');
+    expect(out).toContain('Disks:\n  NAME   IMAGE             OVERLAY   READONLY   BUS      FORMAT   PATH\n  root   /img/base.qcow2   yes       no         virtio   qcow2    /run/web/root.qcow2\n');
     expect(out).toContain('NICs:\n  NAME   BRIDGE   MAC                 TAP\n  eth0   br0      52:54:00:00:00:09   tap9\n');
     expect(out).toMatch(/^Firmware:\s+BIOS$/m);
     expect(out).toMatch(/^Guest agent:\s+not connected$/m);

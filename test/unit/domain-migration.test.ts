@@ -155,6 +155,53 @@ describe('outgoing migration (source)', () => {
   });
 });
 
+describe('a UEFI VM: its EFI variables store travels like an overlay', () => {
+  const uefi = { ...migratable, firmware: { type: 'uefi' as const, secureBoot: false } };
+
+  it('the source mirrors efi_vars after the overlays and finishes it at switchover', async () => {
+    const d = fakeDomain();
+    await d.manager.create(uefi, true);
+    const registry = new MigrationRegistry();
+    const peer = new FakePeer();
+    const outgoing = new OutgoingMigrations({ manager: d.manager, registry, connect: () => peer, nodeName: 'node-a' });
+    await outgoing.start('vm', '127.0.0.1:7000', OPTIONS);
+    expect(await migrationEnded(registry, 'vm')).toBe('Succeeded');
+    expect(peer.prepared!.mirroredDisks).toEqual(['root', 'efi_vars']);
+    expect(d.hypervisor.machines[0]!.calls).toEqual(expect.arrayContaining(['mirrorDisk root', 'mirrorDisk efi_vars']));
+  });
+
+  it('a target that does not export the vars store (an older vmlet) aborts the migration before anything is sent', async () => {
+    const d = fakeDomain();
+    await d.manager.create(uefi, true);
+    const registry = new MigrationRegistry();
+    const peer = new FakePeer();
+    peer.prepareIncoming = async (r) => {
+      peer.calls.push('prepare');
+      return { migrationUri: 'tcp:127.0.0.1:4444', exports: r.mirroredDisks.filter((x) => x !== 'efi_vars').map((disk) => ({ disk, host: '127.0.0.1', port: 5555, name: disk })) };
+    };
+    const outgoing = new OutgoingMigrations({ manager: d.manager, registry, connect: () => peer, nodeName: 'node-a' });
+    await expect(outgoing.start('vm', '127.0.0.1:7000', OPTIONS)).rejects.toMatchObject({ code: 'ABORTED', message: /exports disks \[root\], but this node mirrors \[root, efi_vars\]/ });
+    await phaseReached(d.manager, 'vm', 'Running');
+    expect(d.hypervisor.machines[0]!.calls.some((c) => c.startsWith('mirrorDisk') || c.startsWith('migrate '))).toBe(false);
+  });
+
+  it('the target exports its fresh vars store for a UEFI VM, and refuses efi_vars for a BIOS VM before anything is made', async () => {
+    const t = fakeDomain();
+    const incoming = new IncomingMigrations(t.manager, () => '127.0.0.1');
+    const req = { uid: 'u1', spec: uefi, nics: [], pciPorts: 4, mirroredDisks: ['root', 'efi_vars'], sourceNode: 'node-a', allowPostCopy: false };
+    const ready = await incoming.prepare(req);
+    expect(ready.exports.map((e) => e.disk)).toEqual(['root', 'efi_vars']);
+    expect(t.hypervisor.machines[0]!.calls).toContain('exportDisks root,efi_vars');
+
+    const b = fakeDomain();
+    const bios = new IncomingMigrations(b.manager, () => '127.0.0.1');
+    await expect(bios.prepare({ ...req, spec: migratable })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: /mirror_efi_vars: the VM has no EFI variables store/ });
+    await expect(bios.prepare({ ...req, mirroredDisks: ['efi_vars', 'efi_vars'] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: /mirrored twice/ });
+    expect(b.hypervisor.launches).toHaveLength(0);
+    expect(b.store.specs.size).toBe(0);
+  });
+});
+
 describe('incoming migration (target)', () => {
   function target() {
     const d = fakeDomain();

@@ -335,6 +335,13 @@ describe('mirrorDiskTo', () => {
     ]);
   });
 
+  it('mirrors the EFI variables store from its flash node, as efi_vars', async () => {
+    server.handle('blockdev-mirror', thenEvent('BLOCK_JOB_READY', { device: 'mig-efi_vars', type: 'mirror', len: 0, offset: 0, speed: 0 }));
+    await monitor.mirrorDiskTo('efi_vars', { ...NBD, exportName: 'efi_vars' });
+    const mirror = sent().find((c) => c.execute === 'blockdev-mirror');
+    expect(mirror?.arguments).toMatchObject({ 'job-id': 'mig-efi_vars', device: 'fw-vars', target: 'mig-efi_vars' });
+  });
+
   it('does not miss a READY that comes before the reply', async () => {
     server.handle('blockdev-mirror', (cmd, conn) => {
       void conn.event('BLOCK_JOB_READY', { device: 'mig-root' }).then(() => conn.reply(cmd, { return: {} }));
@@ -473,5 +480,10 @@ describe('exportDisk', () => {
   it('exports the disk node, writable, under the disk name', async () => {
     await expect(monitor.exportDisk('root')).resolves.toBe('root');
     expect(sent()).toEqual([{ execute: 'block-export-add', arguments: { type: 'nbd', id: 'mig-root', 'node-name': 'drive-root', name: 'root', writable: true } }]);
+  });
+
+  it('exports the EFI variables store flash node under efi_vars', async () => {
+    await expect(monitor.exportDisk('efi_vars')).resolves.toBe('efi_vars');
+    expect(sent()).toEqual([{ execute: 'block-export-add', arguments: { type: 'nbd', id: 'mig-efi_vars', 'node-name': 'fw-vars', name: 'efi_vars', writable: true } }]);
   });
 });

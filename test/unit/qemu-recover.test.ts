@@ -61,4 +61,15 @@ describe('statusFromArgv', () => {
     expect(found.accelerator).toBe('kvm');
     expect(statusFromArgv([], spec)).toEqual({ nics: [], disks: [], accelerator: '', pciPorts: 0 });
   });
+
+  it('scsi disks are read back like the others, and the scsi controller root port is not a hotplug port', () => {
+    const scsiSpec: VmSpec = { ...spec, disks: spec.disks.map((d) => ({ ...d, bus: 'scsi' as const })) };
+    const disks: DiskStatus[] = [
+      { name: 'root', path: '/r.qcow2', format: 'qcow2' },
+      { name: 'data', path: '/d', format: 'raw' },
+    ];
+    const argv = buildQemuArgv({ spec: { ...scsiSpec, nics: [] }, paths: vmPaths('/state', '/run', spec.id), accelerator: 'tcg', disks, nics: [], vhostNet: false, startPaused: true, hotplugPorts: 3 });
+    expect(argv.filter((a) => a.includes('"pcie-root-port"'))).toHaveLength(4);
+    expect(statusFromArgv(argv, scsiSpec)).toMatchObject({ disks, pciPorts: 3 });
+  });
 });

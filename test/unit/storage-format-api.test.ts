@@ -53,6 +53,6 @@ describe('vmlet get shows the format QEMU is given', () => {
       { name: 'd', path: '/s/d.qcow2', format: 'qcow2' },
     ]);
     const rows = table(formatVmDetail(vm, new Date('2025-06-01T00:01:00Z'))).split('\n').slice(2, 6);
-    expect(rows.map((r) => r.trim().split(/\s{2,}/)[4])).toEqual(['raw', 'qcow2 on raw', 'qcow2', 'qcow2']);
+    expect(rows.map((r) => r.trim().split(/\s{2,}/)[5])).toEqual(['raw', 'qcow2 on raw', 'qcow2', 'qcow2']);
   });
 });

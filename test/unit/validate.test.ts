@@ -223,13 +223,13 @@ describe('validateSpec: NIC model, disk bus and boot order, firmware', () => {
     expect(errorOf(() => validateSpec(spec({ nics: [nic({ model: 'rtl8139' })] }))).message).toMatch(/^spec\.nics\[0\]\.model: "rtl8139" is not one of virtio, e1000e, vmxnet3/);
   });
 
-  it('keeps sata and a boot order; virtio is left out', () => {
-    const out = validateSpec(spec({ disks: [disk('a', { bus: 'sata', bootOrder: 2 } as object), disk('b', { bus: 'virtio', bootOrder: 1 } as object)] }));
-    expect(out.disks.map((d) => [d.bus, d.bootOrder])).toEqual([['sata', 2], [undefined, 1]]);
+  it('keeps sata, scsi and a boot order; virtio is left out', () => {
+    const out = validateSpec(spec({ disks: [disk('a', { bus: 'sata', bootOrder: 2 } as object), disk('b', { bus: 'virtio', bootOrder: 1 } as object), disk('c', { bus: 'scsi', bootOrder: 3 } as object)] }));
+    expect(out.disks.map((d) => [d.bus, d.bootOrder])).toEqual([['sata', 2], [undefined, 1], ['scsi', 3]]);
   });
 
   it.each([
-    ['scsi (not yet)', [disk('a', { bus: 'scsi' } as object)], /^spec\.disks\[0\]\.bus: scsi is not supported yet/],
+    ['a CD-ROM on scsi', [disk('a', { bus: 'scsi', cdrom: true, readonly: true } as object)], /^spec\.disks\[0\]\.bus: a CD-ROM sits on sata, not scsi/],
     ['an unknown bus', [disk('a', { bus: 'ide' } as object)], /^spec\.disks\[0\]\.bus: "ide" is not one of/],
     ['seven SATA disks', ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((n) => disk(n, { bus: 'sata' } as object)), /^spec\.disks\[6\]\.bus: at most 6 disks on sata/],
     ['a negative boot order', [disk('a', { bootOrder: -1 } as object)], /^spec\.disks\[0\]\.boot_order/],

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { VmletError, failedPrecondition } from '../../model/errors.js';
+import { EFI_VARS_MIRROR } from '../../model/qemu-ids.js';
 import type { IncomingReady, MigrationPeer, PrepareIncoming } from '../../migration/ports.js';
 import { isLoopbackAddress, type TlsConfig } from '../../host/addresses.js';
 import { vmletV1 } from './proto.js';
@@ -46,6 +47,7 @@ export function connectPeer(target: string, tls: TlsConfig | undefined): Migrati
         nics: r.nics.map((n) => ({ name: n.name, tap: n.tap, mac: n.mac, bridge: n.bridge, pciPort: n.port ?? 0 })),
         pciPorts: r.pciPorts,
         disks: r.spec.disks.map((d) => ({ name: d.name, mirror: r.mirroredDisks.includes(d.name) })),
+        mirrorEfiVars: r.mirroredDisks.includes(EFI_VARS_MIRROR),
         sourceNode: r.sourceNode,
         allowPostCopy: r.allowPostCopy,
       });

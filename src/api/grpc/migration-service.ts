@@ -15,6 +15,7 @@ import type { OutgoingMigrations } from '../../migration/source.js';
 import type { IncomingMigrations } from '../../migration/target.js';
 import { nicFromProto, specFromProto, vmToProto } from './convert.js';
 import type { NicSpec } from '../../model/vm.js';
+import { EFI_VARS_MIRROR } from '../../model/qemu-ids.js';
 
 const PHASE: Record<MigrationInfo['phase'], MigrationPhase> = {
   Pending: 'MIGRATION_PHASE_PENDING',
@@ -127,7 +128,7 @@ export function migrationAgentHandlers(d: MigrationDeps, ctx: CallContext): Migr
         // The NIC's model travels in the spec; the target must make the same device.
         nics: req.nics.map((n) => ({ ...nicFromProto({ name: n.name, bridge: n.bridge, mac: n.mac }), ...modelOf(spec, n.name), tap: n.tap, port: n.pciPort })),
         pciPorts: req.pciPorts,
-        mirroredDisks: req.disks.filter((x) => x.mirror).map((x) => x.name),
+        mirroredDisks: [...req.disks.filter((x) => x.mirror).map((x) => x.name), ...(req.mirrorEfiVars ? [EFI_VARS_MIRROR] : [])],
         sourceNode: req.sourceNode,
         allowPostCopy: req.allowPostCopy,
         // Who may connect to the streams: the caller's own certificate, never a field it sends.
