@@ -2,20 +2,21 @@
  * Per-VM series with KubeVirt's names: virt-handler's domainstats for VMs with a QEMU, and what
  * virt-controller says of VMs and VMIs (`kubevirt_vm_*`, `kubevirt_vmi_info`) for every VM.
  *
- * One scrape: a list of targets (what the VM manager knows, no I/O), one `ip -json -s link show`
- * for every TAP, then each VM read with bounded concurrency and a per-VM deadline: its disks'
- * sizes (cached while the files do not change) and, with a QEMU, three QMP queries
- * (`query-cpus-fast`, `query-blockstats`, `query-balloon`) and one `qom-get` of the balloon's
- * `guest-stats`, each with a short timeout, and /proc (stat, status, the vCPU threads' schedstat
- * and sched). A VM whose figures cannot be read in time loses its QEMU and /proc series for this
- * scrape and counts one scrape error; the scrape itself goes on. Only queries are sent: a scrape
- * never changes a VM.
+ * One scrape: a list of targets (what the VM manager knows, no I/O), then each VM read with
+ * bounded concurrency and a per-VM deadline: its disks' sizes (cached while the files do not
+ * change) and, with a QEMU, one QMP query (`query-blockstats`; `query-cpus-fast` only on the
+ * first scrape of a QEMU, the balloon's `guest-stats` through GuestStatsCache), /proc (stat,
+ * status, the vCPU threads' schedstat and sched, and net/dev for the TAP counters) and what the
+ * guest agent last told (no I/O). A VM whose figures cannot be read in time loses its QEMU and
+ * /proc series for this scrape and counts one scrape error; the scrape itself goes on. Only
+ * queries are sent: a scrape never changes a VM.
  */
 import type { Family, Labels, Sample } from './exposition.js';
 import { renderFamilies } from './exposition.js';
 import { DEFAULT_METRICS_NAMESPACE, vmLabelSet, vmNamespace } from './labels.js';
 import { CLOCK_TICKS_PER_SECOND, readProcStat, readResidentBytes, readThreadCpu, readThreadWaitSeconds } from './procfs.js';
-import { guestCountersByTap, type GuestNicCounters, type IpLinkStats, type Traffic } from './netdev.js';
+import { guestCountersByTap, type GuestNicCounters, type Traffic } from './netdev.js';
+import { GuestStatsCache } from './guest-stats-cache.js';
 import { driveCounters, type DriveCounters } from './blockstats.js';
 import { mapBounded, withDeadline } from './bounded.js';
 import { guestMemory, type GuestMemory } from './guest-memory.js';
@@ -24,7 +25,8 @@ import { KUBEVIRT_SERIES, type SeriesKey } from './kubevirt-series.js';
 import { vmiPhase } from './kubevirt-status.js';
 import { NONE, systemInfo, vmFamilySamples } from './vm-family.js';
 import type { Phase } from '../model/vm.js';
-import { BALLOON_QOM_PATH } from '../model/qemu-ids.js';
+import { BALLOON_QOM_PATH, BALLOON_STATS_INTERVAL_SECONDS } from '../model/qemu-ids.js';
+import { readFile } from 'node:fs/promises';
 
 /** The part of a QMP client a scrape uses (QmpClient satisfies it). */
 export interface QmpQuerier {
@@ -102,10 +104,10 @@ export interface VmiCollectorOptions {
   /** `namespace` of VMs without a `vmlet.io/namespace` label; default DEFAULT_METRICS_NAMESPACE. */
   namespace?: string;
   targets: () => ScrapeTarget[];
-  /** `ip -json -s link show` (IpTool.json, so it runs in the daemon's --netns). */
-  readLinks: () => Promise<IpLinkStats[]>;
-  /** Told about each VM (its id) or TAP listing (no id) that could not be read: vmlet_scrape_errors_total. */
-  onError: (err: unknown, vm?: string) => void;
+  /** The network device table of a QEMU's network namespace; default /proc/<pid>/net/dev. */
+  readNetDev?: (pid: number) => Promise<string>;
+  /** Told about each VM (its id) whose figures could not be read: vmlet_scrape_errors_total. */
+  onError: (err: unknown, vm: string) => void;
   migrations?: MigrationFiguresSource;
   /** VMs read at once; default DEFAULT_SCRAPE_CONCURRENCY. */
   concurrency?: number;
@@ -113,6 +115,8 @@ export interface VmiCollectorOptions {
   vmDeadlineMs?: number;
   /** Each QMP query. Default 1000 ms. */
   qmpTimeoutMs?: number;
+  /** How old the balloon's guest-stats may be before a scrape asks again; default QEMU's polling interval. */
+  guestStatsMaxAgeMs?: number;
   /** The memory a VM's cell allows beyond its guest's; absent without cells (no overhead series). */
   memoryOverheadBytes?: (spec: { memoryMib: number; vcpus: number }) => number;
 }
@@ -131,25 +135,36 @@ const isQmpAnswer = (err: unknown): boolean => typeof (err as { qmpClass?: unkno
 
 /**
  * Reads one VM's QEMU and /proc figures. Throws on anything missing. A QEMU answers its monitor
- * one command at a time, beside its vCPUs, so `knownVcpus` (a QEMU's vCPU threads never change:
- * vmlet hot-plugs no vCPU) spares a round trip on every scrape after its first.
+ * one command at a time, beside its vCPUs, and a busy one takes a time slice per command: a scrape
+ * sends it one query. `knownVcpus` (a QEMU's vCPU threads never change: vmlet hot-plugs no vCPU)
+ * spares `query-cpus-fast` after its first scrape, and the guest statistics come from `guestStats`.
  */
-async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number, knownVcpus?: VcpuThread[]): Promise<VmFigures & { vcpuThreads: VcpuThread[] }> {
+async function readVmFigures(
+  target: ScrapeTarget,
+  qmpTimeoutMs: number,
+  guestStats: GuestStatsCache,
+  knownVcpus?: VcpuThread[],
+): Promise<VmFigures & { vcpuThreads: VcpuThread[] }> {
   const qemu = target.qemu;
   if (!qemu) throw new Error(`VM ${target.id} has no QEMU`);
   const { pid, qmp } = qemu;
   const opts = { timeoutMs: qmpTimeoutMs };
-  const [cpus, blockstats, guestStats, stat, residentBytes] = await Promise.all([
-    knownVcpus ?? qmp.execute<VcpuThread[]>('query-cpus-fast', undefined, opts),
-    qmp.execute<unknown>('query-blockstats', undefined, opts),
-    // A VM without the balloon device (started by an older vmlet) has no guest-stats: no memory series.
+  const key = `${target.id}/${pid}`;
+  // A VM without the balloon device (started by an older vmlet) has no guest-stats: no memory series.
+  const readGuestStats = (): Promise<unknown> =>
     qmp.execute<unknown>('qom-get', { path: BALLOON_QOM_PATH, property: 'guest-stats' }, opts).catch((err: unknown) => {
       if (isQmpAnswer(err)) return undefined;
       throw err;
-    }),
+    });
+  const [cpus, blockstats, stats, stat, residentBytes] = await Promise.all([
+    knownVcpus ?? qmp.execute<VcpuThread[]>('query-cpus-fast', undefined, opts),
+    qmp.execute<unknown>('query-blockstats', undefined, opts),
+    guestStats.get(key, readGuestStats),
     readProcStat(pid),
     readResidentBytes(pid),
   ]);
+  // Behind this scrape's own query, not before it in the monitor's queue.
+  guestStats.refreshIfStale(key, readGuestStats);
   const vcpus = await Promise.all(
     cpus.map(async (c): Promise<VcpuFigures> => {
       const [t, waitSeconds] = await Promise.all([readThreadCpu(pid, c['thread-id']), readThreadWaitSeconds(pid, c['thread-id']).catch(() => undefined)]);
@@ -161,7 +176,7 @@ async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number, knownVc
       };
     }),
   );
-  const memory = guestMemory(guestStats);
+  const memory = guestMemory(stats);
   return {
     cpuUserSeconds: stat.utimeTicks / CLOCK_TICKS_PER_SECOND,
     cpuSystemSeconds: stat.stimeTicks / CLOCK_TICKS_PER_SECOND,
@@ -169,7 +184,7 @@ async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number, knownVc
     residentBytes,
     // vmlet never inflates the balloon, so its size is the guest's memory: no query-balloon
     // round trip, which a busy QEMU answers only between its vCPU's time slices.
-    ...(guestStats === undefined ? {} : { balloonActualBytes: target.memoryBytes }),
+    ...(stats === undefined ? {} : { balloonActualBytes: target.memoryBytes }),
     ...(memory === undefined ? {} : { guestMemory: memory }),
     drives: driveCounters(blockstats, target.disks),
     vcpuThreads: cpus,
@@ -226,6 +241,8 @@ export class VmiCollector {
   /** vCPU threads by VM and QEMU pid, from the first scrape of that QEMU. */
   private readonly vcpuThreads = new Map<string, VcpuThread[]>();
   private readonly diskSizes = new DiskSizes();
+  private readonly guestStats: GuestStatsCache;
+  private readonly readNetDev: (pid: number) => Promise<string>;
   migrations: MigrationFiguresSource | undefined;
 
   constructor(private readonly options: VmiCollectorOptions) {
@@ -233,6 +250,8 @@ export class VmiCollector {
     this.vmDeadlineMs = options.vmDeadlineMs ?? 2000;
     this.qmpTimeoutMs = options.qmpTimeoutMs ?? 1000;
     this.namespace = options.namespace ?? DEFAULT_METRICS_NAMESPACE;
+    this.guestStats = new GuestStatsCache(options.guestStatsMaxAgeMs ?? BALLOON_STATS_INTERVAL_SECONDS * 1000);
+    this.readNetDev = options.readNetDev ?? ((pid) => readFile(`/proc/${pid}/net/dev`, 'utf8'));
     this.migrations = options.migrations;
   }
 
@@ -253,42 +272,50 @@ export class VmiCollector {
 
   private async read(): Promise<Family[]> {
     const targets = this.options.targets().sort((a, b) => a.id.localeCompare(b.id));
-    const withTaps = targets.some((t) => t.qemu && t.nics.length > 0);
-    let byTap = new Map<string, GuestNicCounters>();
-    if (withTaps) {
-      try {
-        byTap = guestCountersByTap(await withDeadline(this.options.readLinks(), this.vmDeadlineMs, 'ip -json -s link show'));
-      } catch (err) {
-        this.options.onError(err);
-      }
-    }
     const running = new Set(targets.flatMap((t) => (t.qemu ? [`${t.id}/${t.qemu.pid}`] : [])));
     for (const key of this.vcpuThreads.keys()) if (!running.has(key)) this.vcpuThreads.delete(key);
+    this.guestStats.keepOnly(running);
     this.diskSizes.keepOnly(new Set(targets.flatMap((t) => t.diskFiles.map((d) => d.path))));
     const results = await mapBounded(targets, this.concurrency, async (target): Promise<VmResult> => {
       const namespace = this.namespaceOf(target.labels);
       const result: VmResult = { target, namespace, base: vmLabelSet(target.id, this.options.node, target.labels, namespace), nics: [], diskSizes: new Map() };
-      try {
-        await withDeadline(this.readDiskSizes(target, result.diskSizes), this.vmDeadlineMs, `reading the disk sizes of VM ${target.id}`);
-      } catch (err) {
-        this.options.onError(err, target.id);
-      }
-      if (!target.qemu) return result;
-      for (const nic of target.nics) {
-        const counters = byTap.get(nic.tap);
-        if (counters) result.nics.push({ name: nic.name, counters });
-      }
-      try {
-        const key = `${target.id}/${target.qemu.pid}`;
-        const { vcpuThreads, ...figures } = await withDeadline(readVmFigures(target, this.qmpTimeoutMs, this.vcpuThreads.get(key)), this.vmDeadlineMs, `reading VM ${target.id}`);
-        this.vcpuThreads.set(key, vcpuThreads);
-        result.figures = figures;
-      } catch (err) {
-        this.options.onError(err, target.id);
-      }
+      const qemu = target.qemu;
+      await Promise.all([
+        withDeadline(this.readDiskSizes(target, result.diskSizes), this.vmDeadlineMs, `reading the disk sizes of VM ${target.id}`).catch((err: unknown) => this.options.onError(err, target.id)),
+        qemu && target.nics.length > 0 ? this.readNics(target, qemu.pid, result) : undefined,
+        qemu ? this.readFigures(target, qemu.pid, result) : undefined,
+      ]);
       return result;
     });
     return this.families(results);
+  }
+
+  /** The TAP counters come from the kernel, not from QEMU: a QEMU that does not answer keeps them. */
+  private async readNics(target: ScrapeTarget, pid: number, into: VmResult): Promise<void> {
+    try {
+      const byTap = guestCountersByTap(await withDeadline(this.readNetDev(pid), this.vmDeadlineMs, `reading the TAP counters of VM ${target.id}`));
+      for (const nic of target.nics) {
+        const counters = byTap.get(nic.tap);
+        if (counters) into.nics.push({ name: nic.name, counters });
+      }
+    } catch (err) {
+      this.options.onError(err, target.id);
+    }
+  }
+
+  private async readFigures(target: ScrapeTarget, pid: number, into: VmResult): Promise<void> {
+    const key = `${target.id}/${pid}`;
+    try {
+      const { vcpuThreads, ...figures } = await withDeadline(
+        readVmFigures(target, this.qmpTimeoutMs, this.guestStats, this.vcpuThreads.get(key)),
+        this.vmDeadlineMs,
+        `reading VM ${target.id}`,
+      );
+      this.vcpuThreads.set(key, vcpuThreads);
+      into.figures = figures;
+    } catch (err) {
+      this.options.onError(err, target.id);
+    }
   }
 
   private async readDiskSizes(target: ScrapeTarget, into: Map<string, DiskSize>): Promise<void> {

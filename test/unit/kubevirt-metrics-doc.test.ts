@@ -106,7 +106,7 @@ describe('what a scrape writes under KubeVirt\'s names', () => {
     metrics.collectVms({
       node: 'node-a',
       targets: () => targets,
-      readLinks: async () => [{ ifname: 'tap-on', stats64: { rx: { bytes: 1 }, tx: { bytes: 2 } } }],
+      readNetDev: async () => 'tap-on: 1 1 0 0 0 0 0 0 2 1 0 0 0 0 0 0\n',
       memoryOverheadBytes: ({ vcpus }) => (200 + vcpus * 8) * 1024 * 1024,
       migrations: {
         migrationFigures: (id) =>

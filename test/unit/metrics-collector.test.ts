@@ -4,7 +4,6 @@ import { QmpClient } from '../../src/qemu/qmp.js';
 import { AgentMetrics } from '../../src/metrics/agent-metrics.js';
 import { mapBounded, withDeadline } from '../../src/metrics/bounded.js';
 import { migrationFiguresFrom, type MigrationRecordLike } from '../../src/metrics/migration-figures.js';
-import type { IpLinkStats } from '../../src/metrics/netdev.js';
 import type { MigrationFiguresSource, ScrapeTarget } from '../../src/metrics/vmi-collector.js';
 import { FakeQmpServer, type FakeQmpHandler } from '../support/fake-qmp-server.js';
 import { parseMetrics, type MetricLine } from '../support/metrics-text.js';
@@ -65,10 +64,13 @@ const answering =
 /** A QEMU whose monitor accepted the connection and then stopped answering. */
 const hung: FakeQmpHandler = (cmd) => (cmd.execute === 'qmp_capabilities' ? { return: {} } : undefined);
 
-const LINKS: IpLinkStats[] = [
-  { ifname: 'tap-good', stats64: { rx: { bytes: 100, packets: 1, errors: 0, dropped: 0 }, tx: { bytes: 900, packets: 9, errors: 0, dropped: 1 } } },
-  { ifname: 'tap-hung', stats64: { rx: { bytes: 5, packets: 1, errors: 0, dropped: 0 }, tx: { bytes: 6, packets: 1, errors: 0, dropped: 0 } } },
-];
+/** The /proc/<pid>/net/dev of the network namespace the fake QEMUs run in. */
+const NET_DEV = `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    3293      31    0    0    0     0          0         0     3293      31    0    0    0     0       0          0
+tap-good:     100       1    0    0    0     0          0         0      900       9    0    1    0     0       0          0
+tap-hung:       5       1    0    0    0     0          0         0        6       1    0    0    0     0       0          0
+`;
 
 describe('per-VM collector against fake QMP servers', () => {
   const servers: Record<string, FakeQmpServer> = {};
@@ -101,12 +103,12 @@ describe('per-VM collector against fake QMP servers', () => {
   });
   const targets = (): ScrapeTarget[] => [target('good'), target('noballoon'), target('hung'), target('off', { phase: 'Stopped', qemu: undefined, nics: [] })];
 
-  function metricsWith(over: { targets?: () => ScrapeTarget[]; readLinks?: () => Promise<IpLinkStats[]>; migrations?: MigrationFiguresSource } = {}) {
+  function metricsWith(over: { targets?: () => ScrapeTarget[]; readNetDev?: (pid: number) => Promise<string>; migrations?: MigrationFiguresSource } = {}) {
     const metrics = new AgentMetrics();
     metrics.collectVms({
       node: 'node-a',
       targets: over.targets ?? targets,
-      readLinks: over.readLinks ?? (async () => LINKS),
+      readNetDev: over.readNetDev ?? (async () => NET_DEV),
       migrations: over.migrations,
       concurrency: 2,
       vmDeadlineMs: 300,
@@ -203,11 +205,11 @@ describe('per-VM collector against fake QMP servers', () => {
     expect(scrapeErrors(lines)).toBe(0);
   });
 
-  it('a failing TAP listing is one scrape error; the QEMU figures stay', async () => {
+  it('unreadable TAP counters are one scrape error; the QEMU figures stay', async () => {
     const lines = parseMetrics(
       await metricsWith({
         targets: () => [target('good')],
-        readLinks: () => Promise.reject(new Error('ip: no such netns')),
+        readNetDev: () => Promise.reject(new Error("ENOENT: no such file or directory, open '/proc/1234/net/dev'")),
       }).render(),
     );
     expect(lines.filter((l) => l.name.startsWith('kubevirt_vmi_network_'))).toEqual([]);
@@ -224,15 +226,17 @@ describe('per-VM collector against fake QMP servers', () => {
     expect(servers.good!.commandNames()).not.toContain('query-balloon');
   });
 
-  it("asks a QEMU for its vCPU threads once: they do not change while it runs", async () => {
+  it('after its first scrape, a QEMU is sent one query per scrape: vCPU threads do not change, guest-stats only every polling interval', async () => {
     const metrics = metricsWith({ targets: () => [target('good')] });
     const count = (command: string) => servers.good!.commandNames().filter((c) => c === command).length;
-    const [cpus, blocks] = [count('query-cpus-fast'), count('query-blockstats')];
+    const [cpus, blocks, stats] = [count('query-cpus-fast'), count('query-blockstats'), count('qom-get')];
     await metrics.vmi!.collect();
     const second = await metrics.vmi!.collect();
     expect(count('query-cpus-fast')).toBe(cpus + 1);
     expect(count('query-blockstats')).toBe(blocks + 2);
+    expect(count('qom-get')).toBe(stats + 1);
     expect(renderFamilies(second)).toMatch(/kubevirt_vmi_vcpu_seconds_total\{[^}]*name="good"/);
+    expect(renderFamilies(second)).toMatch(/kubevirt_vmi_memory_usable_bytes\{[^}]*name="good"/);
   });
 
   it('scrapes that overlap share one read', async () => {
