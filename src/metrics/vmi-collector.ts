@@ -23,8 +23,9 @@ import { guestMemory, type GuestMemory } from './guest-memory.js';
 import { DiskSizes, type DiskSize } from './disk-size.js';
 import { KUBEVIRT_SERIES, type SeriesKey } from './kubevirt-series.js';
 import { vmiPhase } from './kubevirt-status.js';
-import { NONE, systemInfo, vmFamilySamples } from './vm-family.js';
+import { MACHINE_TYPE, NONE, systemInfo, vmFamilySamples } from './vm-family.js';
 import type { Phase } from '../model/vm.js';
+import type { GuestFigures } from '../model/guest-figures.js';
 import { BALLOON_QOM_PATH, BALLOON_STATS_INTERVAL_SECONDS } from '../model/qemu-ids.js';
 import { readFile } from 'node:fs/promises';
 
@@ -54,6 +55,8 @@ export interface ScrapeTarget {
   diskFiles: readonly { name: string; path: string; format: 'raw' | 'qcow2' }[];
   /** What the guest agent reports, while one is connected. */
   guestOs?: { name: string; versionId: string; kernelRelease: string };
+  /** The guest agent's last figures (file systems, load, architecture), while one is connected. */
+  guest?: GuestFigures;
 }
 
 /**
@@ -343,10 +346,11 @@ export class VmiCollector {
             ...systemInfo(target.labels),
             instance_type: NONE,
             preference: NONE,
-            // From the guest agent, as virt-handler fills them; empty without one.
+            // From the guest agent, as virt-handler fills them; empty without one. KubeVirt's
+            // guest_os_machine is the VMI's machine type, guest_os_arch the guest's `uname -m`.
             guest_os_kernel_release: target.guestOs?.kernelRelease || NONE,
-            guest_os_machine: NONE,
-            guest_os_arch: NONE,
+            guest_os_machine: MACHINE_TYPE,
+            guest_os_arch: target.guest?.arch || NONE,
             guest_os_name: target.guestOs?.name || NONE,
             guest_os_version_id: target.guestOs?.versionId || NONE,
             // No eviction strategy: KubeVirt calls such a VMI evictable.
@@ -364,6 +368,7 @@ export class VmiCollector {
       if (migration) this.addMigration(add, base, namespace, target.id, migration);
       if (!target.qemu) continue;
       add('memDomain', base, target.memoryBytes);
+      if (target.guest) this.addGuestAgent(add, base, target.guest);
       for (const { name, counters } of nics) {
         const labels = { ...base, interface: name };
         for (const [field, rx, tx] of TRAFFIC) {
@@ -391,6 +396,20 @@ export class VmiCollector {
       }
     }
     return FAMILY_KEYS.map((k) => ({ name: KUBEVIRT_SERIES[k].name, help: KUBEVIRT_SERIES[k].help, type: (KUBEVIRT_SERIES[k].exposedType ?? KUBEVIRT_SERIES[k].type) as Family['type'], samples: samples[k] }));
+  }
+
+  /** virt-handler's series from the guest agent: no I/O, what the agent told in its last round. */
+  private addGuestAgent(add: (key: SeriesKey, labels: Labels, value: number) => void, base: Labels, guest: GuestFigures): void {
+    for (const fs of guest.filesystems) {
+      const labels = { ...base, disk_name: fs.device, mount_point: fs.mountPoint, file_system_type: fs.type };
+      add('fsCapacity', labels, fs.totalBytes);
+      add('fsUsed', labels, fs.usedBytes);
+    }
+    if (guest.load) {
+      add('guestLoad1m', base, guest.load.load1m);
+      add('guestLoad5m', base, guest.load.load5m);
+      add('guestLoad15m', base, guest.load.load15m);
+    }
   }
 
   /** virt-handler's figures of the stream, and virt-controller's outcome and times with its labels. */

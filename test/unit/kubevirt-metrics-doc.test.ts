@@ -99,7 +99,20 @@ describe('what a scrape writes under KubeVirt\'s names', () => {
       diskFiles: [{ name: 'root', path: disk, format: 'raw' as const }],
     };
     const targets: ScrapeTarget[] = [
-      { ...base, id: 'on', labels: { 'vmlet.io/namespace': 'team-a' }, phase: 'Running', cpuLimitCores: 1.5, qemu: { pid: process.pid, qmp }, nics: [{ name: 'eth0', tap: 'tap-on' }] },
+      {
+        ...base,
+        id: 'on',
+        labels: { 'vmlet.io/namespace': 'team-a' },
+        phase: 'Running',
+        cpuLimitCores: 1.5,
+        qemu: { pid: process.pid, qmp },
+        nics: [{ name: 'eth0', tap: 'tap-on' }],
+        guest: {
+          arch: 'x86_64',
+          filesystems: [{ device: 'vda1', mountPoint: '/', type: 'ext4', totalBytes: 2e9, usedBytes: 1e9 }],
+          load: { load1m: 0.5, load5m: 0.25, load15m: 0.125 },
+        },
+      },
       { ...base, id: 'off', labels: {}, phase: 'Stopped', nics: [] },
     ];
     const metrics = new AgentMetrics();

@@ -128,6 +128,46 @@ describe('per-VM collector against fake QMP servers', () => {
     ]);
   });
 
+  it('guest-agent series: file systems and load for VMs whose agent answered, from its last round, also when QMP hangs', async () => {
+    const guest = {
+      arch: 'x86_64',
+      filesystems: [
+        { device: 'vda1', mountPoint: '/', type: 'ext4', totalBytes: 2_000_000_000, usedBytes: 1_200_000_000 },
+        { device: 'vda15', mountPoint: '/boot/efi', type: 'vfat', totalBytes: 130_000_000, usedBytes: 6_000_000 },
+      ],
+      load: { load1m: 1.5, load5m: 0.75, load15m: 0.25 },
+    };
+    const metrics = metricsWith({
+      targets: () => [
+        target('good', { guest }),
+        // An agent without guest-get-load (qemu-ga before 10.0).
+        target('hung', { guest: { arch: 'aarch64', filesystems: guest.filesystems.slice(0, 1) } }),
+        target('noballoon'),
+      ],
+    });
+    const lines = parseMetrics(await metrics.render());
+    const fs = (name: string) => series(lines, name).map((l) => [l.labels.name, l.labels.disk_name, l.labels.mount_point, l.labels.file_system_type, l.value]);
+    expect(fs('kubevirt_vmi_filesystem_capacity_bytes')).toEqual([
+      ['good', 'vda1', '/', 'ext4', 2_000_000_000],
+      ['good', 'vda15', '/boot/efi', 'vfat', 130_000_000],
+      ['hung', 'vda1', '/', 'ext4', 2_000_000_000],
+    ]);
+    expect(fs('kubevirt_vmi_filesystem_used_bytes')).toEqual([
+      ['good', 'vda1', '/', 'ext4', 1_200_000_000],
+      ['good', 'vda15', '/boot/efi', 'vfat', 6_000_000],
+      ['hung', 'vda1', '/', 'ext4', 1_200_000_000],
+    ]);
+    for (const [window, value] of [['1m', 1.5], ['5m', 0.75], ['15m', 0.25]] as const) {
+      expect(series(lines, `kubevirt_vmi_guest_load_${window}`).map((l) => [l.labels.name, l.labels.namespace, l.value])).toEqual([['good', 'default', value]]);
+    }
+    const info = series(lines, 'kubevirt_vmi_info').map((l) => [l.labels.name, l.labels.guest_os_arch, l.labels.guest_os_machine]);
+    expect(info).toEqual([
+      ['good', 'x86_64', 'q35'],
+      ['hung', 'aarch64', 'q35'],
+      ['noballoon', '', 'q35'],
+    ]);
+  });
+
   it('a VM whose QMP never answers costs only its own series and one scrape error per scrape', async () => {
     const metrics = metricsWith();
     const started = Date.now();
