@@ -122,6 +122,14 @@ export const KUBEVIRT_SERIES = series({
       'vmi_pod',
     ],
   },
+  statusAddresses: {
+    name: 'kubevirt_vmi_status_addresses',
+    type: 'gauge',
+    help:
+      "The addresses of a VirtualMachineInstance. This metric provides the address of an available network interface associated with the VMI in the 'address' label, " +
+      "and about the type of address, such as internal IP, in the 'type' label.",
+    labels: [...VMI, 'vnic_name', 'interface_name', 'address', 'type'],
+  },
   launcherOverhead: {
     name: 'kubevirt_vmi_launcher_memory_overhead_bytes',
     type: 'gauge',

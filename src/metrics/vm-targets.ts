@@ -21,10 +21,11 @@ export function scrapeTargets(manager: VmManager): ScrapeTarget[] {
       lastTransitionAt: status.lastTransitionAt,
       // A closed QMP connection is a QEMU that exited; the manager has not processed it yet.
       ...(machine && !machine.closed ? { qemu: { pid: machine.pid, qmp: querier(machine) } } : {}),
-      nics: status.nics.map((n) => ({ name: n.name, tap: n.tap })),
+      nics: status.nics.map((n) => ({ name: n.name, tap: n.tap, mac: n.mac })),
       disks: spec.disks.map((d) => d.name),
       diskFiles: status.disks.map((d) => ({ name: d.name, path: d.path, format: d.format })),
       ...(status.guest?.agentConnected ? { guestOs: { name: status.guest.osName, versionId: status.guest.osVersion, kernelRelease: status.guest.kernelRelease } } : {}),
+      ...(status.guest?.agentConnected ? { guestInterfaces: status.guest.interfaces } : {}),
       ...guestFigures(machine, status.guest?.agentConnected),
     });
   }

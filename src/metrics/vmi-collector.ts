@@ -17,6 +17,7 @@ import { DEFAULT_METRICS_NAMESPACE, vmLabelSet, vmNamespace } from './labels.js'
 import { CLOCK_TICKS_PER_SECOND, readProcStat, readResidentBytes, readThreadCpu, readThreadWaitSeconds } from './procfs.js';
 import { guestCountersByTap, type GuestNicCounters, type Traffic } from './netdev.js';
 import { GuestStatsCache } from './guest-stats-cache.js';
+import { vmiAddresses, type AgentInterface } from './vmi-addresses.js';
 import { driveCounters, type DriveCounters } from './blockstats.js';
 import { mapBounded, withDeadline } from './bounded.js';
 import { guestMemory, type GuestMemory } from './guest-memory.js';
@@ -48,13 +49,15 @@ export interface ScrapeTarget {
   lastTransitionAt: string;
   /** Present while the VM has a QEMU process with a QMP connection. */
   qemu?: { pid: number; qmp: QmpQuerier };
-  nics: readonly { name: string; tap: string }[];
+  nics: readonly { name: string; tap: string; mac: string }[];
   /** Disk names of the spec. */
   disks: readonly string[];
   /** The files QEMU opens for them (the status's disks). */
   diskFiles: readonly { name: string; path: string; format: 'raw' | 'qcow2' }[];
   /** What the guest agent reports, while one is connected. */
   guestOs?: { name: string; versionId: string; kernelRelease: string };
+  /** The guest's interfaces as the agent reports them (no loopback), while one is connected. */
+  guestInterfaces?: readonly AgentInterface[];
   /** The guest agent's last figures (file systems, load, architecture), while one is connected. */
   guest?: GuestFigures;
 }
@@ -367,6 +370,7 @@ export class VmiCollector {
       const migration = this.migrations?.migrationFigures(target.id);
       if (migration) this.addMigration(add, base, namespace, target.id, migration);
       if (!target.qemu) continue;
+      for (const a of vmiAddresses(target.nics, target.guestInterfaces ?? [])) add('statusAddresses', { ...base, ...a }, 1);
       add('memDomain', base, target.memoryBytes);
       if (target.guest) this.addGuestAgent(add, base, target.guest);
       for (const { name, counters } of nics) {

@@ -106,7 +106,8 @@ describe('what a scrape writes under KubeVirt\'s names', () => {
         phase: 'Running',
         cpuLimitCores: 1.5,
         qemu: { pid: process.pid, qmp },
-        nics: [{ name: 'eth0', tap: 'tap-on' }],
+        nics: [{ name: 'eth0', tap: 'tap-on', mac: '02:00:00:00:00:01' }],
+        guestInterfaces: [{ name: 'enp1s0', mac: '02:00:00:00:00:01', ipAddresses: ['10.0.0.5'] }],
         guest: {
           arch: 'x86_64',
           filesystems: [{ device: 'vda1', mountPoint: '/', type: 'ext4', totalBytes: 2e9, usedBytes: 1e9 }],

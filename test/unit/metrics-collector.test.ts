@@ -96,7 +96,7 @@ describe('per-VM collector against fake QMP servers', () => {
     createdAt: '2026-01-02T03:04:05.678Z',
     lastTransitionAt: '2026-01-02T03:05:00.000Z',
     qemu: { pid: process.pid, qmp: clients[id]! },
-    nics: [{ name: 'eth0', tap: `tap-${id}` }],
+    nics: [{ name: 'eth0', tap: `tap-${id}`, mac: '02:00:00:00:00:01' }],
     disks: ['root'],
     diskFiles: [],
     ...over,
@@ -168,6 +168,29 @@ describe('per-VM collector against fake QMP servers', () => {
     ]);
   });
 
+  it('kubevirt_vmi_status_addresses: each NIC with the IP the agent reports for its MAC, and the guest-only interfaces', async () => {
+    const metrics = metricsWith({
+      targets: () => [
+        target('good', {
+          guestInterfaces: [
+            { name: 'enp1s0', mac: '02:00:00:00:00:01', ipAddresses: ['10.0.0.5', 'fe80::1'] },
+            { name: 'docker0', mac: '02:42:00:00:00:01', ipAddresses: ['172.17.0.1'] },
+            { name: 'dummy0', mac: '', ipAddresses: [] },
+          ],
+        }),
+        target('noballoon'),
+      ],
+    });
+    const lines = series(parseMetrics(await metrics.render()), 'kubevirt_vmi_status_addresses');
+    expect(lines.map((l) => [l.labels.name, l.labels.vnic_name, l.labels.interface_name, l.labels.address, l.labels.type, l.value])).toEqual([
+      ['good', 'eth0', 'enp1s0', '10.0.0.5', 'ExternalInterface', 1],
+      ['good', '', 'docker0', '172.17.0.1', 'ExternalInterface', 1],
+      ['good', '', 'dummy0', '', 'SystemInterface', 1],
+      // Without an agent KubeVirt still lists the spec's interface, without an address.
+      ['noballoon', 'eth0', '', '', 'SystemInterface', 1],
+    ]);
+  });
+
   it('a VM whose QMP never answers costs only its own series and one scrape error per scrape', async () => {
     const metrics = metricsWith();
     const started = Date.now();
@@ -198,6 +221,7 @@ describe('per-VM collector against fake QMP servers', () => {
         'kubevirt_vmi_info',
         'kubevirt_vmi_non_evictable',
         'kubevirt_vmi_memory_domain_bytes',
+        'kubevirt_vmi_status_addresses',
         // TAP counters come from the kernel, not from QEMU: they stay.
         ...['receive', 'transmit'].flatMap((d) => ['bytes', 'packets', 'errors', 'packets_dropped'].map((k) => `kubevirt_vmi_network_${d}_${k}_total`)),
       ].sort(),
