@@ -55,8 +55,7 @@ const TARGETS = { listVmsP50Ms: 5, metricsMs: 250, restartAllAdoptedMs: 1000 } a
 const QMP_SERIES: Record<string, string> = {
   'query-cpus-fast': 'kubevirt_vmi_vcpu_seconds_total, kubevirt_vmi_vcpu_delay_seconds_total (vCPU thread ids)',
   'query-blockstats': 'kubevirt_vmi_storage_* (drives)',
-  'query-balloon': 'kubevirt_vmi_memory_actual_balloon_bytes',
-  'qom-get': 'kubevirt_vmi_memory_{available,usable,unused,cached}_bytes, swap, page faults (balloon guest-stats)',
+  'qom-get': 'kubevirt_vmi_memory_{available,usable,unused,cached}_bytes, swap, page faults (balloon guest-stats, at most every 10 s, behind the scrape)',
 };
 
 function vmCount(): number {
