@@ -26,7 +26,7 @@ const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_req
 const SCRAPE_ERROR_LOG_INTERVAL_MS = 60_000;
 
 export type ScrapeOptions = Pick<VmiCollectorOptions, 'node'> &
-  Partial<Pick<VmiCollectorOptions, 'namespace' | 'readNetDev' | 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs' | 'guestStatsMaxAgeMs' | 'memoryOverheadBytes'>>;
+  Partial<Pick<VmiCollectorOptions, 'namespace' | 'readNetDev' | 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs' | 'qmpPollMs' | 'memoryOverheadBytes'>>;
 
 /** vmlet's own series (gRPC calls, QMP commands, operations, VMs by phase, build info) and, once a manager is watched, the per-VM series. */
 export class AgentMetrics {

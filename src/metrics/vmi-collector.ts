@@ -4,19 +4,19 @@
  *
  * One scrape: a list of targets (what the VM manager knows, no I/O), then each VM read with
  * bounded concurrency and a per-VM deadline: its disks' sizes (cached while the files do not
- * change) and, with a QEMU, one QMP query (`query-blockstats`; `query-cpus-fast` only on the
- * first scrape of a QEMU, the balloon's `guest-stats` through GuestStatsCache), /proc (stat,
- * status, the vCPU threads' schedstat and sched, and net/dev for the TAP counters) and what the
- * guest agent last told (no I/O). A VM whose figures cannot be read in time loses its QEMU and
- * /proc series for this scrape and counts one scrape error; the scrape itself goes on. Only
- * queries are sent: a scrape never changes a VM.
+ * change) and, with a QEMU, what the last QMP poll of it read (QmpPoll: `query-blockstats` and
+ * the balloon's `guest-stats` every 10 s; only a QEMU's first scrape waits for a read), /proc
+ * (stat, status, the vCPU threads' schedstat and sched, and net/dev for the TAP counters) and
+ * what the guest agent last told (no I/O). A VM whose figures cannot be read in time loses its
+ * QEMU and /proc series for this scrape and counts one scrape error; the scrape itself goes on.
+ * Only queries are sent: a scrape never changes a VM.
  */
 import type { Family, Labels, Sample } from './exposition.js';
 import { renderFamilies } from './exposition.js';
 import { DEFAULT_METRICS_NAMESPACE, vmLabelSet, vmNamespace } from './labels.js';
 import { CLOCK_TICKS_PER_SECOND, readProcStat, readResidentBytes, readThreadCpu, readThreadWaitSeconds } from './procfs.js';
 import { guestCountersByTap, type GuestNicCounters, type Traffic } from './netdev.js';
-import { GuestStatsCache } from './guest-stats-cache.js';
+import { QmpPoll } from './qmp-poll.js';
 import { vmiAddresses, type AgentInterface } from './vmi-addresses.js';
 import { driveCounters, type DriveCounters } from './blockstats.js';
 import { mapBounded, withDeadline } from './bounded.js';
@@ -121,14 +121,17 @@ export interface VmiCollectorOptions {
   vmDeadlineMs?: number;
   /** Each QMP query. Default 1000 ms. */
   qmpTimeoutMs?: number;
-  /** How old the balloon's guest-stats may be before a scrape asks again; default QEMU's polling interval. */
-  guestStatsMaxAgeMs?: number;
+  /** How often each QEMU's monitor is polled for the figures a scrape shows; default QEMU's guest-stats polling interval. */
+  qmpPollMs?: number;
   /** The memory a VM's cell allows beyond its guest's; absent without cells (no overhead series). */
   memoryOverheadBytes?: (spec: { memoryMib: number; vcpus: number }) => number;
 }
 
 /** VMs a scrape reads at once: it then takes about as long as its slowest VM, not rounds of them. */
 export const DEFAULT_SCRAPE_CONCURRENCY = 64;
+
+/** A QEMU no scrape asked for in this long is polled no more (until the next scrape). */
+const QMP_POLL_IDLE_MS = 5 * 60_000;
 
 const MIB = 1024 * 1024;
 
@@ -139,38 +142,45 @@ type VcpuThread = { 'cpu-index': number; 'thread-id': number };
 /** A QMP error answer (as opposed to a timeout or a closed connection): the VM simply lacks the thing. */
 const isQmpAnswer = (err: unknown): boolean => typeof (err as { qmpClass?: unknown }).qmpClass === 'string';
 
+/** What a poll reads from a QEMU's monitor (QmpPoll). */
+interface QmpFigures {
+  cpus: VcpuThread[];
+  blockstats: unknown;
+  guestStats: unknown;
+}
+
 /**
- * Reads one VM's QEMU and /proc figures. Throws on anything missing. A QEMU answers its monitor
- * one command at a time, beside its vCPUs, and a busy one takes a time slice per command: a scrape
- * sends it one query. `knownVcpus` (a QEMU's vCPU threads never change: vmlet hot-plugs no vCPU)
- * spares `query-cpus-fast` after its first scrape, and the guest statistics come from `guestStats`.
+ * The poll of one QEMU: `query-blockstats` and the balloon's `guest-stats`, and on its first read
+ * `query-cpus-fast` (a QEMU's vCPU threads never change: vmlet hot-plugs no vCPU).
  */
-async function readVmFigures(
-  target: ScrapeTarget,
-  qmpTimeoutMs: number,
-  guestStats: GuestStatsCache,
-  knownVcpus?: VcpuThread[],
-): Promise<VmFigures & { vcpuThreads: VcpuThread[] }> {
+function qmpReader(qmp: QmpQuerier, qmpTimeoutMs: number): () => Promise<QmpFigures> {
+  const opts = { timeoutMs: qmpTimeoutMs };
+  let cpus: VcpuThread[] | undefined;
+  return async () => {
+    const [c, blockstats, guestStats] = await Promise.all([
+      cpus ?? qmp.execute<VcpuThread[]>('query-cpus-fast', undefined, opts),
+      qmp.execute<unknown>('query-blockstats', undefined, opts),
+      // A VM without the balloon device (started by an older vmlet) has no guest-stats: no memory series.
+      qmp.execute<unknown>('qom-get', { path: BALLOON_QOM_PATH, property: 'guest-stats' }, opts).catch((err: unknown) => {
+        if (isQmpAnswer(err)) return undefined;
+        throw err;
+      }),
+    ]);
+    cpus = c;
+    return { cpus: c, blockstats, guestStats };
+  };
+}
+
+/** One VM's figures: its QEMU's from the poll, /proc's read now. Throws on anything missing. */
+async function readVmFigures(target: ScrapeTarget, poll: QmpPoll<QmpFigures>, qmpTimeoutMs: number): Promise<VmFigures> {
   const qemu = target.qemu;
   if (!qemu) throw new Error(`VM ${target.id} has no QEMU`);
   const { pid, qmp } = qemu;
-  const opts = { timeoutMs: qmpTimeoutMs };
-  const key = `${target.id}/${pid}`;
-  // A VM without the balloon device (started by an older vmlet) has no guest-stats: no memory series.
-  const readGuestStats = (): Promise<unknown> =>
-    qmp.execute<unknown>('qom-get', { path: BALLOON_QOM_PATH, property: 'guest-stats' }, opts).catch((err: unknown) => {
-      if (isQmpAnswer(err)) return undefined;
-      throw err;
-    });
-  const [cpus, blockstats, stats, stat, residentBytes] = await Promise.all([
-    knownVcpus ?? qmp.execute<VcpuThread[]>('query-cpus-fast', undefined, opts),
-    qmp.execute<unknown>('query-blockstats', undefined, opts),
-    guestStats.get(key, readGuestStats),
+  const [{ cpus, blockstats, guestStats }, stat, residentBytes] = await Promise.all([
+    poll.get(`${target.id}/${pid}`, qmpReader(qmp, qmpTimeoutMs)),
     readProcStat(pid),
     readResidentBytes(pid),
   ]);
-  // Behind this scrape's own query, not before it in the monitor's queue.
-  guestStats.refreshIfStale(key, readGuestStats);
   const vcpus = await Promise.all(
     cpus.map(async (c): Promise<VcpuFigures> => {
       const [t, waitSeconds] = await Promise.all([readThreadCpu(pid, c['thread-id']), readThreadWaitSeconds(pid, c['thread-id']).catch(() => undefined)]);
@@ -182,7 +192,7 @@ async function readVmFigures(
       };
     }),
   );
-  const memory = guestMemory(stats);
+  const memory = guestMemory(guestStats);
   return {
     cpuUserSeconds: stat.utimeTicks / CLOCK_TICKS_PER_SECOND,
     cpuSystemSeconds: stat.stimeTicks / CLOCK_TICKS_PER_SECOND,
@@ -190,10 +200,9 @@ async function readVmFigures(
     residentBytes,
     // vmlet never inflates the balloon, so its size is the guest's memory: no query-balloon
     // round trip, which a busy QEMU answers only between its vCPU's time slices.
-    ...(stats === undefined ? {} : { balloonActualBytes: target.memoryBytes }),
+    ...(guestStats === undefined ? {} : { balloonActualBytes: target.memoryBytes }),
     ...(memory === undefined ? {} : { guestMemory: memory }),
     drives: driveCounters(blockstats, target.disks),
-    vcpuThreads: cpus,
   };
 }
 
@@ -244,10 +253,8 @@ export class VmiCollector {
   private readonly qmpTimeoutMs: number;
   private readonly namespace: string;
   private inFlight: Promise<Family[]> | undefined;
-  /** vCPU threads by VM and QEMU pid, from the first scrape of that QEMU. */
-  private readonly vcpuThreads = new Map<string, VcpuThread[]>();
   private readonly diskSizes = new DiskSizes();
-  private readonly guestStats: GuestStatsCache;
+  private readonly qmpPoll: QmpPoll<QmpFigures>;
   private readonly readNetDev: (pid: number) => Promise<string>;
   migrations: MigrationFiguresSource | undefined;
 
@@ -256,7 +263,8 @@ export class VmiCollector {
     this.vmDeadlineMs = options.vmDeadlineMs ?? 2000;
     this.qmpTimeoutMs = options.qmpTimeoutMs ?? 1000;
     this.namespace = options.namespace ?? DEFAULT_METRICS_NAMESPACE;
-    this.guestStats = new GuestStatsCache(options.guestStatsMaxAgeMs ?? BALLOON_STATS_INTERVAL_SECONDS * 1000);
+    const pollMs = options.qmpPollMs ?? BALLOON_STATS_INTERVAL_SECONDS * 1000;
+    this.qmpPoll = new QmpPoll(pollMs, Math.max(QMP_POLL_IDLE_MS, 2 * pollMs));
     this.readNetDev = options.readNetDev ?? ((pid) => readFile(`/proc/${pid}/net/dev`, 'utf8'));
     this.migrations = options.migrations;
   }
@@ -276,11 +284,15 @@ export class VmiCollector {
     return renderFamilies(await this.collect());
   }
 
+  /** Ends the QMP polls; the daemon need not (their timers do not keep the process up). */
+  stop(): void {
+    this.qmpPoll.stop();
+  }
+
   private async read(): Promise<Family[]> {
     const targets = this.options.targets().sort((a, b) => a.id.localeCompare(b.id));
     const running = new Set(targets.flatMap((t) => (t.qemu ? [`${t.id}/${t.qemu.pid}`] : [])));
-    for (const key of this.vcpuThreads.keys()) if (!running.has(key)) this.vcpuThreads.delete(key);
-    this.guestStats.keepOnly(running);
+    this.qmpPoll.keepOnly(running);
     this.diskSizes.keepOnly(new Set(targets.flatMap((t) => t.diskFiles.map((d) => d.path))));
     const results = await mapBounded(targets, this.concurrency, async (target): Promise<VmResult> => {
       const namespace = this.namespaceOf(target.labels);
@@ -289,7 +301,7 @@ export class VmiCollector {
       await Promise.all([
         withDeadline(this.readDiskSizes(target, result.diskSizes), this.vmDeadlineMs, `reading the disk sizes of VM ${target.id}`).catch((err: unknown) => this.options.onError(err, target.id)),
         qemu && target.nics.length > 0 ? this.readNics(target, qemu.pid, result) : undefined,
-        qemu ? this.readFigures(target, qemu.pid, result) : undefined,
+        qemu ? this.readFigures(target, result) : undefined,
       ]);
       return result;
     });
@@ -309,16 +321,9 @@ export class VmiCollector {
     }
   }
 
-  private async readFigures(target: ScrapeTarget, pid: number, into: VmResult): Promise<void> {
-    const key = `${target.id}/${pid}`;
+  private async readFigures(target: ScrapeTarget, into: VmResult): Promise<void> {
     try {
-      const { vcpuThreads, ...figures } = await withDeadline(
-        readVmFigures(target, this.qmpTimeoutMs, this.guestStats, this.vcpuThreads.get(key)),
-        this.vmDeadlineMs,
-        `reading VM ${target.id}`,
-      );
-      this.vcpuThreads.set(key, vcpuThreads);
-      into.figures = figures;
+      into.figures = await withDeadline(readVmFigures(target, this.qmpPoll, this.qmpTimeoutMs), this.vmDeadlineMs, `reading VM ${target.id}`);
     } catch (err) {
       this.options.onError(err, target.id);
     }

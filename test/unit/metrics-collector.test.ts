@@ -8,6 +8,7 @@ import type { MigrationFiguresSource, ScrapeTarget } from '../../src/metrics/vmi
 import { FakeQmpServer, type FakeQmpHandler } from '../support/fake-qmp-server.js';
 import { parseMetrics, type MetricLine } from '../support/metrics-text.js';
 import { promtoolCheckMetrics } from '../support/prometheus.js';
+import { until } from '../support/poll.js';
 
 
 const series = (lines: MetricLine[], name: string, vm?: string) => lines.filter((l) => l.name === name && (vm === undefined || l.labels.name === vm));
@@ -103,13 +104,14 @@ describe('per-VM collector against fake QMP servers', () => {
   });
   const targets = (): ScrapeTarget[] => [target('good'), target('noballoon'), target('hung'), target('off', { phase: 'Stopped', qemu: undefined, nics: [] })];
 
-  function metricsWith(over: { targets?: () => ScrapeTarget[]; readNetDev?: (pid: number) => Promise<string>; migrations?: MigrationFiguresSource } = {}) {
+  function metricsWith(over: { targets?: () => ScrapeTarget[]; readNetDev?: (pid: number) => Promise<string>; migrations?: MigrationFiguresSource; qmpPollMs?: number } = {}) {
     const metrics = new AgentMetrics();
     metrics.collectVms({
       node: 'node-a',
       targets: over.targets ?? targets,
       readNetDev: over.readNetDev ?? (async () => NET_DEV),
       migrations: over.migrations,
+      ...(over.qmpPollMs === undefined ? {} : { qmpPollMs: over.qmpPollMs }),
       concurrency: 2,
       vmDeadlineMs: 300,
       // Far beyond the VM deadline: only the per-VM deadline can keep the scrape short.
@@ -290,17 +292,42 @@ describe('per-VM collector against fake QMP servers', () => {
     expect(servers.good!.commandNames()).not.toContain('query-balloon');
   });
 
-  it('after its first scrape, a QEMU is sent one query per scrape: vCPU threads do not change, guest-stats only every polling interval', async () => {
+  it('only the first scrape of a QEMU waits for QMP; later ones show what the poll read, the vCPU threads asked once', async () => {
     const metrics = metricsWith({ targets: () => [target('good')] });
     const count = (command: string) => servers.good!.commandNames().filter((c) => c === command).length;
     const [cpus, blocks, stats] = [count('query-cpus-fast'), count('query-blockstats'), count('qom-get')];
     await metrics.vmi!.collect();
+    expect([count('query-cpus-fast'), count('query-blockstats'), count('qom-get')]).toEqual([cpus + 1, blocks + 1, stats + 1]);
     const second = await metrics.vmi!.collect();
-    expect(count('query-cpus-fast')).toBe(cpus + 1);
-    expect(count('query-blockstats')).toBe(blocks + 2);
-    expect(count('qom-get')).toBe(stats + 1);
+    // The poll interval (10 s) has not passed: nothing more was sent.
+    expect([count('query-cpus-fast'), count('query-blockstats'), count('qom-get')]).toEqual([cpus + 1, blocks + 1, stats + 1]);
     expect(renderFamilies(second)).toMatch(/kubevirt_vmi_vcpu_seconds_total\{[^}]*name="good"/);
     expect(renderFamilies(second)).toMatch(/kubevirt_vmi_memory_usable_bytes\{[^}]*name="good"/);
+    expect(renderFamilies(second)).toMatch(/kubevirt_vmi_storage_iops_read_total\{[^}]*name="good"[^}]*\} 7/);
+    metrics.vmi!.stop();
+  });
+
+  it('the poll keeps reading each QEMU at its interval, and a scrape shows its latest figures', async () => {
+    let reads = 0;
+    const server = await FakeQmpServer.start({
+      handler: (cmd, conn) =>
+        cmd.execute === 'query-blockstats'
+          ? { return: [{ device: '', qdev: '/machine/peripheral/disk-root/virtio-backend', stats: { rd_operations: ++reads } }] }
+          : answering(true)(cmd, conn),
+    });
+    const qmp = await QmpClient.connect(server.path);
+    try {
+      const metrics = metricsWith({ targets: () => [target('good', { qemu: { pid: process.pid, qmp } })], qmpPollMs: 20 });
+      const iops = async () => series(parseMetrics(await metrics.render()), 'kubevirt_vmi_storage_iops_read_total')[0]!.value;
+      expect(await iops()).toBe(1);
+      await until('the poll read again', async () => (reads >= 3 ? true : undefined), 10_000, 10);
+      expect(await iops()).toBeGreaterThanOrEqual(3);
+      expect(server.commandNames().filter((c) => c === 'query-cpus-fast')).toHaveLength(1);
+      metrics.vmi!.stop();
+    } finally {
+      qmp.close();
+      await server.stop();
+    }
   });
 
   it('scrapes that overlap share one read', async () => {
