@@ -51,11 +51,10 @@ const READY_LINE = 'VMLET-GUEST-READY';
 const SPIN = 'while :; do :; done';
 const TARGETS = { listVmsP50Ms: 5, metricsMs: 250, restartAllAdoptedMs: 1000 } as const;
 
-/** Which series each QMP query of a scrape feeds (src/metrics/vmi-collector.ts). */
+/** Which series each QMP query of the metrics poll feeds (src/metrics/vmi-collector.ts, qmp-poll.ts: every 10 s per QEMU, not per scrape). */
 const QMP_SERIES: Record<string, string> = {
   'query-cpus-fast': 'kubevirt_vmi_vcpu_seconds_total, kubevirt_vmi_vcpu_delay_seconds_total (vCPU thread ids)',
   'query-blockstats': 'kubevirt_vmi_storage_* (drives)',
-  'query-balloon': 'kubevirt_vmi_memory_actual_balloon_bytes',
   'qom-get': 'kubevirt_vmi_memory_{available,usable,unused,cached}_bytes, swap, page faults (balloon guest-stats)',
 };
 

@@ -23,7 +23,6 @@ import { ImageRoots } from './storage/image-roots.js';
 import { systemClock } from './vm/ports.js';
 import { VmManager } from './vm/manager.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
-import type { IpLinkStats } from './metrics/netdev.js';
 import { Readiness, selfCheckTarget } from './metrics/readiness.js';
 import { migrationFiguresFrom } from './metrics/migration-figures.js';
 import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, migrationAgentServiceDefinition, imageServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
@@ -140,7 +139,6 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   metrics.watchManager(manager, {
     node: config.nodeName,
     namespace: config.metricsNamespace,
-    readLinks: () => ip.json<IpLinkStats[]>(['-s', 'link', 'show']),
     ...(cells ? { memoryOverheadBytes: (spec) => cells.overheadBytes(spec) } : {}),
   });
   const migration = setUpMigration(manager, config);

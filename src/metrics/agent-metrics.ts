@@ -25,7 +25,8 @@ const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_req
 /** A VM that keeps failing is logged once a minute, not on every scrape. */
 const SCRAPE_ERROR_LOG_INTERVAL_MS = 60_000;
 
-export type ScrapeOptions = Pick<VmiCollectorOptions, 'node' | 'readLinks'> & Partial<Pick<VmiCollectorOptions, 'namespace' | 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs' | 'memoryOverheadBytes'>>;
+export type ScrapeOptions = Pick<VmiCollectorOptions, 'node'> &
+  Partial<Pick<VmiCollectorOptions, 'namespace' | 'readNetDev' | 'concurrency' | 'vmDeadlineMs' | 'qmpTimeoutMs' | 'qmpPollMs' | 'memoryOverheadBytes'>>;
 
 /** vmlet's own series (gRPC calls, QMP commands, operations, VMs by phase, build info) and, once a manager is watched, the per-VM series. */
 export class AgentMetrics {
@@ -73,7 +74,7 @@ export class AgentMetrics {
     labelNames: ['bound'],
     registers: [this.registry],
   });
-  readonly scrapeErrors = new Counter({ name: 'vmlet_scrape_errors_total', help: 'VMs (or the TAP listing) whose figures could not be read during a scrape.', registers: [this.registry] });
+  readonly scrapeErrors = new Counter({ name: 'vmlet_scrape_errors_total', help: 'Reads of a VM (QEMU and /proc figures, TAP counters, disk sizes) that failed during a scrape.', registers: [this.registry] });
   readonly quarantined = new Counter({
     name: 'vmlet_vm_quarantined_total',
     help: 'VM directories moved aside to <state-dir>/quarantine at startup because their spec could not be read.',
@@ -86,7 +87,7 @@ export class AgentMetrics {
   readonly stopCountingBounds: () => void;
   /** Per-VM series; set by watchManager. */
   vmi: VmiCollector | undefined;
-  /** When a VM's (or, under '', the TAP listing's) failure was last logged. */
+  /** When a VM's failure was last logged. */
   private readonly scrapeErrorLogged = new Map<string, number>();
   /** Each VM's current run (a VMI in KubeVirt's terms): when it began, its VMI phase and since when (performance.now()). */
   private readonly runs = new Map<string, { started: number; phase: string; since: number }>();
@@ -189,12 +190,10 @@ export class AgentMetrics {
       ...options,
       onError: (err, vm) => {
         this.scrapeErrors.inc();
-        const key = vm ?? '';
         const now = Date.now();
-        if (!log || now - (lastLogged.get(key) ?? -Infinity) < SCRAPE_ERROR_LOG_INTERVAL_MS) return;
-        lastLogged.set(key, now);
-        const what = vm === undefined ? 'TAP counters' : 'VM figures';
-        log.warn({ ...(vm === undefined ? {} : { vm }), error: errorMessage(err) }, `metrics: could not read ${what} (logged at most once a minute)`);
+        if (!log || now - (lastLogged.get(vm) ?? -Infinity) < SCRAPE_ERROR_LOG_INTERVAL_MS) return;
+        lastLogged.set(vm, now);
+        log.warn({ vm, error: errorMessage(err) }, 'metrics: could not read VM figures (logged at most once a minute)');
       },
     });
     this.vmi = collector;

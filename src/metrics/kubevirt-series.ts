@@ -28,6 +28,10 @@ const VMI = ['node', 'namespace', 'name'] as const;
 /** virt-controller's labels of the VM family. */
 const VM = ['name', 'namespace'] as const;
 
+const guestLoadHelp = (over: string): string =>
+  `Guest system load average over ${over} as reported by the guest agent. Load is defined as the number of processes in the runqueue or waiting for disk I/O. ` +
+  'Requires qemu-guest-agent version 10.0.0 or above.';
+
 const series = <K extends string>(table: Record<K, KubevirtSeries>): Record<K, KubevirtSeries> => table;
 
 export const KUBEVIRT_SERIES = series({
@@ -117,6 +121,14 @@ export const KUBEVIRT_SERIES = series({
       'outdated',
       'vmi_pod',
     ],
+  },
+  statusAddresses: {
+    name: 'kubevirt_vmi_status_addresses',
+    type: 'gauge',
+    help:
+      "The addresses of a VirtualMachineInstance. This metric provides the address of an available network interface associated with the VMI in the 'address' label, " +
+      "and about the type of address, such as internal IP, in the 'type' label.",
+    labels: [...VMI, 'vnic_name', 'interface_name', 'address', 'type'],
   },
   launcherOverhead: {
     name: 'kubevirt_vmi_launcher_memory_overhead_bytes',
@@ -269,6 +281,21 @@ export const KUBEVIRT_SERIES = series({
   writeTimes: { name: 'kubevirt_vmi_storage_write_times_seconds_total', type: 'counter', help: 'Total time spent on write operations.', labels: [...VMI, 'drive'] },
   flushRequests: { name: 'kubevirt_vmi_storage_flush_requests_total', type: 'counter', help: 'Total storage flush requests.', labels: [...VMI, 'drive'] },
   flushTimes: { name: 'kubevirt_vmi_storage_flush_times_seconds_total', type: 'counter', help: 'Total time spent on cache flushing.', labels: [...VMI, 'drive'] },
+  fsCapacity: {
+    name: 'kubevirt_vmi_filesystem_capacity_bytes',
+    type: 'gauge',
+    help: 'Total VM filesystem capacity in bytes.',
+    labels: [...VMI, 'disk_name', 'mount_point', 'file_system_type'],
+  },
+  fsUsed: {
+    name: 'kubevirt_vmi_filesystem_used_bytes',
+    type: 'gauge',
+    help: 'Used VM filesystem capacity in bytes.',
+    labels: [...VMI, 'disk_name', 'mount_point', 'file_system_type'],
+  },
+  guestLoad1m: { name: 'kubevirt_vmi_guest_load_1m', type: 'gauge', help: guestLoadHelp('1 minute'), labels: VMI },
+  guestLoad5m: { name: 'kubevirt_vmi_guest_load_5m', type: 'gauge', help: guestLoadHelp('5 minutes'), labels: VMI },
+  guestLoad15m: { name: 'kubevirt_vmi_guest_load_15m', type: 'gauge', help: guestLoadHelp('15 minutes'), labels: VMI },
   migDataTotal: { name: 'kubevirt_vmi_migration_data_bytes_total', type: 'counter', help: 'The total Guest OS data to be migrated to the new VM.', labels: VMI },
   migProcessed: {
     name: 'kubevirt_vmi_migration_data_processed_bytes',

@@ -2,29 +2,33 @@
  * Per-VM series with KubeVirt's names: virt-handler's domainstats for VMs with a QEMU, and what
  * virt-controller says of VMs and VMIs (`kubevirt_vm_*`, `kubevirt_vmi_info`) for every VM.
  *
- * One scrape: a list of targets (what the VM manager knows, no I/O), one `ip -json -s link show`
- * for every TAP, then each VM read with bounded concurrency and a per-VM deadline: its disks'
- * sizes (cached while the files do not change) and, with a QEMU, three QMP queries
- * (`query-cpus-fast`, `query-blockstats`, `query-balloon`) and one `qom-get` of the balloon's
- * `guest-stats`, each with a short timeout, and /proc (stat, status, the vCPU threads' schedstat
- * and sched). A VM whose figures cannot be read in time loses its QEMU and /proc series for this
- * scrape and counts one scrape error; the scrape itself goes on. Only queries are sent: a scrape
- * never changes a VM.
+ * One scrape: a list of targets (what the VM manager knows, no I/O), then each VM read with
+ * bounded concurrency and a per-VM deadline: its disks' sizes (cached while the files do not
+ * change) and, with a QEMU, what the last QMP poll of it read (QmpPoll: `query-blockstats` and
+ * the balloon's `guest-stats` every 10 s; only a QEMU's first scrape waits for a read), /proc
+ * (stat, status, the vCPU threads' schedstat and sched, and net/dev for the TAP counters) and
+ * what the guest agent last told (no I/O). A VM whose figures cannot be read in time loses its
+ * QEMU and /proc series for this scrape and counts one scrape error; the scrape itself goes on.
+ * Only queries are sent: a scrape never changes a VM.
  */
 import type { Family, Labels, Sample } from './exposition.js';
 import { renderFamilies } from './exposition.js';
 import { DEFAULT_METRICS_NAMESPACE, vmLabelSet, vmNamespace } from './labels.js';
 import { CLOCK_TICKS_PER_SECOND, readProcStat, readResidentBytes, readThreadCpu, readThreadWaitSeconds } from './procfs.js';
-import { guestCountersByTap, type GuestNicCounters, type IpLinkStats, type Traffic } from './netdev.js';
+import { guestCountersByTap, type GuestNicCounters, type Traffic } from './netdev.js';
+import { QmpPoll } from './qmp-poll.js';
+import { vmiAddresses, type AgentInterface } from './vmi-addresses.js';
 import { driveCounters, type DriveCounters } from './blockstats.js';
 import { mapBounded, withDeadline } from './bounded.js';
 import { guestMemory, type GuestMemory } from './guest-memory.js';
 import { DiskSizes, type DiskSize } from './disk-size.js';
 import { KUBEVIRT_SERIES, type SeriesKey } from './kubevirt-series.js';
 import { vmiPhase } from './kubevirt-status.js';
-import { NONE, systemInfo, vmFamilySamples } from './vm-family.js';
+import { MACHINE_TYPE, NONE, systemInfo, vmFamilySamples } from './vm-family.js';
 import type { Phase } from '../model/vm.js';
-import { BALLOON_QOM_PATH } from '../model/qemu-ids.js';
+import type { GuestFigures } from '../model/guest-figures.js';
+import { BALLOON_QOM_PATH, BALLOON_STATS_INTERVAL_SECONDS } from '../model/qemu-ids.js';
+import { readFile } from 'node:fs/promises';
 
 /** The part of a QMP client a scrape uses (QmpClient satisfies it). */
 export interface QmpQuerier {
@@ -45,13 +49,17 @@ export interface ScrapeTarget {
   lastTransitionAt: string;
   /** Present while the VM has a QEMU process with a QMP connection. */
   qemu?: { pid: number; qmp: QmpQuerier };
-  nics: readonly { name: string; tap: string }[];
+  nics: readonly { name: string; tap: string; mac: string }[];
   /** Disk names of the spec. */
   disks: readonly string[];
   /** The files QEMU opens for them (the status's disks). */
   diskFiles: readonly { name: string; path: string; format: 'raw' | 'qcow2' }[];
   /** What the guest agent reports, while one is connected. */
   guestOs?: { name: string; versionId: string; kernelRelease: string };
+  /** The guest's interfaces as the agent reports them (no loopback), while one is connected. */
+  guestInterfaces?: readonly AgentInterface[];
+  /** The guest agent's last figures (file systems, load, architecture), while one is connected. */
+  guest?: GuestFigures;
 }
 
 /**
@@ -102,10 +110,10 @@ export interface VmiCollectorOptions {
   /** `namespace` of VMs without a `vmlet.io/namespace` label; default DEFAULT_METRICS_NAMESPACE. */
   namespace?: string;
   targets: () => ScrapeTarget[];
-  /** `ip -json -s link show` (IpTool.json, so it runs in the daemon's --netns). */
-  readLinks: () => Promise<IpLinkStats[]>;
-  /** Told about each VM (its id) or TAP listing (no id) that could not be read: vmlet_scrape_errors_total. */
-  onError: (err: unknown, vm?: string) => void;
+  /** The network device table of a QEMU's network namespace; default /proc/<pid>/net/dev. */
+  readNetDev?: (pid: number) => Promise<string>;
+  /** Told about each VM (its id) whose figures could not be read: vmlet_scrape_errors_total. */
+  onError: (err: unknown, vm: string) => void;
   migrations?: MigrationFiguresSource;
   /** VMs read at once; default DEFAULT_SCRAPE_CONCURRENCY. */
   concurrency?: number;
@@ -113,12 +121,17 @@ export interface VmiCollectorOptions {
   vmDeadlineMs?: number;
   /** Each QMP query. Default 1000 ms. */
   qmpTimeoutMs?: number;
+  /** How often each QEMU's monitor is polled for the figures a scrape shows; default QEMU's guest-stats polling interval. */
+  qmpPollMs?: number;
   /** The memory a VM's cell allows beyond its guest's; absent without cells (no overhead series). */
   memoryOverheadBytes?: (spec: { memoryMib: number; vcpus: number }) => number;
 }
 
 /** VMs a scrape reads at once: it then takes about as long as its slowest VM, not rounds of them. */
 export const DEFAULT_SCRAPE_CONCURRENCY = 64;
+
+/** A QEMU no scrape asked for in this long is polled no more (until the next scrape). */
+const QMP_POLL_IDLE_MS = 5 * 60_000;
 
 const MIB = 1024 * 1024;
 
@@ -129,24 +142,42 @@ type VcpuThread = { 'cpu-index': number; 'thread-id': number };
 /** A QMP error answer (as opposed to a timeout or a closed connection): the VM simply lacks the thing. */
 const isQmpAnswer = (err: unknown): boolean => typeof (err as { qmpClass?: unknown }).qmpClass === 'string';
 
+/** What a poll reads from a QEMU's monitor (QmpPoll). */
+interface QmpFigures {
+  cpus: VcpuThread[];
+  blockstats: unknown;
+  guestStats: unknown;
+}
+
 /**
- * Reads one VM's QEMU and /proc figures. Throws on anything missing. A QEMU answers its monitor
- * one command at a time, beside its vCPUs, so `knownVcpus` (a QEMU's vCPU threads never change:
- * vmlet hot-plugs no vCPU) spares a round trip on every scrape after its first.
+ * The poll of one QEMU: `query-blockstats` and the balloon's `guest-stats`, and on its first read
+ * `query-cpus-fast` (a QEMU's vCPU threads never change: vmlet hot-plugs no vCPU).
  */
-async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number, knownVcpus?: VcpuThread[]): Promise<VmFigures & { vcpuThreads: VcpuThread[] }> {
+function qmpReader(qmp: QmpQuerier, qmpTimeoutMs: number): () => Promise<QmpFigures> {
+  const opts = { timeoutMs: qmpTimeoutMs };
+  let cpus: VcpuThread[] | undefined;
+  return async () => {
+    const [c, blockstats, guestStats] = await Promise.all([
+      cpus ?? qmp.execute<VcpuThread[]>('query-cpus-fast', undefined, opts),
+      qmp.execute<unknown>('query-blockstats', undefined, opts),
+      // A VM without the balloon device (started by an older vmlet) has no guest-stats: no memory series.
+      qmp.execute<unknown>('qom-get', { path: BALLOON_QOM_PATH, property: 'guest-stats' }, opts).catch((err: unknown) => {
+        if (isQmpAnswer(err)) return undefined;
+        throw err;
+      }),
+    ]);
+    cpus = c;
+    return { cpus: c, blockstats, guestStats };
+  };
+}
+
+/** One VM's figures: its QEMU's from the poll, /proc's read now. Throws on anything missing. */
+async function readVmFigures(target: ScrapeTarget, poll: QmpPoll<QmpFigures>, qmpTimeoutMs: number): Promise<VmFigures> {
   const qemu = target.qemu;
   if (!qemu) throw new Error(`VM ${target.id} has no QEMU`);
   const { pid, qmp } = qemu;
-  const opts = { timeoutMs: qmpTimeoutMs };
-  const [cpus, blockstats, guestStats, stat, residentBytes] = await Promise.all([
-    knownVcpus ?? qmp.execute<VcpuThread[]>('query-cpus-fast', undefined, opts),
-    qmp.execute<unknown>('query-blockstats', undefined, opts),
-    // A VM without the balloon device (started by an older vmlet) has no guest-stats: no memory series.
-    qmp.execute<unknown>('qom-get', { path: BALLOON_QOM_PATH, property: 'guest-stats' }, opts).catch((err: unknown) => {
-      if (isQmpAnswer(err)) return undefined;
-      throw err;
-    }),
+  const [{ cpus, blockstats, guestStats }, stat, residentBytes] = await Promise.all([
+    poll.get(`${target.id}/${pid}`, qmpReader(qmp, qmpTimeoutMs)),
     readProcStat(pid),
     readResidentBytes(pid),
   ]);
@@ -172,7 +203,6 @@ async function readVmFigures(target: ScrapeTarget, qmpTimeoutMs: number, knownVc
     ...(guestStats === undefined ? {} : { balloonActualBytes: target.memoryBytes }),
     ...(memory === undefined ? {} : { guestMemory: memory }),
     drives: driveCounters(blockstats, target.disks),
-    vcpuThreads: cpus,
   };
 }
 
@@ -223,9 +253,9 @@ export class VmiCollector {
   private readonly qmpTimeoutMs: number;
   private readonly namespace: string;
   private inFlight: Promise<Family[]> | undefined;
-  /** vCPU threads by VM and QEMU pid, from the first scrape of that QEMU. */
-  private readonly vcpuThreads = new Map<string, VcpuThread[]>();
   private readonly diskSizes = new DiskSizes();
+  private readonly qmpPoll: QmpPoll<QmpFigures>;
+  private readonly readNetDev: (pid: number) => Promise<string>;
   migrations: MigrationFiguresSource | undefined;
 
   constructor(private readonly options: VmiCollectorOptions) {
@@ -233,6 +263,9 @@ export class VmiCollector {
     this.vmDeadlineMs = options.vmDeadlineMs ?? 2000;
     this.qmpTimeoutMs = options.qmpTimeoutMs ?? 1000;
     this.namespace = options.namespace ?? DEFAULT_METRICS_NAMESPACE;
+    const pollMs = options.qmpPollMs ?? BALLOON_STATS_INTERVAL_SECONDS * 1000;
+    this.qmpPoll = new QmpPoll(pollMs, Math.max(QMP_POLL_IDLE_MS, 2 * pollMs));
+    this.readNetDev = options.readNetDev ?? ((pid) => readFile(`/proc/${pid}/net/dev`, 'utf8'));
     this.migrations = options.migrations;
   }
 
@@ -251,44 +284,49 @@ export class VmiCollector {
     return renderFamilies(await this.collect());
   }
 
+  /** Ends the QMP polls; the daemon need not (their timers do not keep the process up). */
+  stop(): void {
+    this.qmpPoll.stop();
+  }
+
   private async read(): Promise<Family[]> {
     const targets = this.options.targets().sort((a, b) => a.id.localeCompare(b.id));
-    const withTaps = targets.some((t) => t.qemu && t.nics.length > 0);
-    let byTap = new Map<string, GuestNicCounters>();
-    if (withTaps) {
-      try {
-        byTap = guestCountersByTap(await withDeadline(this.options.readLinks(), this.vmDeadlineMs, 'ip -json -s link show'));
-      } catch (err) {
-        this.options.onError(err);
-      }
-    }
     const running = new Set(targets.flatMap((t) => (t.qemu ? [`${t.id}/${t.qemu.pid}`] : [])));
-    for (const key of this.vcpuThreads.keys()) if (!running.has(key)) this.vcpuThreads.delete(key);
+    this.qmpPoll.keepOnly(running);
     this.diskSizes.keepOnly(new Set(targets.flatMap((t) => t.diskFiles.map((d) => d.path))));
     const results = await mapBounded(targets, this.concurrency, async (target): Promise<VmResult> => {
       const namespace = this.namespaceOf(target.labels);
       const result: VmResult = { target, namespace, base: vmLabelSet(target.id, this.options.node, target.labels, namespace), nics: [], diskSizes: new Map() };
-      try {
-        await withDeadline(this.readDiskSizes(target, result.diskSizes), this.vmDeadlineMs, `reading the disk sizes of VM ${target.id}`);
-      } catch (err) {
-        this.options.onError(err, target.id);
-      }
-      if (!target.qemu) return result;
-      for (const nic of target.nics) {
-        const counters = byTap.get(nic.tap);
-        if (counters) result.nics.push({ name: nic.name, counters });
-      }
-      try {
-        const key = `${target.id}/${target.qemu.pid}`;
-        const { vcpuThreads, ...figures } = await withDeadline(readVmFigures(target, this.qmpTimeoutMs, this.vcpuThreads.get(key)), this.vmDeadlineMs, `reading VM ${target.id}`);
-        this.vcpuThreads.set(key, vcpuThreads);
-        result.figures = figures;
-      } catch (err) {
-        this.options.onError(err, target.id);
-      }
+      const qemu = target.qemu;
+      await Promise.all([
+        withDeadline(this.readDiskSizes(target, result.diskSizes), this.vmDeadlineMs, `reading the disk sizes of VM ${target.id}`).catch((err: unknown) => this.options.onError(err, target.id)),
+        qemu && target.nics.length > 0 ? this.readNics(target, qemu.pid, result) : undefined,
+        qemu ? this.readFigures(target, result) : undefined,
+      ]);
       return result;
     });
     return this.families(results);
+  }
+
+  /** The TAP counters come from the kernel, not from QEMU: a QEMU that does not answer keeps them. */
+  private async readNics(target: ScrapeTarget, pid: number, into: VmResult): Promise<void> {
+    try {
+      const byTap = guestCountersByTap(await withDeadline(this.readNetDev(pid), this.vmDeadlineMs, `reading the TAP counters of VM ${target.id}`));
+      for (const nic of target.nics) {
+        const counters = byTap.get(nic.tap);
+        if (counters) into.nics.push({ name: nic.name, counters });
+      }
+    } catch (err) {
+      this.options.onError(err, target.id);
+    }
+  }
+
+  private async readFigures(target: ScrapeTarget, into: VmResult): Promise<void> {
+    try {
+      into.figures = await withDeadline(readVmFigures(target, this.qmpPoll, this.qmpTimeoutMs), this.vmDeadlineMs, `reading VM ${target.id}`);
+    } catch (err) {
+      this.options.onError(err, target.id);
+    }
   }
 
   private async readDiskSizes(target: ScrapeTarget, into: Map<string, DiskSize>): Promise<void> {
@@ -316,10 +354,11 @@ export class VmiCollector {
             ...systemInfo(target.labels),
             instance_type: NONE,
             preference: NONE,
-            // From the guest agent, as virt-handler fills them; empty without one.
+            // From the guest agent, as virt-handler fills them; empty without one. KubeVirt's
+            // guest_os_machine is the VMI's machine type, guest_os_arch the guest's `uname -m`.
             guest_os_kernel_release: target.guestOs?.kernelRelease || NONE,
-            guest_os_machine: NONE,
-            guest_os_arch: NONE,
+            guest_os_machine: MACHINE_TYPE,
+            guest_os_arch: target.guest?.arch || NONE,
             guest_os_name: target.guestOs?.name || NONE,
             guest_os_version_id: target.guestOs?.versionId || NONE,
             // No eviction strategy: KubeVirt calls such a VMI evictable.
@@ -336,7 +375,9 @@ export class VmiCollector {
       const migration = this.migrations?.migrationFigures(target.id);
       if (migration) this.addMigration(add, base, namespace, target.id, migration);
       if (!target.qemu) continue;
+      for (const a of vmiAddresses(target.nics, target.guestInterfaces ?? [])) add('statusAddresses', { ...base, ...a }, 1);
       add('memDomain', base, target.memoryBytes);
+      if (target.guest) this.addGuestAgent(add, base, target.guest);
       for (const { name, counters } of nics) {
         const labels = { ...base, interface: name };
         for (const [field, rx, tx] of TRAFFIC) {
@@ -364,6 +405,20 @@ export class VmiCollector {
       }
     }
     return FAMILY_KEYS.map((k) => ({ name: KUBEVIRT_SERIES[k].name, help: KUBEVIRT_SERIES[k].help, type: (KUBEVIRT_SERIES[k].exposedType ?? KUBEVIRT_SERIES[k].type) as Family['type'], samples: samples[k] }));
+  }
+
+  /** virt-handler's series from the guest agent: no I/O, what the agent told in its last round. */
+  private addGuestAgent(add: (key: SeriesKey, labels: Labels, value: number) => void, base: Labels, guest: GuestFigures): void {
+    for (const fs of guest.filesystems) {
+      const labels = { ...base, disk_name: fs.device, mount_point: fs.mountPoint, file_system_type: fs.type };
+      add('fsCapacity', labels, fs.totalBytes);
+      add('fsUsed', labels, fs.usedBytes);
+    }
+    if (guest.load) {
+      add('guestLoad1m', base, guest.load.load1m);
+      add('guestLoad5m', base, guest.load.load5m);
+      add('guestLoad15m', base, guest.load.load15m);
+    }
   }
 
   /** virt-handler's figures of the stream, and virt-controller's outcome and times with its labels. */

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { GuestInfo } from '../model/vm.js';
-import { GuestAgentClient, readGuestInfo } from './guest-agent.js';
+import type { GuestFigures } from '../model/guest-figures.js';
+import { GuestAgentClient, readGuest } from './guest-agent.js';
 
 export interface GuestAgentWatchOptions {
   /** How often the info is read again while the agent answers. */
@@ -8,6 +9,8 @@ export interface GuestAgentWatchOptions {
   /** Wait before the first attempt and between attempts: the agent starts well after QEMU. */
   retryMs?: number;
   syncTimeoutMs?: number;
+  /** Told the figures for metrics of every round, and undefined once the agent is lost. */
+  onFigures?: (figures: GuestFigures | undefined) => void;
 }
 
 export const GUEST_INFO_REFRESH_MS = 10_000;
@@ -50,18 +53,22 @@ export function watchGuestAgent(socketPath: string, onInfo: (info: GuestInfo) =>
         if (signal.aborted) break;
         for (;;) {
           // Each round starts in step: a late reply of the last round cannot answer this one.
-          const info = await exclusive(async () => {
+          const { info, figures } = await exclusive(async () => {
             await c.sync(options.syncTimeoutMs ?? SYNC_TIMEOUT_MS);
-            return readGuestInfo(c);
+            return readGuest(c);
           });
           if (signal.aborted) break;
           connected = true;
+          options.onFigures?.(figures);
           onInfo(info);
           await pause(options.refreshMs ?? GUEST_INFO_REFRESH_MS);
           if (signal.aborted) break;
         }
       } catch {
-        if (connected && !signal.aborted) onInfo(DISCONNECTED);
+        if (connected && !signal.aborted) {
+          options.onFigures?.(undefined);
+          onInfo(DISCONNECTED);
+        }
         connected = false;
       } finally {
         client?.close();

@@ -8,6 +8,8 @@
  */
 import { connect, type Socket } from 'node:net';
 import type { GuestInfo, GuestInterface } from '../model/vm.js';
+import type { GuestFigures } from '../model/guest-figures.js';
+import { guestFigures } from './guest-figures.js';
 
 const SYNC_MARKER = 0xff;
 const MAX_BUFFERED = 1 << 20;
@@ -166,6 +168,7 @@ interface OsInfo {
   'version-id'?: string;
   version?: string;
   'kernel-release'?: string;
+  machine?: string;
 }
 interface AgentInterface {
   name?: string;
@@ -173,12 +176,17 @@ interface AgentInterface {
   'ip-addresses'?: { 'ip-address'?: string; prefix?: number }[];
 }
 
-/** OS, hostname and interfaces; a command the agent lacks (an old or restricted agent) leaves its part empty. */
-export async function readGuestInfo(client: GuestAgentClient): Promise<GuestInfo> {
+/**
+ * One round: OS, hostname and interfaces (the status) and the figures for metrics (file systems,
+ * load). A command the agent lacks (an old or restricted agent) leaves its part empty.
+ */
+export async function readGuest(client: GuestAgentClient): Promise<{ info: GuestInfo; figures: GuestFigures }> {
   const optional = <T>(p: Promise<T>): Promise<T | undefined> => p.catch((err: unknown) => (client.closed ? Promise.reject(err) : undefined));
   const os = await optional(client.execute<OsInfo>('guest-get-osinfo', COMMAND_TIMEOUT_MS));
   const host = await optional(client.execute<{ 'host-name'?: string }>('guest-get-host-name', COMMAND_TIMEOUT_MS));
   const ifaces = await optional(client.execute<AgentInterface[]>('guest-network-get-interfaces', COMMAND_TIMEOUT_MS));
+  const fsinfo = await optional(client.execute<unknown>('guest-get-fsinfo', COMMAND_TIMEOUT_MS));
+  const load = await optional(client.execute<unknown>('guest-get-load', COMMAND_TIMEOUT_MS));
   const text = (v: unknown): string => (typeof v === 'string' ? v : '');
   const interfaces: GuestInterface[] = (Array.isArray(ifaces) ? ifaces : [])
     .filter((i) => typeof i === 'object' && i !== null && text(i.name) !== 'lo')
@@ -187,7 +195,7 @@ export async function readGuestInfo(client: GuestAgentClient): Promise<GuestInfo
       mac: text(i['hardware-address']),
       ipAddresses: (Array.isArray(i['ip-addresses']) ? i['ip-addresses'] : []).map((a) => text(a?.['ip-address'])).filter((a) => a !== ''),
     }));
-  return {
+  const info: GuestInfo = {
     agentConnected: true,
     osName: text(os?.name ?? os?.['pretty-name']),
     osVersion: text(os?.['version-id'] ?? os?.version),
@@ -195,4 +203,5 @@ export async function readGuestInfo(client: GuestAgentClient): Promise<GuestInfo
     hostname: text(host?.['host-name']),
     interfaces,
   };
+  return { info, figures: guestFigures(text(os?.machine), fsinfo, load) };
 }

@@ -3,6 +3,7 @@ import { VmletError } from '../model/errors.js';
 import type { DiskExport, MachineEvent, MetricsQuery, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
 import { MIGRATION_AUTHZ_ID, MIGRATION_TLS_ID } from '../model/qemu-ids.js';
 import type { GuestInfo, NicStatus, VmPaths } from '../model/vm.js';
+import type { GuestFigures } from '../model/guest-figures.js';
 import { watchGuestAgent, type GuestAgentWatch } from './guest-agent-watch.js';
 import { waitForExit } from '../host/process.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
@@ -74,12 +75,20 @@ export class QemuMachine {
   }
 
   private guestWatch: GuestAgentWatch | undefined;
+  private lastGuestFigures: GuestFigures | undefined;
 
   /** Follows the guest agent until QEMU exits or vmlet detaches (qemu/guest-agent-watch.ts). */
   watchGuest(onInfo: (info: GuestInfo) => void): void {
     if (this.guestWatch || this.closed) return;
-    this.guestWatch = watchGuestAgent(this.paths.guestAgentSocket, onInfo);
-    void this.exited.then(() => this.guestWatch?.stop());
+    this.guestWatch = watchGuestAgent(this.paths.guestAgentSocket, onInfo, { onFigures: (f) => (this.lastGuestFigures = f) });
+    void this.exited.then(() => {
+      this.guestWatch?.stop();
+      this.lastGuestFigures = undefined;
+    });
+  }
+
+  guestFigures(): GuestFigures | undefined {
+    return this.lastGuestFigures;
   }
 
   guestShutdown(): Promise<boolean> {

@@ -3,6 +3,7 @@
  * declared here in the domain's words and implemented by the drivers (state/, net/, storage/,
  * qemu/). daemon.ts hands the implementations in; tests hand in fakes.
  */
+import type { GuestFigures } from '../model/guest-figures.js';
 import type { DiskStatus, GuestInfo, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../model/vm.js';
 import type { DiskExport, MachineEvent, MetricsQuery, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../model/machine.js';
 
@@ -137,6 +138,8 @@ export interface Machine {
    * on every (re)connect, every 10 s while connected, and once when the agent is lost.
    */
   watchGuest(onInfo: (info: GuestInfo) => void): void;
+  /** The guest agent's last figures for metrics (file systems, load, architecture) while it answers; no I/O. */
+  guestFigures(): GuestFigures | undefined;
   /** Asks the connected guest agent to power the guest off; false when no agent is connected. */
   guestShutdown(): Promise<boolean>;
 

@@ -6,6 +6,7 @@ import { guestSpec, READY_LINE, waitForFileText } from '../support/guest.js';
 import { rpc, watchVms } from '../support/rpc.js';
 import { until } from '../support/poll.js';
 import { SHELL_AGENT } from '../support/shell-agent.js';
+import { parseMetrics } from '../support/metrics-text.js';
 
 describe('guest agent channel', () => {
   let d: TestDaemon;
@@ -52,4 +53,31 @@ describe('guest agent channel', () => {
       watch.close();
     }
   }, 180_000);
+
+  it("/metrics: the agent's file systems, load and architecture, for the VM whose agent answers", async () => {
+    // Runs after the test above: shell-agent's agent answers. The figures come in the same round as the status.
+    const lines = await until('the guest agent series', async () => {
+      const parsed = parseMetrics(await (await fetch(`${d.httpAddress}/metrics`)).text());
+      return parsed.some((l) => l.name === 'kubevirt_vmi_guest_load_1m' && l.labels.name === 'shell-agent') ? parsed : undefined;
+    });
+    const of = (name: string) => lines.filter((l) => l.name === name);
+    for (const name of ['kubevirt_vmi_guest_load_1m', 'kubevirt_vmi_guest_load_5m', 'kubevirt_vmi_guest_load_15m']) {
+      expect(of(name).map((l) => l.labels.name), name).toEqual(['shell-agent']);
+      // A one-vCPU guest that runs its init and this shell: a load, not a made-up figure.
+      expect(of(name)[0]!.value, name).toBeGreaterThanOrEqual(0);
+      expect(of(name)[0]!.value, name).toBeLessThan(50);
+    }
+    const capacity = of('kubevirt_vmi_filesystem_capacity_bytes');
+    const used = of('kubevirt_vmi_filesystem_used_bytes');
+    expect(capacity.map((l) => [l.labels.name, l.labels.namespace, l.labels.disk_name, l.labels.mount_point, l.labels.file_system_type])).toEqual([
+      ['shell-agent', 'default', 'tmpfs', '/tmp', 'tmpfs'],
+    ]);
+    // tmpfs takes half the guest's memory by default: the guest's statfs, seen through the agent.
+    const mib = 1024 * 1024;
+    expect(capacity[0]!.value).toBeGreaterThan(32 * mib);
+    expect(capacity[0]!.value).toBeLessThanOrEqual(64 * mib);
+    expect(used[0]!.value).toBeLessThanOrEqual(capacity[0]!.value);
+    const info = of('kubevirt_vmi_info').find((l) => l.labels.name === 'shell-agent')!;
+    expect(info.labels).toMatchObject({ guest_os_name: 'BusyBox', guest_os_version_id: '1.35', guest_os_arch: 'x86_64', guest_os_machine: 'q35' });
+  }, 60_000);
 });

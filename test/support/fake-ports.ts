@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { VmletError } from '../../src/model/errors.js';
 import type { DiskExport, MachineEvent, MigrationCapabilities, MigrationProgress, RunState, ShutdownCause, StreamTls } from '../../src/model/machine.js';
 import type { DiskStatus, GuestInfo, NicSpec, NicStatus, VmPaths, VmSpec, VmStatus } from '../../src/model/vm.js';
+import type { GuestFigures } from '../../src/model/guest-figures.js';
 import type { Clock, Hypervisor, LaunchRequest, Machine, Network, Storage, Store, StoredVm, UnreadableVm } from '../../src/vm/ports.js';
 import { VmManager } from '../../src/vm/manager.js';
 import type { DomainSettings } from '../../src/vm/ops/env.js';
@@ -243,6 +244,11 @@ export class FakeMachine implements Machine {
   guestListener: ((info: GuestInfo) => void) | undefined;
   watchGuest(onInfo: (info: GuestInfo) => void): void {
     this.guestListener = onInfo;
+  }
+  /** Set by a test: what the fake agent last reported for metrics. */
+  figures: GuestFigures | undefined;
+  guestFigures(): GuestFigures | undefined {
+    return this.figures;
   }
   /** Set by a test: the fake agent is connected, and guest-shutdown powers the guest off. */
   agentConnected = false;

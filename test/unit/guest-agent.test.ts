@@ -3,9 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { GuestAgentClient, readGuestInfo } from '../../src/qemu/guest-agent.js';
+import { GuestAgentClient, readGuest } from '../../src/qemu/guest-agent.js';
 import { DISCONNECTED, watchGuestAgent, type GuestAgentWatch } from '../../src/qemu/guest-agent-watch.js';
 import type { GuestInfo } from '../../src/model/vm.js';
+import type { GuestFigures } from '../../src/model/guest-figures.js';
 import { until } from '../support/poll.js';
 
 /** Polls a condition with a deadline. */
@@ -14,8 +15,16 @@ const whenTrue = (what: string, condition: () => boolean): Promise<true> => unti
 /** How the fake agent answers one command; undefined: it says nothing. */
 type Answer = (command: string, args: Record<string, unknown> | undefined) => string | Buffer | undefined;
 
+/** What qemu-ga 7.2 (Debian 12) answers: guest-get-load came with 10.0. */
 const AGENT_REPLIES: Record<string, unknown> = {
-  'guest-get-osinfo': { name: 'Debian GNU/Linux', 'version-id': '12', 'kernel-release': '6.1.0-57-cloud-amd64' },
+  'guest-get-osinfo': { name: 'Debian GNU/Linux', 'version-id': '12', 'kernel-release': '6.1.0-57-cloud-amd64', machine: 'x86_64' },
+  'guest-get-fsinfo': [
+    { name: 'vda1', mountpoint: '/', type: 'ext4', 'used-bytes': 1_200_000_000, 'total-bytes': 2_000_000_000, disk: [{ 'bus-type': 'virtio', serial: 'root' }] },
+    { name: 'vda1', mountpoint: '/', type: 'ext4', 'used-bytes': 1_200_000_000, 'total-bytes': 2_000_000_000, disk: [] },
+    { name: 'vda15', mountpoint: '/boot/efi', type: 'vfat', 'used-bytes': 6_000_000, 'total-bytes': 130_000_000, disk: [] },
+    // statvfs failed in the guest: no sizes.
+    { name: 'sr0', mountpoint: '/media/cdrom', type: 'iso9660', disk: [] },
+  ],
   'guest-get-host-name': { 'host-name': 'web-1' },
   'guest-network-get-interfaces': [
     { name: 'lo', 'hardware-address': '00:00:00:00:00:00', 'ip-addresses': [{ 'ip-address': '127.0.0.1', prefix: 8 }] },
@@ -97,15 +106,32 @@ describe('guest agent client', () => {
     agent = await FakeAgent.listen(path, (c, a) => (c === 'guest-sync-delimited' ? Buffer.concat([Buffer.from('{"return": {"host-na'), real(c, a) as Buffer]) : real(c, a)));
     client = await GuestAgentClient.connect(path, 1000);
     await client.sync(1000);
-    expect(await readGuestInfo(client)).toEqual({
-      agentConnected: true,
-      osName: 'Debian GNU/Linux',
-      osVersion: '12',
-      kernelRelease: '6.1.0-57-cloud-amd64',
-      hostname: 'web-1',
-      interfaces: [{ name: 'eth0', mac: '02:00:00:00:00:01', ipAddresses: ['10.0.0.5', 'fe80::1'] }],
+    expect(await readGuest(client)).toEqual({
+      info: {
+        agentConnected: true,
+        osName: 'Debian GNU/Linux',
+        osVersion: '12',
+        kernelRelease: '6.1.0-57-cloud-amd64',
+        hostname: 'web-1',
+        interfaces: [{ name: 'eth0', mac: '02:00:00:00:00:01', ipAddresses: ['10.0.0.5', 'fe80::1'] }],
+      },
+      // Without guest-get-load (CommandNotFound) there is no load; a file system without sizes is left out.
+      figures: {
+        arch: 'x86_64',
+        filesystems: [
+          { device: 'vda1', mountPoint: '/', type: 'ext4', usedBytes: 1_200_000_000, totalBytes: 2_000_000_000 },
+          { device: 'vda15', mountPoint: '/boot/efi', type: 'vfat', usedBytes: 6_000_000, totalBytes: 130_000_000 },
+        ],
+      },
     });
-    expect(agent.commands).toEqual(['guest-sync-delimited', 'guest-get-osinfo', 'guest-get-host-name', 'guest-network-get-interfaces']);
+    expect(agent.commands).toEqual(['guest-sync-delimited', 'guest-get-osinfo', 'guest-get-host-name', 'guest-network-get-interfaces', 'guest-get-fsinfo', 'guest-get-load']);
+  });
+
+  it('an agent with guest-get-load (qemu-ga 10.0 and later) gives the load averages', async () => {
+    agent = await FakeAgent.listen(path, realAgent({ ...AGENT_REPLIES, 'guest-get-load': { load1m: 1.25, load5m: 0.5, load15m: 0.125 } }));
+    client = await GuestAgentClient.connect(path, 1000);
+    await client.sync(1000);
+    expect((await readGuest(client)).figures.load).toEqual({ load1m: 1.25, load5m: 0.5, load15m: 0.125 });
   });
 
   it('a channel without an agent (QEMU accepts, nobody answers): sync fails at its deadline', async () => {
@@ -172,6 +198,26 @@ describe('watchGuestAgent', () => {
 
     agent.answer = realAgent(replies);
     await whenTrue('the agent is back', () => seen.at(-1)?.agentConnected === true);
+  });
+
+  it('tells the figures for metrics in the same rounds, and undefined once the agent is lost', async () => {
+    const replies = { ...AGENT_REPLIES, 'guest-get-load': { load1m: 2, load5m: 1, load15m: 0.5 } };
+    agent = await FakeAgent.listen(path, (c, a) => realAgent(replies)(c, a));
+    const figures: (GuestFigures | undefined)[] = [];
+    watch = watchGuestAgent(path, () => undefined, { ...fast, onFigures: (f) => figures.push(f) });
+    await whenTrue('the first figures', () => figures.length >= 1);
+    expect(figures[0]).toMatchObject({ arch: 'x86_64', load: { load1m: 2 }, filesystems: [{ mountPoint: '/' }, { mountPoint: '/boot/efi' }] });
+
+    replies['guest-get-load'] = { load1m: 3, load5m: 1.5, load15m: 0.75 };
+    await whenTrue('a refresh with the new load', () => figures.at(-1)?.load?.load1m === 3);
+    // One round, one sync: the figures cost no round of their own (a round may be under way).
+    const count = (c: string) => agent!.commands.filter((x) => x === c).length;
+    const [syncs, loads] = [count('guest-sync-delimited'), count('guest-get-load')];
+    expect(loads).toBeGreaterThanOrEqual(2);
+    expect(syncs - loads).toBeLessThanOrEqual(1);
+
+    agent.answer = () => undefined;
+    await whenTrue('the agent is lost', () => figures.length > 0 && figures.at(-1) === undefined);
   });
 
   it('an agent that only sends garbage, or no agent at all, is never reported', async () => {

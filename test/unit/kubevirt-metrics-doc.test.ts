@@ -99,14 +99,28 @@ describe('what a scrape writes under KubeVirt\'s names', () => {
       diskFiles: [{ name: 'root', path: disk, format: 'raw' as const }],
     };
     const targets: ScrapeTarget[] = [
-      { ...base, id: 'on', labels: { 'vmlet.io/namespace': 'team-a' }, phase: 'Running', cpuLimitCores: 1.5, qemu: { pid: process.pid, qmp }, nics: [{ name: 'eth0', tap: 'tap-on' }] },
+      {
+        ...base,
+        id: 'on',
+        labels: { 'vmlet.io/namespace': 'team-a' },
+        phase: 'Running',
+        cpuLimitCores: 1.5,
+        qemu: { pid: process.pid, qmp },
+        nics: [{ name: 'eth0', tap: 'tap-on', mac: '02:00:00:00:00:01' }],
+        guestInterfaces: [{ name: 'enp1s0', mac: '02:00:00:00:00:01', ipAddresses: ['10.0.0.5'] }],
+        guest: {
+          arch: 'x86_64',
+          filesystems: [{ device: 'vda1', mountPoint: '/', type: 'ext4', totalBytes: 2e9, usedBytes: 1e9 }],
+          load: { load1m: 0.5, load5m: 0.25, load15m: 0.125 },
+        },
+      },
       { ...base, id: 'off', labels: {}, phase: 'Stopped', nics: [] },
     ];
     const metrics = new AgentMetrics();
     metrics.collectVms({
       node: 'node-a',
       targets: () => targets,
-      readLinks: async () => [{ ifname: 'tap-on', stats64: { rx: { bytes: 1 }, tx: { bytes: 2 } } }],
+      readNetDev: async () => 'tap-on: 1 1 0 0 0 0 0 0 2 1 0 0 0 0 0 0\n',
       memoryOverheadBytes: ({ vcpus }) => (200 + vcpus * 8) * 1024 * 1024,
       migrations: {
         migrationFigures: (id) =>

@@ -4,11 +4,11 @@ import { QmpClient } from '../../src/qemu/qmp.js';
 import { AgentMetrics } from '../../src/metrics/agent-metrics.js';
 import { mapBounded, withDeadline } from '../../src/metrics/bounded.js';
 import { migrationFiguresFrom, type MigrationRecordLike } from '../../src/metrics/migration-figures.js';
-import type { IpLinkStats } from '../../src/metrics/netdev.js';
 import type { MigrationFiguresSource, ScrapeTarget } from '../../src/metrics/vmi-collector.js';
 import { FakeQmpServer, type FakeQmpHandler } from '../support/fake-qmp-server.js';
 import { parseMetrics, type MetricLine } from '../support/metrics-text.js';
 import { promtoolCheckMetrics } from '../support/prometheus.js';
+import { until } from '../support/poll.js';
 
 
 const series = (lines: MetricLine[], name: string, vm?: string) => lines.filter((l) => l.name === name && (vm === undefined || l.labels.name === vm));
@@ -65,10 +65,13 @@ const answering =
 /** A QEMU whose monitor accepted the connection and then stopped answering. */
 const hung: FakeQmpHandler = (cmd) => (cmd.execute === 'qmp_capabilities' ? { return: {} } : undefined);
 
-const LINKS: IpLinkStats[] = [
-  { ifname: 'tap-good', stats64: { rx: { bytes: 100, packets: 1, errors: 0, dropped: 0 }, tx: { bytes: 900, packets: 9, errors: 0, dropped: 1 } } },
-  { ifname: 'tap-hung', stats64: { rx: { bytes: 5, packets: 1, errors: 0, dropped: 0 }, tx: { bytes: 6, packets: 1, errors: 0, dropped: 0 } } },
-];
+/** The /proc/<pid>/net/dev of the network namespace the fake QEMUs run in. */
+const NET_DEV = `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:    3293      31    0    0    0     0          0         0     3293      31    0    0    0     0       0          0
+tap-good:     100       1    0    0    0     0          0         0      900       9    0    1    0     0       0          0
+tap-hung:       5       1    0    0    0     0          0         0        6       1    0    0    0     0       0          0
+`;
 
 describe('per-VM collector against fake QMP servers', () => {
   const servers: Record<string, FakeQmpServer> = {};
@@ -94,20 +97,21 @@ describe('per-VM collector against fake QMP servers', () => {
     createdAt: '2026-01-02T03:04:05.678Z',
     lastTransitionAt: '2026-01-02T03:05:00.000Z',
     qemu: { pid: process.pid, qmp: clients[id]! },
-    nics: [{ name: 'eth0', tap: `tap-${id}` }],
+    nics: [{ name: 'eth0', tap: `tap-${id}`, mac: '02:00:00:00:00:01' }],
     disks: ['root'],
     diskFiles: [],
     ...over,
   });
   const targets = (): ScrapeTarget[] => [target('good'), target('noballoon'), target('hung'), target('off', { phase: 'Stopped', qemu: undefined, nics: [] })];
 
-  function metricsWith(over: { targets?: () => ScrapeTarget[]; readLinks?: () => Promise<IpLinkStats[]>; migrations?: MigrationFiguresSource } = {}) {
+  function metricsWith(over: { targets?: () => ScrapeTarget[]; readNetDev?: (pid: number) => Promise<string>; migrations?: MigrationFiguresSource; qmpPollMs?: number } = {}) {
     const metrics = new AgentMetrics();
     metrics.collectVms({
       node: 'node-a',
       targets: over.targets ?? targets,
-      readLinks: over.readLinks ?? (async () => LINKS),
+      readNetDev: over.readNetDev ?? (async () => NET_DEV),
       migrations: over.migrations,
+      ...(over.qmpPollMs === undefined ? {} : { qmpPollMs: over.qmpPollMs }),
       concurrency: 2,
       vmDeadlineMs: 300,
       // Far beyond the VM deadline: only the per-VM deadline can keep the scrape short.
@@ -123,6 +127,69 @@ describe('per-VM collector against fake QMP servers', () => {
     expect(info.map((l) => [l.labels.name, l.labels.guest_os_name, l.labels.guest_os_version_id, l.labels.guest_os_kernel_release])).toEqual([
       ['good', 'Debian GNU/Linux', '12', '6.1.0-57-cloud-amd64'],
       ['noballoon', '', '', ''],
+    ]);
+  });
+
+  it('guest-agent series: file systems and load for VMs whose agent answered, from its last round, also when QMP hangs', async () => {
+    const guest = {
+      arch: 'x86_64',
+      filesystems: [
+        { device: 'vda1', mountPoint: '/', type: 'ext4', totalBytes: 2_000_000_000, usedBytes: 1_200_000_000 },
+        { device: 'vda15', mountPoint: '/boot/efi', type: 'vfat', totalBytes: 130_000_000, usedBytes: 6_000_000 },
+      ],
+      load: { load1m: 1.5, load5m: 0.75, load15m: 0.25 },
+    };
+    const metrics = metricsWith({
+      targets: () => [
+        target('good', { guest }),
+        // An agent without guest-get-load (qemu-ga before 10.0).
+        target('hung', { guest: { arch: 'aarch64', filesystems: guest.filesystems.slice(0, 1) } }),
+        target('noballoon'),
+      ],
+    });
+    const lines = parseMetrics(await metrics.render());
+    const fs = (name: string) => series(lines, name).map((l) => [l.labels.name, l.labels.disk_name, l.labels.mount_point, l.labels.file_system_type, l.value]);
+    expect(fs('kubevirt_vmi_filesystem_capacity_bytes')).toEqual([
+      ['good', 'vda1', '/', 'ext4', 2_000_000_000],
+      ['good', 'vda15', '/boot/efi', 'vfat', 130_000_000],
+      ['hung', 'vda1', '/', 'ext4', 2_000_000_000],
+    ]);
+    expect(fs('kubevirt_vmi_filesystem_used_bytes')).toEqual([
+      ['good', 'vda1', '/', 'ext4', 1_200_000_000],
+      ['good', 'vda15', '/boot/efi', 'vfat', 6_000_000],
+      ['hung', 'vda1', '/', 'ext4', 1_200_000_000],
+    ]);
+    for (const [window, value] of [['1m', 1.5], ['5m', 0.75], ['15m', 0.25]] as const) {
+      expect(series(lines, `kubevirt_vmi_guest_load_${window}`).map((l) => [l.labels.name, l.labels.namespace, l.value])).toEqual([['good', 'default', value]]);
+    }
+    const info = series(lines, 'kubevirt_vmi_info').map((l) => [l.labels.name, l.labels.guest_os_arch, l.labels.guest_os_machine]);
+    expect(info).toEqual([
+      ['good', 'x86_64', 'q35'],
+      ['hung', 'aarch64', 'q35'],
+      ['noballoon', '', 'q35'],
+    ]);
+  });
+
+  it('kubevirt_vmi_status_addresses: each NIC with the IP the agent reports for its MAC, and the guest-only interfaces', async () => {
+    const metrics = metricsWith({
+      targets: () => [
+        target('good', {
+          guestInterfaces: [
+            { name: 'enp1s0', mac: '02:00:00:00:00:01', ipAddresses: ['10.0.0.5', 'fe80::1'] },
+            { name: 'docker0', mac: '02:42:00:00:00:01', ipAddresses: ['172.17.0.1'] },
+            { name: 'dummy0', mac: '', ipAddresses: [] },
+          ],
+        }),
+        target('noballoon'),
+      ],
+    });
+    const lines = series(parseMetrics(await metrics.render()), 'kubevirt_vmi_status_addresses');
+    expect(lines.map((l) => [l.labels.name, l.labels.vnic_name, l.labels.interface_name, l.labels.address, l.labels.type, l.value])).toEqual([
+      ['good', 'eth0', 'enp1s0', '10.0.0.5', 'ExternalInterface', 1],
+      ['good', '', 'docker0', '172.17.0.1', 'ExternalInterface', 1],
+      ['good', '', 'dummy0', '', 'SystemInterface', 1],
+      // Without an agent KubeVirt still lists the spec's interface, without an address.
+      ['noballoon', 'eth0', '', '', 'SystemInterface', 1],
     ]);
   });
 
@@ -156,6 +223,7 @@ describe('per-VM collector against fake QMP servers', () => {
         'kubevirt_vmi_info',
         'kubevirt_vmi_non_evictable',
         'kubevirt_vmi_memory_domain_bytes',
+        'kubevirt_vmi_status_addresses',
         // TAP counters come from the kernel, not from QEMU: they stay.
         ...['receive', 'transmit'].flatMap((d) => ['bytes', 'packets', 'errors', 'packets_dropped'].map((k) => `kubevirt_vmi_network_${d}_${k}_total`)),
       ].sort(),
@@ -203,11 +271,11 @@ describe('per-VM collector against fake QMP servers', () => {
     expect(scrapeErrors(lines)).toBe(0);
   });
 
-  it('a failing TAP listing is one scrape error; the QEMU figures stay', async () => {
+  it('unreadable TAP counters are one scrape error; the QEMU figures stay', async () => {
     const lines = parseMetrics(
       await metricsWith({
         targets: () => [target('good')],
-        readLinks: () => Promise.reject(new Error('ip: no such netns')),
+        readNetDev: () => Promise.reject(new Error("ENOENT: no such file or directory, open '/proc/1234/net/dev'")),
       }).render(),
     );
     expect(lines.filter((l) => l.name.startsWith('kubevirt_vmi_network_'))).toEqual([]);
@@ -224,15 +292,42 @@ describe('per-VM collector against fake QMP servers', () => {
     expect(servers.good!.commandNames()).not.toContain('query-balloon');
   });
 
-  it("asks a QEMU for its vCPU threads once: they do not change while it runs", async () => {
+  it('only the first scrape of a QEMU waits for QMP; later ones show what the poll read, the vCPU threads asked once', async () => {
     const metrics = metricsWith({ targets: () => [target('good')] });
     const count = (command: string) => servers.good!.commandNames().filter((c) => c === command).length;
-    const [cpus, blocks] = [count('query-cpus-fast'), count('query-blockstats')];
+    const [cpus, blocks, stats] = [count('query-cpus-fast'), count('query-blockstats'), count('qom-get')];
     await metrics.vmi!.collect();
+    expect([count('query-cpus-fast'), count('query-blockstats'), count('qom-get')]).toEqual([cpus + 1, blocks + 1, stats + 1]);
     const second = await metrics.vmi!.collect();
-    expect(count('query-cpus-fast')).toBe(cpus + 1);
-    expect(count('query-blockstats')).toBe(blocks + 2);
+    // The poll interval (10 s) has not passed: nothing more was sent.
+    expect([count('query-cpus-fast'), count('query-blockstats'), count('qom-get')]).toEqual([cpus + 1, blocks + 1, stats + 1]);
     expect(renderFamilies(second)).toMatch(/kubevirt_vmi_vcpu_seconds_total\{[^}]*name="good"/);
+    expect(renderFamilies(second)).toMatch(/kubevirt_vmi_memory_usable_bytes\{[^}]*name="good"/);
+    expect(renderFamilies(second)).toMatch(/kubevirt_vmi_storage_iops_read_total\{[^}]*name="good"[^}]*\} 7/);
+    metrics.vmi!.stop();
+  });
+
+  it('the poll keeps reading each QEMU at its interval, and a scrape shows its latest figures', async () => {
+    let reads = 0;
+    const server = await FakeQmpServer.start({
+      handler: (cmd, conn) =>
+        cmd.execute === 'query-blockstats'
+          ? { return: [{ device: '', qdev: '/machine/peripheral/disk-root/virtio-backend', stats: { rd_operations: ++reads } }] }
+          : answering(true)(cmd, conn),
+    });
+    const qmp = await QmpClient.connect(server.path);
+    try {
+      const metrics = metricsWith({ targets: () => [target('good', { qemu: { pid: process.pid, qmp } })], qmpPollMs: 20 });
+      const iops = async () => series(parseMetrics(await metrics.render()), 'kubevirt_vmi_storage_iops_read_total')[0]!.value;
+      expect(await iops()).toBe(1);
+      await until('the poll read again', async () => (reads >= 3 ? true : undefined), 10_000, 10);
+      expect(await iops()).toBeGreaterThanOrEqual(3);
+      expect(server.commandNames().filter((c) => c === 'query-cpus-fast')).toHaveLength(1);
+      metrics.vmi!.stop();
+    } finally {
+      qmp.close();
+      await server.stop();
+    }
   });
 
   it('scrapes that overlap share one read', async () => {

@@ -212,7 +212,7 @@ describe('guest panics from the manager\'s panic events', () => {
       log: undefined,
     });
     const m = new AgentMetrics();
-    m.watchManager(manager as unknown as VmManager, { node: 'n', namespace: 'vms', readLinks: async () => [] });
+    m.watchManager(manager as unknown as VmManager, { node: 'n', namespace: 'vms' });
     manager.emit('panic', { id: 'w', detail: { action: 'pause' } });
     manager.emit('panic', { id: 'w', detail: { action: 'pause' } });
     manager.emit('panic', { id: 'gone', detail: { action: 'run', info: { type: 'hyper-v', arg1: 0x1e } } });
