@@ -14,8 +14,8 @@ export interface GuestAgentWatchOptions {
 }
 
 export const GUEST_INFO_REFRESH_MS = 10_000;
-const RETRY_MS = 3_000;
-const SYNC_TIMEOUT_MS = 2_000;
+export const RETRY_MS = 3_000;
+export const SYNC_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 1_000;
 
 /**
