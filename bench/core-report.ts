@@ -4,7 +4,7 @@ import type { NodeInfo__Output } from '../src/api/grpc/generated/vmlet/v1/NodeIn
 import type { BenchOutcome } from './benchmark.js';
 import type { ServerBreakdown } from './daemon-log.js';
 import type { RawTimings } from './raw-qemu.js';
-import { ms, ratioOfMediansInterval, summarise } from './stats.js';
+import { compareToRaw, ms, summarise } from './stats.js';
 
 /** vmlet may take at most this many times raw QEMU's create → running. */
 export const TARGET_RATIO = 1.1;
@@ -39,25 +39,15 @@ export interface CoreReportInput {
   load: { before: number[]; after: number[] };
 }
 
-const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 export function coreReport(input: CoreReportInput): BenchOutcome {
   const { info, samples, breakdown } = input;
-  const vmlet = summarise(samples.vmletMs);
-  const raw = summarise(samples.raw.map((r) => r.totalMs));
-  const ratio = round3(vmlet.median / raw.median);
-  const ratioInterval = ratioOfMediansInterval(samples.vmletMs, samples.raw.map((r) => r.totalMs));
+  const comparison = compareToRaw(samples.vmletMs, samples.raw.map((r) => r.totalMs), TARGET_RATIO);
+  const { ratio, ratioInterval95: ratioInterval, vmletMs: vmlet, rawQemuMs: raw } = comparison;
   const cycle = summarise(samples.cycle.map((c) => c.cycleMs));
   const server = breakdown?.createVmServerMs.samples;
   const createToRunning = {
-    vmletMs: vmlet,
-    rawQemuMs: raw,
-    ratio,
-    /** 95 % bootstrap interval of the ratio: where another run of this length on this host could land. */
-    ratioInterval95: ratioInterval,
-    target: TARGET_RATIO,
-    meetsTarget: ratio <= TARGET_RATIO,
-    overheadMs: round3(vmlet.median - raw.median),
+    ...comparison,
     rawBreakdownMs: {
       socketMs: summarise(samples.raw.map((r) => r.socketMs)),
       qmpConnectMs: summarise(samples.raw.map((r) => r.qmpConnectMs)),

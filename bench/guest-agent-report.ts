@@ -1,7 +1,7 @@
 import { cpus, hostname, release } from 'node:os';
 import type { NodeInfo__Output } from '../src/api/grpc/generated/vmlet/v1/NodeInfo.js';
 import type { BenchOutcome } from './benchmark.js';
-import { ratioOfMediansInterval, summarise } from './stats.js';
+import { compareToRaw, summarise } from './stats.js';
 
 /** Issue 18: vmlet may take at most this many times the raw boot to a connected agent. */
 export const TARGET_RATIO = 1.05;
@@ -42,26 +42,16 @@ export interface GuestAgentReportInput {
   load: { before: number[]; after: number[] };
 }
 
-const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 const s = (x: number): string => `${(x / 1000).toFixed(2)} s`;
 
 export function guestAgentReport(input: GuestAgentReportInput): BenchOutcome {
   const { info, samples, cadence } = input;
   const vmletTotals = samples.vmlet.map((r) => r.totalMs);
   const rawTotals = samples.raw.map((r) => r.totalMs);
-  const vmlet = summarise(vmletTotals);
-  const raw = summarise(rawTotals);
-  const ratio = round3(vmlet.median / raw.median);
-  const ratioInterval = ratioOfMediansInterval(vmletTotals, rawTotals);
+  const comparison = compareToRaw(vmletTotals, rawTotals, TARGET_RATIO);
+  const { ratio, ratioInterval95: ratioInterval, vmletMs: vmlet, rawQemuMs: raw } = comparison;
   const bootToAgent = {
-    vmletMs: vmlet,
-    rawQemuMs: raw,
-    ratio,
-    /** 95 % bootstrap interval of the ratio; with a handful of runs it says mostly how wide the boots scatter. */
-    ratioInterval95: ratioInterval,
-    target: TARGET_RATIO,
-    meetsTarget: ratio <= TARGET_RATIO,
-    overheadMs: round3(vmlet.median - raw.median),
+    ...comparison,
     vmletBreakdownMs: {
       createToRunningMs: summarise(samples.vmlet.map((r) => r.createMs)),
       runningToAgentEventMs: summarise(samples.vmlet.map((r) => r.totalMs - r.createMs)),

@@ -49,6 +49,25 @@ export function summarise(xs: readonly number[]): Stats {
 
 export const ms = (x: number): string => `${x.toFixed(1)} ms`;
 
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** vmlet's times against raw QEMU's: both summaries, the ratio of medians with its 95 % interval, the target. */
+export function compareToRaw(vmletMs: readonly number[], rawMs: readonly number[], target: number) {
+  const vmlet = summarise(vmletMs);
+  const raw = summarise(rawMs);
+  const ratio = round3(vmlet.median / raw.median);
+  return {
+    vmletMs: vmlet,
+    rawQemuMs: raw,
+    ratio,
+    /** 95 % bootstrap interval of the ratio: where another run of this length on this host could land. */
+    ratioInterval95: ratioOfMediansInterval(vmletMs, rawMs),
+    target,
+    meetsTarget: ratio <= target,
+    overheadMs: round3(vmlet.median - raw.median),
+  };
+}
+
 /** A small seeded generator (mulberry32): the same samples give the same interval on every run. */
 function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
