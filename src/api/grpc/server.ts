@@ -1,7 +1,7 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import { freeUnixSocketPath } from '../../host/single-instance.js';
 import { readFileSync } from 'node:fs';
-import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type ListenOptions, type Server as NetServer, type Socket } from 'node:net';
 import { peerCredentials, supplementaryGroups } from '../../host/peercred.js';
 import { unixPeerTag } from '../authz/identity.js';
 import { dirname, join } from 'node:path';
@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { PackageDefinition } from '@grpc/proto-loader';
-import type { TlsConfig } from '../../host/addresses.js';
+import { hostOf, type TlsConfig } from '../../host/addresses.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../model/bounds.js';
 import { vmletV1 } from './proto.js';
 import { PROTO_FILES, PROTO_ROOT } from './proto-options.js';
@@ -67,25 +67,70 @@ function stampPeer(socket: Socket): void {
   Object.defineProperty(socket, 'remoteAddress', { value: unixPeerTag(cred.uid, gids, cred.pid), configurable: true });
 }
 
-/** The unix socket is served through our own listener, which reads each caller's credentials first. */
-async function listenUnix(server: grpc.Server, path: string): Promise<NetServer> {
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const listener = createServer((socket) => {
-    stampPeer(socket);
-    injector.injectConnection(socket);
-  });
-  await new Promise<void>((resolve, reject) => {
-    listener.once('error', reject);
-    listener.listen(path, () => {
-      listener.off('error', reject);
-      resolve();
+/** An open listener of ours, each of whose connections is handed to the gRPC server. */
+function listen(server: NetServer, options: ListenOptions): Promise<NetServer> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options, () => {
+      server.off('error', reject);
+      resolve(server);
     });
   });
-  return listener;
 }
 
-function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
+/** `HOST:PORT` or `[v6]:PORT` as net.listen takes it. */
+function tcpListenOptions(address: string): ListenOptions {
+  const host = hostOf(address);
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  if (host === undefined || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`listen address ${address} is not HOST:PORT`);
+  return { host: host.replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/**
+ * Every address is served through our own listener and grpc-js's connection injector: the unix
+ * socket so each caller's credentials are read first, and all of them so a stop can wait until
+ * each connection is closed. grpc-js's tryShutdown returns as soon as Node has marked the sessions
+ * closing, before the statuses of the calls it ended are written; exiting then drops them.
+ */
+class Listeners {
+  private readonly servers: NetServer[] = [];
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly grpcServer: grpc.Server) {}
+
+  async unix(path: string): Promise<void> {
+    await this.add(grpc.ServerCredentials.createInsecure(), { path }, stampPeer);
+  }
+
+  /** Listens on a TCP address; returns the port bound. */
+  async tcp(address: string, creds: grpc.ServerCredentials): Promise<number> {
+    const server = await this.add(creds, tcpListenOptions(address));
+    return (server.address() as AddressInfo).port;
+  }
+
+  /** Stops accepting; resolves once every connection is closed, or destroys those left at the deadline. */
+  async close(deadlineMs: number): Promise<void> {
+    for (const s of this.servers) s.close();
+    const timer = setTimeout(() => {
+      this.grpcServer.forceShutdown();
+      for (const socket of this.sockets) socket.destroy();
+    }, deadlineMs);
+    await new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
+    await Promise.all([...this.sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve))));
+    clearTimeout(timer);
+  }
+
+  private async add(creds: grpc.ServerCredentials, options: ListenOptions, prepare?: (socket: Socket) => void): Promise<NetServer> {
+    const injector = this.grpcServer.createConnectionInjector(creds);
+    const server = createServer((socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+      prepare?.(socket);
+      injector.injectConnection(socket);
+    });
+    this.servers.push(await listen(server, options));
+    return server;
+  }
 }
 
 /** Serves the vmlet services, the standard health service and reflection on every listen address. */
@@ -97,34 +142,26 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   new ReflectionService(reflectionDefinition()).addToServer(server);
 
   const addresses: string[] = [];
-  const unixListeners: NetServer[] = [];
-  for (const address of options.listen) {
-    if (address.startsWith('unix://')) {
-      const path = address.slice('unix://'.length);
-      await mkdir(dirname(path), { recursive: true, mode: 0o750 });
-      await freeUnixSocketPath(path);
-      unixListeners.push(await listenUnix(server, path));
-      await chmod(path, 0o660);
-      addresses.push(address);
-    } else {
-      const port = await bind(server, address, credentialsFor(address, options.tls));
-      addresses.push(address.replace(/:0$/, `:${port}`));
+  const listeners = new Listeners(server);
+  try {
+    for (const address of options.listen) {
+      if (address.startsWith('unix://')) {
+        const path = address.slice('unix://'.length);
+        await mkdir(dirname(path), { recursive: true, mode: 0o750 });
+        await freeUnixSocketPath(path);
+        await listeners.unix(path);
+        await chmod(path, 0o660);
+        addresses.push(address);
+      } else {
+        const port = await listeners.tcp(address, credentialsFor(address, options.tls));
+        addresses.push(address.replace(/:0$/, `:${port}`));
+      }
     }
+  } catch (err) {
+    await listeners.close(0);
+    throw err;
   }
-  return {
-    server,
-    health,
-    addresses,
-    shutdown: () =>
-      new Promise<void>((resolve) => {
-        for (const l of unixListeners) l.close();
-        const timer = setTimeout(() => server.forceShutdown(), 5000);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
-  };
+  return { server, health, addresses, shutdown: () => listeners.close(5000) };
 }
 
 export const vmServiceDefinition = (): grpc.ServiceDefinition => vmletV1.VmService.service;
