@@ -34,13 +34,29 @@ async function rmdirCgroup(dir: string): Promise<void> {
   }
 }
 
-/** Removes <hierarchy>/<parent>/* then <hierarchy>/<parent> in every cgroup hierarchy mounted. */
+/** SIGKILL to every process still in a cgroup: a test that failed with its daemon stopped leaves its guests there. */
+async function killMembers(dir: string): Promise<void> {
+  const procs = await readFile(join(dir, 'cgroup.procs'), 'utf8').catch(() => '');
+  for (const pid of procs.split('\n').filter(Boolean)) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Removes <hierarchy>/<parent>/* then <hierarchy>/<parent> in every cgroup hierarchy mounted, killing what still runs there. */
 export async function removeCgroupTree(parent: string): Promise<void> {
   for (const mount of await cgroupMounts()) {
     const dir = join(mount.dir, parent);
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => undefined);
     if (!entries) continue;
-    for (const e of entries) if (e.isDirectory()) await rmdirCgroup(join(dir, e.name));
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      await killMembers(join(dir, e.name));
+      await rmdirCgroup(join(dir, e.name));
+    }
     await rmdirCgroup(dir);
   }
 }

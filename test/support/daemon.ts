@@ -139,10 +139,13 @@ export class TestDaemon {
 
   /** SIGTERM and wait: the daemon's clean stop (guests keep running). */
   async stop(): Promise<number | null> {
+    if (this.child && this.child.exitCode === null) {
+      this.child.kill('SIGTERM');
+      await this.exited;
+    }
+    // Only now: closing the channel earlier would race the statuses the daemon sends its streams as it stops.
     this.clients.close();
-    if (!this.child || this.child.exitCode !== null) return this.child?.exitCode ?? null;
-    this.child.kill('SIGTERM');
-    return this.exited!;
+    return this.child?.exitCode ?? null;
   }
 
   /** kill -9: the daemon gets no chance to clean up. */
