@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import type { AcceleratorMode } from './qemu/accel.js';
 import type { LogFormat } from './host/log.js';
 import { hostOf, isLoopbackAddress, type TlsConfig } from './host/addresses.js';
+import { CPU_WEIGHT_MAX, CPU_WEIGHT_MIN, DEFAULT_PARENT_CPU_WEIGHT } from './cgroup/limits.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_VMS, MAX_WATCHERS } from './model/bounds.js';
 
 export type { TlsConfig } from './host/addresses.js';
@@ -57,6 +58,8 @@ export interface DaemonConfig {
   defaultStopGraceSeconds: number;
   /** QEMU initialisations at a time; starts beyond wait their turn. */
   maxParallelStarts: number;
+  /** cpu.weight of --cgroup-parent: all guests together against the agent and the node's other services. */
+  guestsCpuWeight: number;
   /** Floor of a start's deadlines, counted from QEMU's spawn (QMP handshake; the spawn helper gets twice it). */
   startTimeoutSeconds: number;
   /** VMs this node holds at most (`--max-vms`). */
@@ -88,6 +91,7 @@ const DEFAULTS = {
   defaultStopGraceSeconds: 30,
   qemuUidRange: '2000000:65536',
   cgroupParent: 'vmlet.slice',
+  guestsCpuWeight: DEFAULT_PARENT_CPU_WEIGHT,
   consoleLogMaxBytes: 1024 * 1024,
   maxVms: DEFAULT_MAX_VMS,
   maxWatchers: MAX_WATCHERS,
@@ -144,6 +148,7 @@ export const DAEMON_OPTIONS = `  --state-dir DIR            durable state and co
   --qemu-user root           run QEMU as root with vmlet's capabilities (not recommended; logged)
   --cgroup-parent PATH       parent of the VMs' cgroups, outside vmlet's own (default ${DEFAULTS.cgroupParent})
   --memory-overhead-mib N    memory a VM's cgroup allows beyond its guest (default: a formula of vCPUs, RAM, TCG cache)
+  --guests-cpu-weight N      CPU weight of --cgroup-parent, 1..10000, against vmlet's own 100 (default ${DEFAULTS.guestsCpuWeight})
   --log-format json|pretty   (default json)
   --log-level LEVEL          (default info)`;
 
@@ -155,6 +160,13 @@ function number(name: string, raw: string | undefined, fallback: number, min: nu
   if (raw === undefined) return fallback;
   const value = Number(raw);
   if (!Number.isFinite(value) || value < min) throw new ConfigError(`--${name}: must be a number >= ${min}, got "${raw}"`);
+  return value;
+}
+
+function cpuWeight(name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const value = /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!(value >= CPU_WEIGHT_MIN && value <= CPU_WEIGHT_MAX)) throw new ConfigError(`--${name}: must be a whole number in ${CPU_WEIGHT_MIN}..${CPU_WEIGHT_MAX}, got "${raw}"`);
   return value;
 }
 
@@ -227,6 +239,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       'qemu-uid-range': { type: 'string' },
       'qemu-user': { type: 'string' },
       'cgroup-parent': { type: 'string' },
+      'guests-cpu-weight': { type: 'string' },
       'memory-overhead-mib': { type: 'string' },
     },
   });
@@ -308,6 +321,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     logLevel: values['log-level'] ?? 'info',
     ...qemuUsers(values['qemu-user'], values['qemu-uid-range']),
     cgroupParent: values['cgroup-parent'] ?? DEFAULTS.cgroupParent,
+    guestsCpuWeight: cpuWeight('guests-cpu-weight', values['guests-cpu-weight'], DEFAULTS.guestsCpuWeight),
     ...(values['memory-overhead-mib'] === undefined ? {} : { memoryOverheadMib: number('memory-overhead-mib', values['memory-overhead-mib'], 0, 0) }),
   };
 }

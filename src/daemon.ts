@@ -13,7 +13,6 @@ import { groupsFor, othersMayOpen } from './host/device-access.js';
 import { saveCompileCache } from './host/compile-cache.js';
 import { openCgroupDriver } from './cgroup/open.js';
 import { CgroupCells } from './cgroup/cells.js';
-import { DEFAULT_PARENT_CPU_WEIGHT } from './cgroup/limits.js';
 import { TCG_TB_SIZE_MIB } from './qemu/argv.js';
 import { Spawner } from './qemu/spawner.js';
 import { QemuHypervisor } from './qemu/hypervisor.js';
@@ -241,7 +240,7 @@ async function unprivilegedAccelerator(choice: AcceleratorChoice, config: Daemon
 async function openCells(config: DaemonConfig, accelerator: string, logger: Logger): Promise<CgroupCells | undefined> {
   try {
     const driver = await openCgroupDriver({ parent: config.cgroupParent });
-    await driver.ensureParent({ cpuWeight: DEFAULT_PARENT_CPU_WEIGHT });
+    await driver.ensureParent({ cpuWeight: config.guestsCpuWeight });
     logger.info({ kind: driver.kind, parent: driver.parent }, 'each VM gets a cgroup of its own');
     return new CgroupCells(driver, { tcg: accelerator === 'tcg', tbSizeMib: TCG_TB_SIZE_MIB, ...(config.memoryOverheadMib === undefined ? {} : { fixedMib: config.memoryOverheadMib }) });
   } catch (err) {

@@ -52,6 +52,13 @@ describe('parseDaemonArgs', () => {
   });
 });
 
+describe('guests CPU weight', () => {
+  it('--guests-cpu-weight is a whole cgroup weight, 1..10000', () => {
+    expect(parseDaemonArgs(['--guests-cpu-weight', '20']).guestsCpuWeight).toBe(20);
+    for (const bad of ['0', '10001', '2.5', 'low']) expect(() => parseDaemonArgs(['--guests-cpu-weight', bad])).toThrow(/--guests-cpu-weight/);
+  });
+});
+
 describe('start deadlines', () => {
   it('--start-timeout-seconds is a floor of at least 1 s, default 5', () => {
     expect(parseDaemonArgs([]).startTimeoutSeconds).toBe(5);
