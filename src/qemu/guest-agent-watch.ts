@@ -17,6 +17,8 @@ export const GUEST_INFO_REFRESH_MS = 10_000;
 export const RETRY_MS = 3_000;
 export const SYNC_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 1_000;
+/** Syncs in a row without an answer before the connection is made anew. */
+const MAX_UNANSWERED_SYNCS = 20;
 
 /**
  * Keeps asking the guest agent on `socketPath`: the info on every (re)connect and every
@@ -43,6 +45,14 @@ export function watchGuestAgent(socketPath: string, onInfo: (info: GuestInfo) =>
   };
   const pause = (ms: number): Promise<void> => delay(ms, undefined, { signal }).catch(() => undefined);
 
+  const lost = (): void => {
+    if (connected && !signal.aborted) {
+      options.onFigures?.(undefined);
+      onInfo(DISCONNECTED);
+    }
+    connected = false;
+  };
+
   void (async () => {
     while (!signal.aborted) {
       await pause(options.retryMs ?? RETRY_MS);
@@ -50,26 +60,32 @@ export function watchGuestAgent(socketPath: string, onInfo: (info: GuestInfo) =>
       try {
         const c = await GuestAgentClient.connect(socketPath, CONNECT_TIMEOUT_MS);
         client = c;
-        if (signal.aborted) break;
-        for (;;) {
-          // Each round starts in step: a late reply of the last round cannot answer this one.
-          const { info, figures } = await exclusive(async () => {
-            await c.sync(options.syncTimeoutMs ?? SYNC_TIMEOUT_MS);
-            return readGuest(c);
-          });
+        // The connection stays while QEMU keeps it: a sync that timed out may still be answered
+        // on it, which tells the client how slow the agent is (a new connection would lose that).
+        let unanswered = 0;
+        while (!signal.aborted) {
+          let round: Awaited<ReturnType<typeof readGuest>>;
+          try {
+            // Each round starts in step: a late reply of the last round cannot answer this one.
+            round = await exclusive(async () => {
+              await c.sync(options.syncTimeoutMs ?? SYNC_TIMEOUT_MS);
+              return readGuest(c);
+            });
+          } catch (err) {
+            if (c.closed || ++unanswered >= MAX_UNANSWERED_SYNCS) throw err;
+            lost();
+            await pause(options.retryMs ?? RETRY_MS);
+            continue;
+          }
           if (signal.aborted) break;
+          unanswered = 0;
           connected = true;
-          options.onFigures?.(figures);
-          onInfo(info);
+          options.onFigures?.(round.figures);
+          onInfo(round.info);
           await pause(options.refreshMs ?? GUEST_INFO_REFRESH_MS);
-          if (signal.aborted) break;
         }
       } catch {
-        if (connected && !signal.aborted) {
-          options.onFigures?.(undefined);
-          onInfo(DISCONNECTED);
-        }
-        connected = false;
+        lost();
       } finally {
         client?.close();
         client = undefined;

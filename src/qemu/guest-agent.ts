@@ -4,7 +4,10 @@
  * a stale half-reply from an earlier session: every session begins with `guest-sync-delimited`,
  * whose reply the agent prefixes with a 0xFF byte, and only what follows it counts. Commands go
  * one at a time (the agent answers in order), each with its own deadline; bytes that do not form
- * a JSON reply are skipped.
+ * a JSON reply are skipped. A sync answered after its deadline is not lost on a connection kept
+ * open: its late reply proves the agent alive, holds the next sync open while the agent catches
+ * up, and stretches the next deadlines to what the agent takes (a guest just moved under TCG
+ * retranslates everything and may answer slower than the usual deadline for a while).
  */
 import { connect, type Socket } from 'node:net';
 import type { GuestInfo, GuestInterface } from '../model/vm.js';
@@ -13,19 +16,31 @@ import { guestFigures } from './guest-figures.js';
 
 const SYNC_MARKER = 0xff;
 const MAX_BUFFERED = 1 << 20;
+/** Longest a sync deadline stretches to for a slow agent. */
+const MAX_SYNC_TIMEOUT_MS = 30_000;
 
 export class GuestAgentError extends Error {}
 
 interface Pending {
   resolve(value: unknown): void;
   reject(err: Error): void;
+  /** Set while a guest-sync-delimited with this id waits. */
+  syncId?: number;
+  /** Starts the deadline again: the agent answered an earlier sync and is catching up. */
+  rearm?(): void;
 }
 
 export class GuestAgentClient {
   private buffer = '';
   private pending: Pending | undefined;
   private synced = false;
+  /** The line after a 0xFF: a sync's reply, ours or a late one. */
+  private afterMarker = false;
   private closedWith: Error | undefined;
+  /** Syncs sent on this connection and not answered yet: id → when. */
+  private readonly syncsSent = new Map<number, number>();
+  /** How long the agent last took to answer a sync. */
+  private syncLatencyMs = 0;
 
   private constructor(private readonly socket: Socket) {
     socket.on('data', (b: Buffer) => this.onData(b));
@@ -60,13 +75,16 @@ export class GuestAgentClient {
   async sync(timeoutMs: number): Promise<void> {
     this.synced = false;
     const id = Math.floor(Math.random() * 0x7fffffff);
-    const reply = await this.send({ execute: 'guest-sync-delimited', arguments: { id } }, timeoutMs, true);
+    this.syncsSent.set(id, Date.now());
+    const reply = await this.send({ execute: 'guest-sync-delimited', arguments: { id } }, this.syncDeadline(timeoutMs), id);
     if (reply !== id) throw new GuestAgentError(`guest-sync-delimited answered ${JSON.stringify(reply)}, expected ${id}`);
+    // The agent answers in order: nothing sent before this sync is still to come.
+    this.syncsSent.clear();
   }
 
   execute<T>(command: string, timeoutMs: number, args?: Record<string, unknown>): Promise<T> {
     if (!this.synced) return Promise.reject(new GuestAgentError(`${command}: not synchronised with the guest agent`));
-    return this.send({ execute: command, ...(args ? { arguments: args } : {}) }, timeoutMs, false) as Promise<T>;
+    return this.send({ execute: command, ...(args ? { arguments: args } : {}) }, timeoutMs) as Promise<T>;
   }
 
   /**
@@ -82,17 +100,18 @@ export class GuestAgentClient {
     this.fail(new GuestAgentError('guest agent client closed'));
   }
 
-  private send(message: object, timeoutMs: number, sync: boolean): Promise<unknown> {
+  private send(message: object, timeoutMs: number, syncId?: number): Promise<unknown> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (this.pending) return Promise.reject(new GuestAgentError('a guest agent command is already running'));
     const command = (message as { execute: string }).execute;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const expire = (ms: number) => () => {
         this.pending = undefined;
         // A late reply would be taken for the next command's: only a new sync may follow.
         this.synced = false;
-        reject(new GuestAgentError(`${command}: no answer from the guest agent within ${timeoutMs} ms`));
-      }, timeoutMs);
+        reject(new GuestAgentError(`${command}: no answer from the guest agent within ${ms} ms`));
+      };
+      let timer = setTimeout(expire(timeoutMs), timeoutMs);
       this.pending = {
         resolve: (v) => {
           clearTimeout(timer);
@@ -102,28 +121,44 @@ export class GuestAgentClient {
           clearTimeout(timer);
           reject(e);
         },
+        ...(syncId === undefined
+          ? {}
+          : {
+              syncId,
+              rearm: () => {
+                clearTimeout(timer);
+                const ms = this.syncDeadline(timeoutMs);
+                timer = setTimeout(expire(ms), ms);
+              },
+            }),
       };
-      if (sync) this.buffer = '';
-      this.socket.write((sync ? '\xff' : '') + JSON.stringify(message) + '\n', 'latin1');
+      if (syncId !== undefined) this.buffer = '';
+      this.socket.write((syncId !== undefined ? '\xff' : '') + JSON.stringify(message) + '\n', 'latin1');
     });
   }
 
+  private syncDeadline(timeoutMs: number): number {
+    return Math.min(MAX_SYNC_TIMEOUT_MS, Math.max(timeoutMs, 2 * this.syncLatencyMs));
+  }
+
   private onData(chunk: Buffer): void {
-    let data = chunk;
-    if (!this.synced && this.pending) {
-      // Before the sync reply, everything up to the agent's 0xFF marker is stale.
-      const marker = data.indexOf(SYNC_MARKER);
+    for (let start = 0; ; ) {
+      const marker = chunk.indexOf(SYNC_MARKER, start);
+      if (this.synced || this.afterMarker) this.take(chunk.subarray(start, marker < 0 ? chunk.length : marker));
       if (marker < 0) return;
-      data = data.subarray(marker + 1);
+      // The agent writes 0xFF only before a sync's reply: whatever came before it is stale.
       this.buffer = '';
-      this.synced = true;
-    } else if (!this.synced) {
-      return;
+      this.afterMarker = true;
+      if (this.pending?.syncId !== undefined) this.synced = true;
+      start = marker + 1;
     }
+  }
+
+  private take(data: Buffer): void {
     this.buffer += data.toString('utf8');
     if (this.buffer.length > MAX_BUFFERED) this.buffer = this.buffer.slice(-MAX_BUFFERED);
     let nl: number;
-    while ((nl = this.buffer.indexOf('\n')) >= 0) {
+    while ((this.synced || this.afterMarker) && (nl = this.buffer.indexOf('\n')) >= 0) {
       const line = this.buffer.slice(0, nl).trim();
       this.buffer = this.buffer.slice(nl + 1);
       if (line !== '') this.onLine(line);
@@ -137,8 +172,13 @@ export class GuestAgentClient {
     } catch {
       return;
     }
-    if (typeof reply !== 'object' || reply === null || !this.pending) return;
+    if (typeof reply !== 'object' || reply === null) return;
+    if (this.afterMarker) {
+      this.afterMarker = false;
+      if (this.lateSync(reply.return)) return;
+    }
     const pending = this.pending;
+    if (!pending) return;
     if ('return' in reply) {
       this.pending = undefined;
       pending.resolve(reply.return);
@@ -146,6 +186,22 @@ export class GuestAgentClient {
       this.pending = undefined;
       pending.reject(new GuestAgentError(`guest agent: ${reply.error.class ?? 'Error'}: ${reply.error.desc ?? 'no description'}`));
     }
+  }
+
+  /** Notes how long a sync took; true when it is an earlier one than the sync waiting, or none waits. */
+  private lateSync(value: unknown): boolean {
+    const sentAt = typeof value === 'number' ? this.syncsSent.get(value) : undefined;
+    if (sentAt === undefined) return false;
+    this.syncLatencyMs = Date.now() - sentAt;
+    const pending = this.pending;
+    if (pending?.syncId === value) return false;
+    // The agent is there and answers in order: the sync waiting comes next.
+    this.syncsSent.delete(value as number);
+    if (pending?.syncId !== undefined) {
+      this.synced = false;
+      pending.rearm?.();
+    }
+    return true;
   }
 
   private fail(err: Error): void {

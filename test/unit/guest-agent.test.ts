@@ -44,6 +44,8 @@ const realAgent =
 class FakeAgent {
   readonly commands: string[] = [];
   readonly sockets = new Set<Socket>();
+  /** Every reply this late: an agent in a guest that runs slowly, answering in order. */
+  delayMs = 0;
   constructor(
     private readonly server: Server,
     public answer: Answer,
@@ -70,7 +72,9 @@ class FakeAgent {
         buffer = buffer.slice(nl + 1);
         this.commands.push(execute);
         const reply = this.answer(execute, args);
-        if (reply !== undefined) socket.write(reply);
+        if (reply === undefined) continue;
+        if (this.delayMs > 0) setTimeout(() => socket.write(reply), this.delayMs);
+        else socket.write(reply);
       }
     });
   }
@@ -218,6 +222,16 @@ describe('watchGuestAgent', () => {
 
     agent.answer = () => undefined;
     await whenTrue('the agent is lost', () => figures.length > 0 && figures.at(-1) === undefined);
+  });
+
+  it('an agent slower than the sync deadline is connected all the same, on the connection it answers', async () => {
+    agent = await FakeAgent.listen(path, realAgent());
+    agent.delayMs = 2 * fast.syncTimeoutMs;
+    const seen: GuestInfo[] = [];
+    watch = watchGuestAgent(path, (info) => seen.push(info), fast);
+    await whenTrue('the slow agent is reported', () => seen.some((i) => i.agentConnected));
+    expect(seen.find((i) => i.agentConnected)).toMatchObject({ hostname: 'web-1' });
+    expect(agent.commands.filter((c) => c === 'guest-sync-delimited').length).toBeGreaterThan(1);
   });
 
   it('an agent that only sends garbage, or no agent at all, is never reported', async () => {
