@@ -36,10 +36,9 @@ import { OutgoingMigrations } from './migration/source.js';
 import { IncomingMigrations } from './migration/target.js';
 import { migrationHooks } from './migration/reconcile.js';
 import { migrationAddress } from './config.js';
-import { startHttpServer } from './api/http/server.js';
+import type { startHttpServer } from './api/http/server.js';
 import { ConsoleHub } from './console/hub.js';
 import { DEFAULT_CONSOLE_LIMITS } from './console/limits.js';
-import { registerConsoleWebsocket } from './api/http/console-websocket.js';
 import { connectPeer } from './api/grpc/migration-peer.js';
 import { VMLET_VERSION } from './version.js';
 import { lockDir } from './host/single-instance.js';
@@ -70,17 +69,12 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     await mkdir(dir, { recursive: true, mode: dirMode });
     await chmod(dir, dirMode);
   }
-  const releaseState = await lockDir(config.stateDir, 'state');
-  const releaseRun = await lockDir(config.runDir, 'run').catch((err: unknown) => {
-    releaseState();
-    throw err;
-  });
-  const releaseLock = (): void => {
-    releaseRun();
-    releaseState();
-  };
-  const version = await qemuVersion(config.qemuBinary);
-  const accel = await unprivilegedAccelerator(await chooseAccelerator(config.accelerator, config.qemuBinary, config.netns), config);
+  // The binary's probes run while the directories are locked: a restart waits for neither in turn.
+  const probes = Promise.all([qemuVersion(config.qemuBinary), chooseAccelerator(config.accelerator, config.qemuBinary, config.netns)]);
+  probes.catch(() => undefined);
+  const releaseLock = await lockStateAndRun(config);
+  const [version, choice] = await probes;
+  const accel = await unprivilegedAccelerator(choice, config);
   logger.info({ accelerator: accel.accelerator, reason: accel.reason, qemuVersion: version }, `accelerator: ${accel.accelerator}`);
 
   const ip = new IpTool(config.netns);
@@ -189,6 +183,8 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   };
   let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
   if (config.httpListen) {
+    // Loaded once gRPC serves: a restarted agent answers controllers before fastify is read in.
+    const [{ startHttpServer }, { registerConsoleWebsocket }] = await Promise.all([import('./api/http/server.js'), import('./api/http/console-websocket.js')]);
     http = await startHttpServer({
       listen: config.httpListen,
       metrics: () => metrics.render(),
@@ -219,6 +215,21 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       logger.info('vmlet stopped; guests keep running');
     },
   };
+}
+
+/** Both directories locked, or neither. */
+async function lockStateAndRun(config: DaemonConfig): Promise<() => void> {
+  const locks = await Promise.allSettled([lockDir(config.stateDir, 'state'), lockDir(config.runDir, 'run')]);
+  const releases = locks.flatMap((l) => (l.status === 'fulfilled' ? [l.value] : []));
+  const release = (): void => {
+    for (const r of releases.reverse()) r();
+  };
+  const failed = locks.find((l) => l.status === 'rejected');
+  if (failed) {
+    release();
+    throw failed.reason;
+  }
+  return release;
 }
 
 /** The image store: inside the first image root, so its images are paths a spec may name. */
