@@ -77,8 +77,11 @@ export class QemuHypervisor {
     return new QemuMachine(launched.pid, launched.qmp, r.paths, this.o.vhostNet);
   }
 
+  /** Connected with the handshake under way: the caller's first query goes out right behind it. */
   async adopt(pid: number, paths: VmPaths): Promise<QemuMachine> {
-    return new QemuMachine(pid, await QmpClient.connect(paths.qmpSocket, this.qmpOptions()), paths, this.o.vhostNet);
+    const qmp = await QmpClient.open(paths.qmpSocket, this.qmpOptions());
+    qmp.ready.catch(() => undefined);
+    return new QemuMachine(pid, qmp, paths, this.o.vhostNet);
   }
 
   isQemuOf(pid: number, id: string): Promise<boolean> {
