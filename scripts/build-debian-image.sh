@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Build a bootable Debian 12 (bookworm) cloud disk image: OUTDIR/debian-12.qcow2.
-# Usage: scripts/build-debian-image.sh [--force] OUTDIR
+# Usage: scripts/build-debian-image.sh [--force] [--kernel cloud|generic] OUTDIR
 #
 # The image is a stock Debian cloud image in miniature: systemd, the cloud kernel,
 # cloud-init, qemu-guest-agent and openssh-server from Debian's repositories only
 # (the list is scripts/debian-image/packages), with no users, passwords or
 # cloud-init settings of its own: a NoCloud seed, config drive or metadata
 # service configures it at first boot, as it would a Debian cloud image.
+#
+# --kernel generic builds OUTDIR/debian-12-generic.qcow2 instead: the same image with
+# Debian's generic kernel (linux-image-amd64), which has what a guest imported from
+# vSphere is given (AHCI, e1000e) and the cloud kernel leaves out.
 #
 # Disk (GPT, the layout of Debian's cloud images; 3 GiB, root grows to fill it):
 #   partition 14  BIOS boot  1 MiB..4 MiB    GRUB i386-pc core.img (SeaBIOS)
@@ -27,7 +31,6 @@ set -euo pipefail
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-IMAGE_NAME=debian-12
 DISK_SIZE_MIB=3072
 # GPT partition types (UAPI Discoverable Partitions for root).
 TYPE_BIOS_BOOT=21686148-6449-6E6F-744E-656564454649
@@ -52,19 +55,29 @@ declare -A HOST_TOOLS=(
 die() { echo "build-debian-image: $*" >&2; exit 1; }
 log() { echo "build-debian-image: [$(date +%T)] $*" >&2; }
 
-usage() { echo "usage: $0 [--force] OUTDIR" >&2; exit "${1:-2}"; }
+usage() { echo "usage: $0 [--force] [--kernel cloud|generic] OUTDIR" >&2; exit "${1:-2}"; }
 
 force=0
+kernel=cloud
 outdir=
-for arg in "$@"; do
-  case "$arg" in
+while (($#)); do
+  case "$1" in
     -f | --force) force=1 ;;
+    --kernel) (($# > 1)) || usage; kernel=$2; shift ;;
+    --kernel=*) kernel=${1#--kernel=} ;;
     -h | --help) usage 0 ;;
     -*) usage ;;
-    *) [[ -z $outdir ]] || usage; outdir=$arg ;;
+    *) [[ -z $outdir ]] || usage; outdir=$1 ;;
   esac
+  shift
 done
 [[ -n $outdir ]] || usage
+# The kernel package, and the image's name (its stamp, lock and manifest are named after it).
+case "$kernel" in
+  cloud) KERNEL_PACKAGE=linux-image-cloud-amd64 IMAGE_NAME=debian-12 ;;
+  generic) KERNEL_PACKAGE=linux-image-amd64 IMAGE_NAME=debian-12-generic ;;
+  *) die "--kernel: expected cloud or generic, got '$kernel'" ;;
+esac
 
 script=$(readlink -f "${BASH_SOURCE[0]}")
 conf_dir=$(dirname "$script")/debian-image
@@ -77,7 +90,7 @@ stamp=$outdir/$IMAGE_NAME.inputs
 
 inputs_hash() {
   {
-    echo "suite=$SUITE mirror=$MIRROR security=$SECURITY_MIRROR"
+    echo "suite=$SUITE mirror=$MIRROR security=$SECURITY_MIRROR kernel=$KERNEL_PACKAGE"
     sha256sum "$script" | cut -d' ' -f1
     (cd "$conf_dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
   } | sha256sum | cut -d' ' -f1
@@ -119,6 +132,7 @@ fi
 
 mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$conf_dir/packages")
 ((${#packages[@]})) || die "no packages in $conf_dir/packages"
+packages+=("$KERNEL_PACKAGE")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/build-debian-image.XXXXXX")
 cleanup() {

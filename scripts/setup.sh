@@ -81,10 +81,12 @@ node_version=$(node --version)
 
 # --- the demo and test guest -----------------------------------------------------------------
 bash scripts/build-guest.sh .guest
-# The Debian 12 cloud image (tests and benchmarks of real cloud guests): --with-debian-image.
+# The Debian 12 cloud image (tests and benchmarks of real cloud guests), and its variant with the
+# generic kernel (the imported-OVA test: SATA and e1000e): --with-debian-image.
 if [[ ${1:-} == --with-debian-image ]]; then
-  log "Debian 12 cloud image (cached in .guest; the first build takes a minute or two)"
+  log "Debian 12 cloud images (cached in .guest; the first build takes a few minutes)"
   bash scripts/build-debian-image.sh .guest
+  bash scripts/build-debian-image.sh --kernel generic .guest
 fi
 
 # --- build -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile, open } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../host/run.js';
 import { VmletError, errorMessage } from '../model/errors.js';
@@ -12,6 +12,14 @@ import { importSources } from './import/sources.js';
 export const PARTIAL_DIR = '.importing';
 const META_DIR = '.meta';
 const IMAGE_FILE = /^([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\.(qcow2|raw)$/;
+/**
+ * Each VM's QEMU runs as a uid of its own and opens its disk's image (or, through an overlay, the
+ * image as backing file) itself: the store and its images are open to every uid, whatever the
+ * daemon's umask. An import in progress is the daemon's alone.
+ */
+const STORE_DIR_MODE = 0o755;
+const IMAGE_MODE = 0o644;
+const PARTIAL_DIR_MODE = 0o700;
 
 export interface ImageStoreOptions {
   /** `<first image root>/store`. */
@@ -43,9 +51,13 @@ export class ImageStore {
 
   /** The store exists from the first import on; a node that never imports gets no store directory. */
   private async ensureDirs(): Promise<void> {
-    await mkdir(join(this.options.dir, PARTIAL_DIR), { recursive: true, mode: 0o700 });
-    await mkdir(join(this.options.dir, META_DIR), { recursive: true, mode: 0o755 });
-    this.realDir = await realpath(this.options.dir);
+    const { dir } = this.options;
+    await mkdir(dir, { recursive: true, mode: STORE_DIR_MODE });
+    await chmod(dir, STORE_DIR_MODE);
+    await mkdir(join(dir, PARTIAL_DIR), { recursive: true, mode: PARTIAL_DIR_MODE });
+    await chmod(join(dir, PARTIAL_DIR), PARTIAL_DIR_MODE);
+    await mkdir(join(dir, META_DIR), { recursive: true, mode: STORE_DIR_MODE });
+    this.realDir = await realpath(dir);
   }
 
   async sweep(): Promise<string[]> {
@@ -133,6 +145,7 @@ export class ImageStore {
         report(0);
         await disk.convert(temp, ext, report);
         if (ext === 'qcow2') await checkQcow2(qemuImg, temp, control.signal);
+        await chmod(temp, IMAGE_MODE);
         before += disk.weightBytes;
       }
       const createdAt = new Date().toISOString();

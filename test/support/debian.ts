@@ -7,6 +7,8 @@ import type { Vm__Output } from '../../src/api/grpc/generated/vmlet/v1/Vm.js';
 
 /** scripts/build-debian-image.sh's stock Debian 12 cloud image, built by setup.sh. */
 export const DEBIAN_IMAGE = join(GUEST_DIR, 'debian-12.qcow2');
+/** The same image with Debian's generic kernel (`--kernel generic`): AHCI and e1000e, as an imported vSphere guest needs. */
+export const DEBIAN_GENERIC_IMAGE = join(GUEST_DIR, 'debian-12-generic.qcow2');
 /** A systemd guest under TCG: SeaBIOS → GRUB → kernel → cloud-init, first boot. */
 export const DEBIAN_BOOT_MS = 300_000;
 
@@ -24,8 +26,12 @@ export function debianSpec(id: string, extra: Partial<VmSpec> = {}): VmSpec {
 
 export const SSH_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmXFuP7bq1zGbYHr0ZGn0xhZP8n4CjYw0mQh9nY0p2e alice@vmlet-test';
 
-/** A seed that names the host, adds a user with an SSH key and proves both from runcmd on the console. */
-export function seed(hostname: string): NonNullable<VmSpec['cloudInit']> {
+/**
+ * A seed that names the host, adds a user with an SSH key and proves both from runcmd on the
+ * console; `extra.runcmd`: further shell commands, run after that; `extra.networkConfig`: NoCloud's
+ * network-config.
+ */
+export function seed(hostname: string, extra: { runcmd?: string[]; networkConfig?: string } = {}): NonNullable<VmSpec['cloudInit']> {
   return {
     userData: [
       '#cloud-config',
@@ -37,10 +43,12 @@ export function seed(hostname: string): NonNullable<VmSpec['cloudInit']> {
       `      - ${SSH_KEY}`,
       'runcmd:',
       "  - [sh, -c, 'echo \"VMLET-RUNCMD host=$(hostname) uid=$(id -u alice) key=$(cut -d\" \" -f2 /home/alice/.ssh/authorized_keys)\" > /dev/ttyS0']",
+      // A JSON string is a YAML double-quoted scalar: any command, quoted as YAML wants it.
+      ...(extra.runcmd ?? []).map((cmd) => `  - [sh, -c, ${JSON.stringify(cmd)}]`),
       '',
     ].join('\n'),
     metaData: '',
-    networkConfig: '',
+    networkConfig: extra.networkConfig ?? '',
   };
 }
 

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { closeSync, openSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 export interface OvaOptions {
   name: string;
@@ -16,11 +17,14 @@ export interface OvaOptions {
   digest?: 'sha1' | 'sha256';
 }
 
-/** An OVF 1.0 descriptor as vSphere writes one: vmw: extensions, a SCSI controller, an unknown device. */
-export function vsphereOvf(o: OvaOptions, sizes: number[]): string {
+/**
+ * An OVF 1.0 descriptor as vSphere writes one: vmw: extensions, a SCSI controller, an unknown
+ * device. `capacitiesMib`: each disk's virtual size (64 MiB when not given).
+ */
+export function vsphereOvf(o: OvaOptions, sizes: number[], capacitiesMib: number[] = []): string {
   const files = o.disks.map((f, i) => `    <File ovf:href="${f}" ovf:id="file${i + 1}" ovf:size="${sizes[i]}"/>`).join('\n');
   const disks = o.disks
-    .map((_, i) => `    <Disk ovf:capacity="64" ovf:capacityAllocationUnits="byte * 2^20" ovf:diskId="vmdisk${i + 1}" ovf:fileRef="file${i + 1}" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized" ovf:populatedSize="0"/>`)
+    .map((_, i) => `    <Disk ovf:capacity="${capacitiesMib[i] ?? 64}" ovf:capacityAllocationUnits="byte * 2^20" ovf:diskId="vmdisk${i + 1}" ovf:fileRef="file${i + 1}" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized" ovf:populatedSize="0"/>`)
     .join('\n');
   const diskItems = o.disks
     .map(
@@ -132,20 +136,50 @@ export function makeStreamOptimizedVmdk(dir: string, name: string, sizeMib = 64)
   return vmdk;
 }
 
+/** An existing disk image (a real guest's), converted to a streamOptimized VMDK `<name>.vmdk` in `dir`. */
+export async function streamOptimizedVmdkOf(image: string, dir: string, name: string): Promise<string> {
+  const vmdk = `${name}.vmdk`;
+  try {
+    await promisify(execFile)('qemu-img', ['convert', '-O', 'vmdk', '-o', 'subformat=streamOptimized', image, join(dir, vmdk)], { timeout: 10 * 60_000 });
+  } catch (err) {
+    throw new Error(`qemu-img convert ${image} to a streamOptimized VMDK: ${(err as { stderr?: string }).stderr?.trim() || String(err)}`, { cause: err });
+  }
+  return vmdk;
+}
+
+/** A VMDK's virtual size in MiB, as vSphere states a disk's capacity. */
+function capacityMib(path: string): number {
+  const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-f', 'vmdk', path], { timeout: 30_000 }).toString()) as { 'virtual-size': number };
+  return Math.ceil(info['virtual-size'] / 2 ** 20);
+}
+
+/** A file's digest, read a piece at a time (a real guest's disk is hundreds of MiB). */
+function fileDigest(algorithm: string, path: string): string {
+  const hash = createHash(algorithm);
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(4 * 2 ** 20);
+    for (let n: number; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
 /** An OVA: tar (ustar) of the descriptor, the manifest and the disks, in that order, as vSphere writes it. */
 export function makeOva(dir: string, o: OvaOptions): string {
-  const sizes = o.disks.map((f) => readFileSync(join(dir, f)).length);
+  const sizes = o.disks.map((f) => statSync(join(dir, f)).size);
   const ovf = `${o.name}.ovf`;
-  writeFileSync(join(dir, ovf), vsphereOvf(o, sizes));
+  writeFileSync(join(dir, ovf), vsphereOvf(o, sizes, o.disks.map((f) => capacityMib(join(dir, f)))));
   const algorithm = o.digest ?? 'sha256';
   const lines = [ovf, ...o.disks].map((f, i) => {
-    let digest = createHash(algorithm).update(readFileSync(join(dir, f))).digest('hex');
+    let digest = fileDigest(algorithm, join(dir, f));
     if (o.badDigest && i === 1) digest = digest.replace(/^./, (c) => (c === '0' ? '1' : '0'));
     return `${algorithm.toUpperCase()}(${f})= ${digest}\n`;
   });
   const mf = `${o.name}.mf`;
   writeFileSync(join(dir, mf), lines.join(''));
   const ova = join(dir, `${o.name}.ova`);
-  execFileSync('tar', ['--format=ustar', '-cf', ova, '-C', dir, ovf, mf, ...o.disks], { timeout: 60_000 });
+  execFileSync('tar', ['--format=ustar', '-cf', ova, '-C', dir, ovf, mf, ...o.disks], { timeout: 5 * 60_000 });
   return ova;
 }

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { vsphereOvf } from '../support/ova.js';
 import { tmpdir } from 'node:os';
@@ -60,6 +60,32 @@ describe('ImageStore: temp name, rename when complete, sweep at start', () => {
     await store.remove('disk');
     expect(await store.list()).toEqual([]);
     expect(store.sizeBytes()).toBe(0);
+  });
+
+  const mode = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;
+
+  it('the store and its images are open to the per-VM QEMU uids whatever the umask; imports in progress are not', async () => {
+    await qemuImg('create', '-q', '-f', 'raw', join(src, 'd.img'), '2M');
+    const umask = process.umask(0o077);
+    let path: string;
+    try {
+      path = (await store.importImage(request(join(src, 'd.img')), control())).images[0]!.path;
+    } finally {
+      process.umask(umask);
+    }
+    expect(await mode(storeDir)).toBe(0o755);
+    expect(await mode(path)).toBe(0o644);
+    expect(await mode(join(storeDir, PARTIAL_DIR))).toBe(0o700);
+  });
+
+  it('a store directory closed to other uids (as earlier versions made it) is opened at the next import', async () => {
+    await mkdir(join(storeDir, PARTIAL_DIR), { recursive: true, mode: 0o700 });
+    await chmod(storeDir, 0o700);
+    await chmod(join(storeDir, PARTIAL_DIR), 0o755);
+    await qemuImg('create', '-q', '-f', 'raw', join(src, 'd.img'), '2M');
+    await store.importImage(request(join(src, 'd.img')), control());
+    expect(await mode(storeDir)).toBe(0o755);
+    expect(await mode(join(storeDir, PARTIAL_DIR))).toBe(0o700);
   });
 
   it('an import aborted before it starts is CANCELLED and leaves nothing', async () => {
