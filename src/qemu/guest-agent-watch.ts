@@ -17,8 +17,12 @@ export const GUEST_INFO_REFRESH_MS = 10_000;
 export const RETRY_MS = 3_000;
 export const SYNC_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 1_000;
-/** Syncs in a row without an answer before the connection is made anew. */
-const MAX_UNANSWERED_SYNCS = 20;
+/**
+ * Syncs in a row without an answer before the connection is made anew: a connection QEMU stopped
+ * reading (made while the port could take no input, as on a migration's target before the guest
+ * state arrives) is read again only once it is new.
+ */
+const MAX_UNANSWERED_SYNCS = 4;
 
 /**
  * Keeps asking the guest agent on `socketPath`: the info on every (re)connect and every

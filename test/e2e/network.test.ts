@@ -194,6 +194,8 @@ describe('networking failures leave nothing behind', () => {
       await api.create(guestSpec('crashy', { nics: [{ name: 'eth0', bridge: 'br0', mac: '' }] }));
       const starting = api.start('crashy').catch(() => undefined);
       const tap = await until('TAP created', async () => (await ns.linkNames()).find(isVmletTapName));
+      // The TAP comes before QEMU's spawn: "in the middle" is once the hung QEMU runs too.
+      await until('QEMU spawned', async () => ((await qemuPidsOf(['crashy'])).length === 1 ? true : undefined));
       await d.kill9();
       await starting;
       expect(await ns.linkNames()).toContain(tap);
