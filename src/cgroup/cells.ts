@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { VmSpec } from '../model/vm.js';
 import { isAlive } from '../host/process.js';
 import type { CgroupDriver } from './driver.js';
-import { cpuQuotaFromMillicores, cpuWeightForVcpus, DEFAULT_PIDS_MAX, type CgroupLimits } from './limits.js';
+import { cpuQuotaFromMillicores, cpuWeightForVcpus, DEFAULT_PIDS_MAX, STARTING_CPU_WEIGHT, type CgroupLimits } from './limits.js';
 import { memoryLimitBytes, memoryOverhead, type OverheadOptions } from './overhead.js';
 
 const MIB = 1024 * 1024;
@@ -32,8 +32,13 @@ export class CgroupCells {
     private readonly overhead: CellOverhead,
   ) {}
 
+  /** The cell at the start-up weight; `settle` gives it the spec's once QEMU is initialised. */
   async create(spec: VmSpec): Promise<string> {
-    return (await this.driver.create(spec.id, limitsOf(spec, this.overhead))).path;
+    return (await this.driver.create(spec.id, { ...limitsOf(spec, this.overhead), cpuWeight: STARTING_CPU_WEIGHT })).path;
+  }
+
+  settle(path: string, spec: VmSpec): Promise<void> {
+    return this.driver.setCpuWeight(path, limitsOf(spec, this.overhead).cpuWeight);
   }
 
   /** The memory a VM's cell allows beyond its guest's (kubevirt_vmi_launcher_memory_overhead_bytes). */

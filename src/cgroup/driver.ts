@@ -33,6 +33,8 @@ export interface CgroupDriver {
   create(vmId: string, limits: CgroupLimits): Promise<VmCgroup>;
   /** Moves a process (QEMU, before it runs guest code) into the VM's cgroup. */
   addProcess(path: string, pid: number): Promise<void>;
+  /** Sets the VM cgroup's CPU weight against its siblings (v1: cpu.shares as systemd converts it). */
+  setCpuWeight(path: string, weight: number): Promise<void>;
   /** How many processes the kernel OOM-killed in this cgroup (v1 without an oom_kill count: 1 when its limit was hit, else 0). */
   oomKilled(path: string): Promise<number>;
   /** Removes the VM's cgroup; fine when already gone; fails, naming them, while processes remain. */

@@ -31,6 +31,12 @@ export const CPU_WEIGHT_DEFAULT = 100;
  * such as vmlet), and vmlet keeps a share of CPU while every vCPU is busy.
  */
 export const DEFAULT_PARENT_CPU_WEIGHT = CPU_WEIGHT_DEFAULT;
+/**
+ * A VM cell's weight while its QEMU initialises (paused, before any guest code): on a node whose
+ * running guests keep every CPU busy, a new QEMU at a guest's weight would get 1/n of the guests'
+ * share and miss its QMP deadline. Admission bounds how many cells hold it at once.
+ */
+export const STARTING_CPU_WEIGHT = CPU_WEIGHT_MAX;
 /** The default CFS period (cpu.max's second field, cpu.cfs_period_us). */
 export const DEFAULT_CPU_PERIOD_US = 100_000;
 /**

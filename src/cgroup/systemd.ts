@@ -168,6 +168,17 @@ export class SystemdCgroupDriver implements CgroupDriver {
     await this.waitForMove(pid, unit);
   }
 
+  /** Before the scope exists (QEMU not moved in yet) the weight goes into the scope's properties. */
+  async setCpuWeight(path: string, weight: number): Promise<void> {
+    checkCpuWeight(weight, 'cgroup cpuWeight');
+    const pending = this.pending.get(path);
+    if (pending) {
+      pending.limits = { ...pending.limits, cpuWeight: weight };
+      return;
+    }
+    await this.busctl(setUnitPropertiesArgs(scopeName(vmIdOfScopePath(this.parent, path)), [['CPUWeight', 't', String(weight)]]));
+  }
+
   oomKilled(path: string): Promise<number> {
     return this.reader.oomKilled(path);
   }

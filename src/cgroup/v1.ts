@@ -75,6 +75,11 @@ export class V1CgroupDriver implements CgroupDriver {
     );
   }
 
+  async setCpuWeight(path: string, weight: number): Promise<void> {
+    checkCpuWeight(weight, 'cgroup cpuWeight');
+    await this.files.write(`${this.dirOf('cpu', this.checked(path))}/cpu.shares`, String(cpuWeightToShares(weight)));
+  }
+
   async oomKilled(path: string): Promise<number> {
     const dir = this.dirOf('memory', this.checked(path));
     const kills = parseFlatKeyed(await this.files.read(`${dir}/memory.oom_control`))['oom_kill'];

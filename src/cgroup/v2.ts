@@ -65,6 +65,11 @@ export class V2CgroupDriver implements CgroupDriver {
     });
   }
 
+  async setCpuWeight(path: string, weight: number): Promise<void> {
+    checkCpuWeight(weight, 'cgroup cpuWeight');
+    await this.files.write(`${this.dir(this.checked(path))}/cpu.weight`, String(weight));
+  }
+
   async oomKilled(path: string): Promise<number> {
     return parseFlatKeyed(await this.files.read(`${this.dir(this.checked(path))}/memory.events`))['oom_kill'] ?? 0;
   }

@@ -6,7 +6,7 @@ import { openStreamGate, qemuStreamOpening, tlsOpening, type StreamGate } from '
 import type { VmManager, VmRecord } from '../vm/manager.js';
 import { validateSpec } from '../vm/validate.js';
 import { runPlan, type Step } from '../vm/plan.js';
-import { launchSteps, type Launch } from '../vm/ops/launch.js';
+import { launchSteps, settleCell, type Launch } from '../vm/ops/launch.js';
 import { admit } from '../vm/ops/start.js';
 import { checkBridges, checkCapacity, checkMacsFree } from '../vm/ops/checks.js';
 import { FORCE, retire } from '../vm/ops/delete.js';
@@ -143,7 +143,7 @@ export class IncomingMigrations {
     const arrival: Arrival = { env, record, wiring, pciPorts: req.pciPorts, incoming: true, nics: [], request: req, host, exports: [], uri: '', tls };
     const release = await admit(env, record);
     try {
-      await runPlan([...launchSteps, ...receiveSteps], arrival, record.log);
+      await runPlan([...launchSteps, settleCell, ...receiveSteps], arrival, record.log);
       if (arrival.gate) this.gates.set(record.id, arrival.gate);
     } catch (err) {
       await arrival.gate?.close();

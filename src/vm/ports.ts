@@ -192,8 +192,10 @@ export interface Machine {
 
 /** A cgroup of its own for each VM's QEMU, outside vmlet's (cgroup/). */
 export interface Cells {
-  /** Creates the VM's cgroup with the limits its spec implies; returns its path. */
+  /** Creates the VM's cgroup with the limits its spec implies, at a start-up CPU weight above any guest's; returns its path. */
   create(spec: VmSpec): Promise<string>;
+  /** Gives the cell its spec's CPU weight: once its QEMU is initialised, or adopted. */
+  settle(path: string, spec: VmSpec): Promise<void>;
   /** Moves QEMU in (before it runs guest code). */
   enter(path: string, pid: number): Promise<void>;
   /** How many processes the kernel OOM-killed in the cell. */

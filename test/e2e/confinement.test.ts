@@ -73,6 +73,15 @@ describe('confinement: each QEMU in its own cell', () => {
       }),
     );
     expect(quotas.filter((q) => q !== undefined).map((q) => q!.trim().split(' ')[0])).toEqual(['50000']);
+    // Running, each cell has its one vCPU's weight again, not the start-up weight of its QEMU's initialisation.
+    const weights = await Promise.all(
+      (await cgroupMounts()).flatMap((m) =>
+        ['cpu.shares', 'cpu.weight'].map(async (file) => ({ file, value: (await readFile(join(m, a.status!.cgroup, file), 'utf8').catch(() => undefined))?.trim() })),
+      ),
+    );
+    const found = weights.filter((w) => w.value !== undefined);
+    expect(found.length).toBeGreaterThan(0);
+    for (const w of found) expect(w.value).toBe(w.file === 'cpu.shares' ? '1024' : '100');
   });
 
   it("one VM's user can read neither another VM's overlay nor its QMP socket", async () => {

@@ -26,12 +26,17 @@ describe('a burst of starts', () => {
   it(`${COUNT} concurrent CreateVm{start} all end RUNNING, and deleting them leaves no QEMU`, async () => {
     const api = rpc(d.clients);
     const results = await Promise.allSettled(ids.map((id) => api.create(guestSpec(id), true)));
-    const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [`${ids[i]}: ${(r.reason as Error).message}`] : []));
-    expect(failures).toEqual([]);
-    const vms = await api.list();
-    expect(vms.filter((v) => v.status?.phase === 'PHASE_RUNNING')).toHaveLength(COUNT);
-    expect((await qemuPidsOf(ids)).length).toBe(COUNT);
-    await Promise.all(ids.map((id) => api.delete(id, true)));
+    try {
+      const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [`${ids[i]}: ${(r.reason as Error).message}`] : []));
+      expect(failures).toEqual([]);
+      const vms = await api.list();
+      expect(vms.filter((v) => v.status?.phase === 'PHASE_RUNNING')).toHaveLength(COUNT);
+      expect((await qemuPidsOf(ids)).length).toBe(COUNT);
+    } finally {
+      // Also after a failure: the next test starts from an empty node.
+      const deleted = await Promise.allSettled(ids.map((id) => api.delete(id, true)));
+      expect(deleted.filter((r) => r.status === 'rejected')).toEqual([]);
+    }
     expect(await api.list()).toEqual([]);
     expect(await qemuPidsOf(ids)).toEqual([]);
   }, 600_000);

@@ -70,6 +70,8 @@ describe.skipIf(skipWhy !== undefined)('cgroup v1 on this kernel', () => {
     expect(read('cpu', path, 'cpu.shares')).toBe('3072');
     expect(read('cpu', path, 'cpu.cfs_period_us')).toBe('100000');
     expect(read('cpu', path, 'cpu.cfs_quota_us')).toBe('50000');
+    await driver.setCpuWeight(path, 10_000);
+    expect(read('cpu', path, 'cpu.shares')).toBe('102400');
 
     const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
     children.push(sleeper);

@@ -129,6 +129,18 @@ describe('SystemdCgroupDriver (busctl faked)', () => {
     expect(calls[1]).toEqual(['busctl', ...CALL, 'AttachProcessesToUnit', 'ssau', 'vmlet-web1.scope', '', '1', '4243']);
   });
 
+  it('setCpuWeight before the scope starts goes into its properties; after, through SetUnitProperties', async () => {
+    fake = await makeFakeCgroupfs('v2', { systemd: true });
+    const { runner, calls } = fakeBusctl();
+    const driver = await openCgroupDriver({ files: fake.files, runner });
+    const { path } = await driver.create('web1', LIMITS);
+    await driver.setCpuWeight(path, 10_000);
+    await driver.addProcess(path, 4242);
+    expect(calls[0]).toEqual(['busctl', ...startTransientUnitArgs('vmlet-web1.scope', 'fail', scopeProperties('web1', 'vmlet.slice', 4242, { ...LIMITS, cpuWeight: 10_000 }))]);
+    await driver.setCpuWeight(path, 100);
+    expect(calls[1]).toEqual(['busctl', ...CALL, 'SetUnitProperties', 'sba(sv)', 'vmlet-web1.scope', 'true', '1', 'CPUWeight', 't', '100']);
+  });
+
   it('a scope that systemd never fills is an error after the deadline', async () => {
     fake = await makeFakeCgroupfs('v2', { systemd: true });
     const runner: CommandRunner = async () => ({ stdout: 'o "/j/1"\n', stderr: '' });

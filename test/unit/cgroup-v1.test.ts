@@ -135,6 +135,14 @@ describe('cgroup v1: a VM cgroup', () => {
     expect(await driver.pidsOf(path)).toEqual([99, 4242]);
   });
 
+  it('setCpuWeight writes cpu.shares in the cpu hierarchy only, converted as systemd does', async () => {
+    const driver = await ready();
+    const { path } = await driver.create('web1', LIMITS);
+    fake.writes.length = 0;
+    await driver.setCpuWeight(path, 10_000);
+    expect(fake.writes).toEqual([{ path: `${CG}/cpu/${path}/cpu.shares`, value: '102400' }]);
+  });
+
   it('oomKilled reads the oom_kill line of memory.oom_control', async () => {
     const driver = await ready();
     const { path } = await driver.create('web1', LIMITS);

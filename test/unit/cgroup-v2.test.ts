@@ -108,6 +108,16 @@ describe('cgroup v2: a VM cgroup', () => {
     expect(fake.writes.map((w) => `${w.path.split('/').pop()} ${w.value}`)).toEqual(['memory.max 536870912', 'pids.max 1024', 'cpu.weight 200', 'cpu.max max 100000']);
   });
 
+  it('setCpuWeight writes cpu.weight and refuses a weight out of 1..10000', async () => {
+    const driver = await ready();
+    const { path } = await driver.create('web1', LIMITS);
+    fake.writes.length = 0;
+    await driver.setCpuWeight(path, 10_000);
+    expect(fake.writes).toEqual([{ path: `${CG}/${path}/cpu.weight`, value: '10000' }]);
+    await expect(driver.setCpuWeight(path, 0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(driver.setCpuWeight('vmlet.slice/other', 100)).rejects.toThrow();
+  });
+
   it('create again re-applies the limits', async () => {
     const driver = await ready();
     await driver.create('web1', LIMITS);

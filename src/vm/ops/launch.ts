@@ -138,6 +138,14 @@ export const runSteps: readonly Step<Launch>[] = [
   },
 ];
 
+/** The cell's own CPU weight, once QEMU's initialisation no longer needs the start-up one. */
+export const settleCell: Step<Launch> = {
+  name: 'settle cell',
+  async run(l) {
+    if (l.cell) await l.env.cells!.settle(l.cell, l.record.spec);
+  },
+};
+
 /** User, then QEMU and its cell: shared by a start and an incoming migration. */
 export const launchSteps: readonly Step<Launch>[] = [together('prepare', prepareSteps), ...runSteps];
 

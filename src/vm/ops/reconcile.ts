@@ -30,6 +30,13 @@ function phaseOfRunState(state: RunState): Phase {
   }
 }
 
+/** A vmlet cut short while QEMU initialised may have left its cell at the start-up weight. */
+async function settleAdopted(env: OpEnv, record: VmRecord): Promise<void> {
+  const cell = record.status.cgroup;
+  if (!cell || !env.cells) return;
+  await env.cells.settle(cell, record.spec).catch((err: unknown) => record.log.warn({ err, cgroup: cell }, 'could not set the CPU weight of the VM cgroup'));
+}
+
 /**
  * After a vmlet restart: adopt the QEMU that is still alive, or record why there is none, and
  * finish a delete that was cut short. Never kills a live guest, except the QEMU of a start that
@@ -58,6 +65,7 @@ export async function reconcile(env: OpEnv, record: VmRecord, hooks: MigrationHo
     // QEMU runs with -S: "prelaunch" means `cont` never came, so the guest never ran. Any other
     // state means the start got through (RUNNING is answered before it is on disk).
     if (status.phase === 'Starting' && runState === 'prelaunch') return failInterruptedStart(env, record, pid);
+    await settleAdopted(env, record);
     if (status.migration && hooks) return hooks.reconcile(record, runState);
     const phase = status.phase === 'Deleting' ? 'Deleting' : phaseOfRunState(runState);
     record.log.info({ pid, runState }, 'adopted running QEMU');

@@ -3,7 +3,7 @@ import { runPlan, together, type Step } from '../plan.js';
 import type { VmRecord } from '../registry.js';
 import { checkCapacity } from './checks.js';
 import type { OpEnv } from './env.js';
-import { prepareSteps, runSteps, startLaunch, type Launch } from './launch.js';
+import { prepareSteps, runSteps, settleCell, startLaunch, type Launch } from './launch.js';
 import { RELEASED } from './release.js';
 
 /** Started with -S: events are subscribed before the guest runs, then `cont`, pipelined behind the handshake. */
@@ -21,7 +21,7 @@ const runGuest: Step<Launch> = {
 /** The files are checked again at every start, alongside the launch's own preparations. */
 const checkFiles: Step<Launch> = { name: 'check boot files', run: (l) => l.env.storage.checkBootFiles(l.record.spec) };
 
-const startSteps: readonly Step<Launch>[] = [together('check and prepare', [checkFiles, ...prepareSteps]), ...runSteps, runGuest];
+const startSteps: readonly Step<Launch>[] = [together('check and prepare', [checkFiles, ...prepareSteps]), ...runSteps, runGuest, settleCell];
 
 /** StartVm: admit, Starting, then the plan; a failed plan is undone and the VM is Failed with the reason. */
 export async function start(env: OpEnv, record: VmRecord): Promise<void> {
