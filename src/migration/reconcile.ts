@@ -4,6 +4,7 @@ import { EFI_VARS_MIRROR } from '../model/qemu-ids.js';
 import type { VmRecord } from '../vm/manager.js';
 import type { MigrationHooks } from '../vm/ops/reconcile.js';
 import { RELEASED, releaseHost } from '../vm/ops/release.js';
+import { followGuest } from '../vm/ops/guest-info.js';
 import type { IncomingMigrations } from './target.js';
 import type { OutgoingMigrations, SourceContext } from './source.js';
 
@@ -25,6 +26,7 @@ export function migrationHooks(ctx: SourceContext, incoming: IncomingMigrations,
           if (!runState) return await incoming.discard(record, 'incoming QEMU exited while vmlet was down');
           if (runState === 'running') {
             manager.transition(record, 'Running', `migrated from ${marker.peer}`, { migration: undefined });
+            if (record.machine) followGuest(manager.env, record, record.machine);
             return;
           }
           // The stream came through this daemon's gate, gone with the old process: unless it was

@@ -8,6 +8,7 @@ import { validateSpec } from '../vm/validate.js';
 import { runPlan, type Step } from '../vm/plan.js';
 import { launchSteps, settleCell, type Launch } from '../vm/ops/launch.js';
 import { admit } from '../vm/ops/start.js';
+import { followGuest } from '../vm/ops/guest-info.js';
 import { checkBridges, checkCapacity, checkMacsFree } from '../vm/ops/checks.js';
 import { FORCE, retire } from '../vm/ops/delete.js';
 import { ownerOf } from '../vm/ops/owner.js';
@@ -197,6 +198,7 @@ export class IncomingMigrations {
         migration: undefined,
         startedAt: this.m.env.clock.now().toISOString(),
       });
+      followGuest(this.m.env, record, machine);
       return record;
     });
   }

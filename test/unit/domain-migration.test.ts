@@ -226,9 +226,12 @@ describe('incoming migration (target)', () => {
     expect(launch).toMatchObject({ incoming: true, pciPorts: 5, nicPorts: { eth0: 2 } });
     expect(launch!.nics[0]!.mac).toBe('02:aa:bb:cc:dd:ee');
     expect(t.manager.get('vm').status.phase).toBe('Incoming');
+    // QEMU reads no guest agent input while it receives: the agent is followed once the move commits.
+    expect(t.hypervisor.machines[0]!.guestListener).toBeUndefined();
 
     await t.incoming.finish('u1', 'vm', true);
     expect(t.manager.get('vm').status).toMatchObject({ phase: 'Running', reason: 'migrated from node-a' });
+    expect(t.hypervisor.machines[0]!.guestListener).toBeDefined();
     expect(t.hypervisor.machines[0]!.calls).toEqual(expect.arrayContaining(['incomingComplete', 'stopExports', 'run']));
   });
 

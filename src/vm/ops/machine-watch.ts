@@ -15,7 +15,8 @@ export function watchMachine(env: OpEnv, record: VmRecord, machine: Machine): vo
     if (record.machine === machine) onEvent(env, record, e);
   });
   void machine.exited.then(() => record.queue.run(() => onExit(env, record, machine)));
-  followGuest(env, record, machine);
+  // An incoming QEMU reads no guest agent input before the move commits: its agent is followed from then on.
+  if (record.status.phase !== 'Incoming') followGuest(env, record, machine);
 }
 
 /** Lets go of the VM's QEMU without affecting it; returns it. */
