@@ -12,50 +12,10 @@ import { migrateVerb, migrationVerb } from './verbs/migrate.js';
 import { consoleVerb } from './verbs/console.js';
 import { logsVerb } from './verbs/logs.js';
 import { imageVerb } from './verbs/image.js';
+import { hasHelp, LOCAL_VERBS } from './local-verbs.js';
 
 /** The client verbs, in help order. */
 export const CLIENT_VERBS: readonly Verb[] = [createVerb, getVerb, lsVerb, startVerb, stopVerb, pauseVerb, resumeVerb, rebootVerb, rmVerb, watchVerb, consoleVerb, logsVerb, migrateVerb, migrationVerb, imageVerb, nodeVerb];
-
-const hasHelp = (argv: string[]): boolean => argv.some((a) => a === '-h' || a === '--help');
-
-const DEMO_USAGE = `Usage: vmlet demo [daemon options]
-
-Runs the daemon in the foreground (what \`npm start\` runs), creates and starts the VM "demo" from
-the repo's .guest/ and prints its serial console as it boots. Ctrl-C stops vmlet; the guest keeps
-running and the next start adopts it. It takes the daemon's options, with --image-root .guest and
---log-format pretty added:`;
-
-/** Verbs that run vmlet itself rather than talk to it; loaded only when used. */
-const LOCAL_VERBS: readonly Verb[] = [
-  {
-    name: 'daemon',
-    summary: 'run the vmlet daemon (vmlet daemon --help for its options)',
-    usage: 'Usage: vmlet daemon [options]',
-    async run(argv, io) {
-      if (hasHelp(argv)) {
-        const { DAEMON_USAGE } = await import('../config.js');
-        io.stdout(`${DAEMON_USAGE}\n`);
-        return 0;
-      }
-      const { daemonMain } = await import('../main.js');
-      return daemonMain(argv);
-    },
-  },
-  {
-    name: 'demo',
-    summary: 'run the daemon with a demo VM and show its serial console',
-    usage: 'Usage: vmlet demo [daemon options]',
-    async run(argv, io) {
-      if (hasHelp(argv)) {
-        const { DAEMON_OPTIONS } = await import('../config.js');
-        io.stdout(`${DEMO_USAGE}\n${DAEMON_OPTIONS}\n`);
-        return 0;
-      }
-      const { demoMain } = await import('./demo.js');
-      return demoMain(argv);
-    },
-  },
-];
 
 function overallUsage(): string {
   const line = (v: Verb): string => `  ${v.name.padEnd(8)} ${v.summary}`;
