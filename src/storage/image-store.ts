@@ -6,7 +6,6 @@ import type { ImportControl, ImportRequest, ImportResult, StoredImage } from '..
 import { backingPath } from './chain.js';
 import { headerBytes, headerFormat, parseQcow2Header } from './image-header.js';
 import type { ImageRoots } from './image-roots.js';
-import { importSources } from './import/sources.js';
 
 /** Where an import writes before its image is complete and checked; swept at start. */
 export const PARTIAL_DIR = '.importing';
@@ -125,6 +124,8 @@ export class ImageStore {
     const partialDir = join(this.dir, PARTIAL_DIR);
     const written: string[] = [];
     try {
+      // Read in at the first import: the OVF parser and its XML library are not needed to serve.
+      const { importSources } = await import('./import/sources.js');
       const plan = await importSources(request, { importRoots: this.options.importRoots, qemuImg, signal: control.signal });
       const names = plan.disks.map((_, i) => (i === 0 ? request.name : `${request.name}-disk${i + 1}`));
       for (const name of names.slice(1)) {
