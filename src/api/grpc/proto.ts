@@ -3,9 +3,11 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType as VmProto } from './generated/vm.js';
 import type { ProtoGrpcType as MigrationProto } from './generated/migration.js';
 import type { ProtoGrpcType as ImageProto } from './generated/image.js';
-import { PROTO_FILES, PROTO_LOADER_OPTIONS, PROTO_ROOT } from './proto-options.js';
+import { DESCRIPTOR_JSON } from './generated/descriptor.js';
+import { PROTO_LOADER_OPTIONS } from './proto-options.js';
 
-const packageDefinition = protoLoader.loadSync(PROTO_FILES, { ...PROTO_LOADER_OPTIONS, includeDirs: [PROTO_ROOT] });
+// The protos as parsed at build time (scripts/gen-proto-types.mjs): no .proto parse at start.
+const packageDefinition = protoLoader.fromJSON(JSON.parse(DESCRIPTOR_JSON) as Parameters<typeof protoLoader.fromJSON>[0], PROTO_LOADER_OPTIONS);
 
 type Loaded = VmProto & MigrationProto & ImageProto;
 export const proto = grpc.loadPackageDefinition(packageDefinition) as unknown as Loaded;
