@@ -47,6 +47,40 @@ function reflectionDefinition(): PackageDefinition {
   return { files } as unknown as PackageDefinition;
 }
 
+/** The one method of each server reflection version grpcurl speaks. */
+const REFLECTION_METHODS = ['/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo'];
+
+/**
+ * Server reflection, made at its first call rather than at start: its descriptors cost a parse of
+ * every .proto (and of reflection's own), and a restarted agent answers its controllers first.
+ */
+function addReflection(server: grpc.Server): void {
+  let methods: Map<string, { definition: grpc.MethodDefinition<unknown, unknown>; handler: (call: unknown) => void }> | undefined;
+  const methodOf = (path: string) => {
+    if (!methods) {
+      const found = new Map<string, { definition: grpc.MethodDefinition<unknown, unknown>; handler: (call: unknown) => void }>();
+      new ReflectionService(reflectionDefinition()).addToServer({
+        addService: (service, implementation) => {
+          for (const [name, definition] of Object.entries(service)) found.set(definition.path, { definition, handler: implementation[name] as (call: unknown) => void });
+        },
+      });
+      methods = found;
+    }
+    const method = methods.get(path);
+    if (!method) throw new Error(`reflection: @grpc/reflection serves no ${path}`);
+    return method;
+  };
+  for (const path of REFLECTION_METHODS) {
+    server.register(
+      path,
+      (call: unknown) => methodOf(path).handler(call),
+      (response: unknown) => methodOf(path).definition.responseSerialize(response),
+      (request: Buffer) => methodOf(path).definition.requestDeserialize(request),
+      'bidi',
+    );
+  }
+}
+
 function credentialsFor(address: string, tls: TlsConfig | undefined): grpc.ServerCredentials {
   if (address.startsWith('unix://') || !tls) return grpc.ServerCredentials.createInsecure();
   // checkClientCertificate=true: a client without a certificate signed by the CA is refused.
@@ -139,7 +173,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
   for (const s of options.services) server.addService(s.definition, s.handlers);
   const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((n) => [n, 'NOT_SERVING'])) });
   health.addToServer(server);
-  new ReflectionService(reflectionDefinition()).addToServer(server);
+  addReflection(server);
 
   const addresses: string[] = [];
   const listeners = new Listeners(server);
