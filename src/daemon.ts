@@ -46,6 +46,9 @@ import { Authorizer } from './api/authz/authorizer.js';
 import { loadPolicy, needsPeerCredentials, type Policy } from './api/authz/policy.js';
 import { peerCredentialsAvailable } from './host/peercred.js';
 
+/** After the start, when the modules the first calls need have been compiled too. */
+const COMPILE_CACHE_DELAY_MS = 2000;
+
 export interface RunningDaemon {
   manager: VmManager;
   grpc: RunningGrpcServer;
@@ -59,6 +62,9 @@ export interface RunningDaemon {
 export async function startDaemon(config: DaemonConfig, logger: Logger): Promise<RunningDaemon> {
   const tooLong = checkRunDirFits(config.runDir);
   if (tooLong) throw new Error(tooLong);
+  // fastify is read in while the start waits on QEMUs and probes, not after gRPC serves.
+  const httpModules = config.httpListen ? Promise.all([import('./api/http/server.js'), import('./api/http/console-websocket.js')]) : undefined;
+  httpModules?.catch(() => undefined);
   const policy = await loadAuthzPolicy(config);
   const consoleToken = config.consoleTokenFile ? await readConsoleToken(config.consoleTokenFile) : undefined;
   // Before any state is read or any QEMU looked at (see single-instance.ts); a live socket at a
@@ -92,7 +98,8 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   const metrics = new AgentMetrics();
   metrics.buildInfo.set({ version: VMLET_VERSION, qemu_version: version, accelerator: accel.accelerator }, 1);
   const store = new StateStore(config.stateDir, config.runDir);
-  const spawner = new Spawner(logger, 2 * config.startTimeoutSeconds * 1000).start();
+  // Its helper starts once vmlet serves (or at the first spawn, if that comes sooner).
+  const spawner = new Spawner(logger, 2 * config.startTimeoutSeconds * 1000);
   const cells = await openCells(config, accel.accelerator, logger);
   const hypervisor = new QemuHypervisor({
     qemuGroups: await groupsFor('/dev/kvm'),
@@ -183,8 +190,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   };
   let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
   if (config.httpListen) {
-    // Loaded once gRPC serves: a restarted agent answers controllers before fastify is read in.
-    const [{ startHttpServer }, { registerConsoleWebsocket }] = await Promise.all([import('./api/http/server.js'), import('./api/http/console-websocket.js')]);
+    const [{ startHttpServer }, { registerConsoleWebsocket }] = await httpModules!;
     http = await startHttpServer({
       listen: config.httpListen,
       metrics: () => metrics.render(),
@@ -195,7 +201,9 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     });
     logger.info({ address: http.address }, 'HTTP serving /metrics /healthz /readyz');
   }
-  saveCompileCache();
+  spawner.start();
+  // Not in the way of the first calls; a daemon killed sooner than this keeps the last cache.
+  setTimeout(saveCompileCache, COMPILE_CACHE_DELAY_MS).unref();
 
   return {
     manager,
