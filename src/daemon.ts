@@ -6,6 +6,7 @@ import type { Logger } from './host/log.js';
 import { StateStore } from './state/store.js';
 import { chooseAccelerator, type AcceleratorChoice } from './qemu/accel.js';
 import { qemuVersion } from './qemu/version.js';
+import { factsKey, readCachedFacts, writeCachedFacts, type QemuFacts } from './qemu/probe-cache.js';
 import { IpTool } from './net/ip.js';
 import { ensureBridge } from './net/tap.js';
 import { vhostNetWorks } from './net/vhost.js';
@@ -76,12 +77,13 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     await chmod(dir, dirMode);
   }
   // The binary's probes run while the directories are locked: a restart waits for neither in turn.
-  const probes = Promise.all([qemuVersion(config.qemuBinary), chooseAccelerator(config.accelerator, config.qemuBinary, config.netns)]);
+  const probes = probeQemu(config);
   probes.catch(() => undefined);
   const releaseLock = await lockStateAndRun(config);
-  const [version, choice] = await probes;
+  const { version, choice, cacheKey, fromCache } = await probes;
+  if (cacheKey) await writeCachedFacts(config.runDir, cacheKey, { version, choice }).catch((err: unknown) => logger.warn({ err }, 'could not keep the QEMU facts for the next start'));
   const accel = await unprivilegedAccelerator(choice, config);
-  logger.info({ accelerator: accel.accelerator, reason: accel.reason, qemuVersion: version }, `accelerator: ${accel.accelerator}`);
+  logger.info({ accelerator: accel.accelerator, reason: accel.reason, qemuVersion: version, facts: fromCache ? 'cached' : 'probed' }, `accelerator: ${accel.accelerator}`);
 
   const ip = new IpTool(config.netns);
   for (const bridge of config.bridges) {
@@ -223,6 +225,18 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       logger.info('vmlet stopped; guests keep running');
     },
   };
+}
+
+/**
+ * The binary's version and the accelerator it gets: from the run dir when nothing they depend on
+ * changed since they were probed (cacheKey is then unset), else probed now.
+ */
+async function probeQemu(config: DaemonConfig): Promise<QemuFacts & { cacheKey?: string; fromCache: boolean }> {
+  const key = await factsKey({ qemuBinary: config.qemuBinary, mode: config.accelerator, netns: config.netns });
+  const cached = key === undefined ? undefined : await readCachedFacts(config.runDir, key);
+  if (cached) return { ...cached, fromCache: true };
+  const [version, choice] = await Promise.all([qemuVersion(config.qemuBinary), chooseAccelerator(config.accelerator, config.qemuBinary, config.netns)]);
+  return { version, choice, fromCache: false, ...(key === undefined ? {} : { cacheKey: key }) };
 }
 
 /** Both directories locked, or neither. */
