@@ -52,7 +52,8 @@ export class VmManager extends VmRegistry {
       await store.remove(id).catch((err: unknown) => this.log.error({ vm: id, err }, 'could not remove the leftovers of an unfinished create or delete'));
     }
     for (const vm of unreadable) await this.quarantine(vm);
-    const qemus = await this.runningQemus();
+    // Only a VM whose status file was lost needs the QEMUs of the run dir looked up.
+    const qemus = vms.some((vm) => !vm.status) ? await this.runningQemus() : [];
     const records: VmRecord[] = [];
     for (const { spec, status } of vms) {
       const qemu = status ? undefined : qemus.find((q) => q.id === spec.id);
@@ -65,9 +66,8 @@ export class VmManager extends VmRegistry {
     for (const [i, result] of results.entries()) {
       if (result.status === 'rejected') this.failReconcile(records[i]!, result.reason);
     }
-    await this.killStrayQemus();
-    await this.removeStrayTaps();
-    await this.removeStrayCells();
+    // TAPs meanwhile; a cell only once the orphan QEMU that may sit in it is gone.
+    await Promise.all([this.killStrayQemus().then(() => this.removeStrayCells()), this.removeStrayTaps()]);
     openSerialRestarts(this.env);
   }
 
