@@ -62,12 +62,16 @@ export class VmManager extends VmRegistry {
       if (qemu) this.update(records.at(-1)!, {});
     }
     // All at once: a QEMU that does not answer QMP holds up only its own VM.
-    const results = await Promise.allSettled(records.map((r) => r.queue.run(() => reconcile(this.env, r, this.migrationHooks))));
-    for (const [i, result] of results.entries()) {
+    const reconciling = Promise.allSettled(records.map((r) => r.queue.run(() => reconcile(this.env, r, this.migrationHooks))));
+    // While QEMUs answer: orphan QEMUs and TAPs, told apart by the pids and TAPs the statuses hold.
+    const sweeping = Promise.all([this.killStrayQemus(), this.removeStrayTaps()]);
+    for (const [i, result] of (await reconciling).entries()) {
       if (result.status === 'rejected') this.failReconcile(records[i]!, result.reason);
     }
-    // TAPs meanwhile; a cell only once the orphan QEMU that may sit in it is gone.
-    await Promise.all([this.killStrayQemus().then(() => this.removeStrayCells()), this.removeStrayTaps()]);
+    await sweeping;
+    // A cell only once every QEMU is adopted (a recovered status may not name the cell its QEMU
+    // sits in) and the orphans that may sit in one are gone.
+    await this.removeStrayCells();
     openSerialRestarts(this.env);
   }
 
