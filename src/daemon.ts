@@ -6,7 +6,7 @@ import type { Logger } from './host/log.js';
 import { StateStore } from './state/store.js';
 import { chooseAccelerator, type AcceleratorChoice } from './qemu/accel.js';
 import { qemuVersion } from './qemu/version.js';
-import { factsKey, readCachedFacts, writeCachedFacts, type QemuFacts } from './qemu/probe-cache.js';
+import { factsKey, readCachedFacts, worthKeeping, writeCachedFacts, type QemuFacts } from './qemu/probe-cache.js';
 import { IpTool } from './net/ip.js';
 import { ensureBridge } from './net/tap.js';
 import { vhostNetWorks } from './net/vhost.js';
@@ -229,14 +229,15 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
 
 /**
  * The binary's version and the accelerator it gets: from the run dir when nothing they depend on
- * changed since they were probed (cacheKey is then unset), else probed now.
+ * changed since they were probed, else probed now (cacheKey set when the result is worth keeping).
  */
 async function probeQemu(config: DaemonConfig): Promise<QemuFacts & { cacheKey?: string; fromCache: boolean }> {
   const key = await factsKey({ qemuBinary: config.qemuBinary, mode: config.accelerator, netns: config.netns });
   const cached = key === undefined ? undefined : await readCachedFacts(config.runDir, key);
   if (cached) return { ...cached, fromCache: true };
   const [version, choice] = await Promise.all([qemuVersion(config.qemuBinary), chooseAccelerator(config.accelerator, config.qemuBinary, config.netns)]);
-  return { version, choice, fromCache: false, ...(key === undefined ? {} : { cacheKey: key }) };
+  const keep = key !== undefined && (await worthKeeping({ version, choice }, config.accelerator));
+  return { version, choice, fromCache: false, ...(keep ? { cacheKey: key } : {}) };
 }
 
 /** Both directories locked, or neither. */

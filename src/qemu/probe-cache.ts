@@ -53,6 +53,15 @@ export async function factsKey(input: { qemuBinary: string; mode: string; netns?
   return JSON.stringify({ binary: path, identity: binary, kvm, boot, mode: input.mode, netns: input.netns ?? '' });
 }
 
+/**
+ * Whether facts are worth keeping: a fall back to TCG while /dev/kvm exists is probed again at the
+ * next start (a KVM that failed once may work then, with nothing in the key changed).
+ */
+export async function worthKeeping(facts: QemuFacts, mode: string, kvmDevice = '/dev/kvm'): Promise<boolean> {
+  if (facts.choice.accelerator === 'kvm' || mode === 'tcg') return true;
+  return (await fileIdentity(kvmDevice)).startsWith('absent:');
+}
+
 /** The cached facts for `key` in `dir`, if the file holds them. */
 export async function readCachedFacts(dir: string, key: string): Promise<QemuFacts | undefined> {
   try {

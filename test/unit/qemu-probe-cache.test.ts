@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { chmod, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { commandPath, factsKey, readCachedFacts, writeCachedFacts, type QemuFacts } from '../../src/qemu/probe-cache.js';
+import { commandPath, factsKey, readCachedFacts, worthKeeping, writeCachedFacts, type QemuFacts } from '../../src/qemu/probe-cache.js';
 
 const FACTS: QemuFacts = { version: '7.2.22', choice: { accelerator: 'tcg', reason: 'KVM unavailable' } };
 
@@ -56,5 +56,14 @@ describe('the QEMU facts cache', () => {
     expect(await commandPath('/opt/qemu/bin/qemu')).toBe('/opt/qemu/bin/qemu');
     expect(await commandPath('no-such-qemu', dir)).toBeUndefined();
     expect(await factsKey({ qemuBinary: 'no-such-qemu-anywhere', mode: 'auto' })).toBeUndefined();
+  });
+
+  it('keeps KVM, and TCG only where there is no /dev/kvm or TCG was asked for', async () => {
+    const kvmFacts: QemuFacts = { version: '8.2.0', choice: { accelerator: 'kvm', reason: 'KVM works' } };
+    expect(await worthKeeping(kvmFacts, 'auto', kvm)).toBe(true);
+    expect(await worthKeeping(FACTS, 'auto', kvm)).toBe(true);
+    await writeFile(kvm, '');
+    expect(await worthKeeping(FACTS, 'auto', kvm)).toBe(false);
+    expect(await worthKeeping(FACTS, 'tcg', kvm)).toBe(true);
   });
 });
