@@ -161,7 +161,8 @@ export class ImageStore {
         const image = await this.describe(`${name}.${ext}`);
         if (image) images.push(image);
       }
-      await this.list();
+      // Counted in, not re-read: a listing costs a stat and a header read per stored image.
+      this.size += images.reduce((sum, i) => sum + i.actualSizeBytes, 0);
       return {
         images,
         ...(plan.propose ? { proposedSpec: plan.propose(images) } : {}),

@@ -57,6 +57,7 @@ describe('ImageStore: temp name, rename when complete, sweep at start', () => {
     expect(c.updates.at(-1)).toMatchObject({ percent: 100, bytesDone: 2 * 1024 * 1024, bytesTotal: 2 * 1024 * 1024 });
     expect(await readdir(join(storeDir, PARTIAL_DIR))).toEqual([]);
     expect(store.sizeBytes()).toBeGreaterThan(0);
+    expect(store.sizeBytes()).toBe(result.images[0]!.actualSizeBytes);
     await store.remove('disk');
     expect(await store.list()).toEqual([]);
     expect(store.sizeBytes()).toBe(0);
