@@ -73,7 +73,13 @@ function addReflection(server: grpc.Server): void {
   for (const path of REFLECTION_METHODS) {
     server.register(
       path,
-      (call: unknown) => methodOf(path).handler(call),
+      (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+        try {
+          methodOf(path).handler(call);
+        } catch (err) {
+          call.emit('error', { code: grpc.status.INTERNAL, details: `server reflection is not available: ${(err as Error).message}` });
+        }
+      },
       (response: unknown) => methodOf(path).definition.responseSerialize(response),
       (request: Buffer) => methodOf(path).definition.requestDeserialize(request),
       'bidi',
