@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TestDaemon, tempDirForQemu } from '../support/daemon.js';
 import { guestSpec } from '../support/guest.js';
@@ -51,6 +51,7 @@ exec ${REAL_IP} "$@"
     for (const pid of strays) signal(pid, 'SIGKILL');
     await d?.cleanup();
     await ns?.delete();
+    if (bin) await rm(bin, { recursive: true, force: true });
   });
 
   const vmlTaps = async (): Promise<string[]> => (await ns.linkNames()).filter(isVmletTapName);
