@@ -4,24 +4,10 @@
  * State being loaded is implied: the HTTP server starts after the manager has loaded and adopted.
  */
 import { access, constants } from 'node:fs/promises';
-import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { errorMessage } from '../model/errors.js';
-
-/** `qemu-system-x86_64` → the file PATH finds; a path with a slash → that path. Undefined when none is executable. */
-export async function resolveBinary(binary: string, path = process.env.PATH ?? ''): Promise<string | undefined> {
-  const candidates = binary.includes('/') ? [resolve(binary)] : path.split(delimiter).filter((d) => isAbsolute(d)).map((d) => join(d, binary));
-  for (const file of candidates) {
-    try {
-      await access(file, constants.X_OK);
-      return file;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
+import { resolveBinary } from '../host/binary-path.js';
 
 /**
  * The listener a health self-check can use without credentials: the first unix socket, else the

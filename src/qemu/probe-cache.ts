@@ -6,8 +6,9 @@
  * (path, inode, size, times), /dev/kvm (inode, device, times), the boot, the accelerator mode and
  * the namespace the probe runs in. Anything else, a missing or unreadable file included, probes.
  */
-import { access, constants, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { resolveBinary } from '../host/binary-path.js';
 import type { AcceleratorChoice } from './accel.js';
 
 export interface QemuFacts {
@@ -31,19 +32,9 @@ async function fileIdentity(path: string): Promise<string> {
   }
 }
 
-/** The file exec runs for `command`: itself when it has a slash, else the first executable on PATH. */
-export async function commandPath(command: string, pathEnv = process.env.PATH ?? ''): Promise<string | undefined> {
-  if (command.includes('/')) return command;
-  for (const dir of pathEnv.split(delimiter).filter(Boolean)) {
-    const candidate = join(dir, command);
-    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
-  }
-  return undefined;
-}
-
 /** What the facts depend on, as one string; undefined when the binary is not found (nothing is cached then). */
 export async function factsKey(input: { qemuBinary: string; mode: string; netns?: string | undefined; kvmDevice?: string }): Promise<string | undefined> {
-  const path = await commandPath(input.qemuBinary);
+  const path = await resolveBinary(input.qemuBinary);
   if (!path) return undefined;
   const [binary, kvm, boot] = await Promise.all([
     fileIdentity(path),

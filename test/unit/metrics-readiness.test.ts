@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readiness, resolveBinary, selfCheckTarget } from '../../src/metrics/readiness.js';
+import { Readiness, selfCheckTarget } from '../../src/metrics/readiness.js';
+import { resolveBinary } from '../../src/host/binary-path.js';
 import { startGrpcServer, type RunningGrpcServer } from '../../src/api/grpc/server.js';
 
 describe('resolveBinary', () => {
