@@ -7,7 +7,7 @@ import { detectFormat, readHead } from '../../src/storage/import/detect.js';
 import { listTar, parseTarHeader, paxPath, TarError } from '../../src/storage/import/tar.js';
 import { QemuImgProgress } from '../../src/storage/import/progress.js';
 import { digestOf, ManifestError, parseManifest } from '../../src/storage/import/manifest.js';
-import { embeddedDescriptor, vmdkReferences } from '../../src/storage/import/vmdk.js';
+import { embeddedDescriptor, hasCompressedGrains, vmdkReferences } from '../../src/storage/import/vmdk.js';
 import { qemuImg } from '../support/qcow2.js';
 
 describe('detectFormat: the source format from the first bytes', () => {
@@ -68,6 +68,14 @@ describe('detectFormat: the source format from the first bytes', () => {
       const text = await embeddedDescriptor(join(dir, 'd.stream'));
       expect(text).toMatch(/createType="streamOptimized"/);
       expect(vmdkReferences(text)).toEqual({ extents: ['d.stream'] });
+    });
+
+    it('a streamOptimized VMDK has deflated grains; a monolithicSparse one and other formats do not', async () => {
+      await qemuImg('convert', '-q', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=monolithicSparse', join(dir, 'd.raw'), join(dir, 'sparse.vmdk'));
+      expect(hasCompressedGrains(await readHead(join(dir, 'd.stream')))).toBe(true);
+      expect(hasCompressedGrains(await readHead(join(dir, 'sparse.vmdk')))).toBe(false);
+      expect(hasCompressedGrains(await readHead(join(dir, 'd.qcow2')))).toBe(false);
+      expect(hasCompressedGrains(Buffer.from('KDMV'))).toBe(false);
     });
   });
 });

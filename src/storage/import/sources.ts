@@ -12,7 +12,7 @@ import { OvfError, parseOvf, type OvfDescriptor } from './ovf.js';
 import { QemuImgProgress } from './progress.js';
 import { proposeSpec } from './propose.js';
 import { listTar, TarError, type TarMember } from './tar.js';
-import { embeddedDescriptor, vmdkReferences } from './vmdk.js';
+import { embeddedDescriptor, hasCompressedGrains, vmdkReferences } from './vmdk.js';
 
 /** One disk to convert. */
 export interface SourceDisk {
@@ -42,6 +42,16 @@ const CONVERT_DEADLINE_MS = 12 * 3600_000;
 /** In-flight requests of qemu-img convert (its default is 8). */
 const CONVERT_COROUTINES = '16';
 
+/**
+ * How qemu-img convert runs for a source: more requests in flight, and out-of-order writes (`-W`)
+ * except from deflated VMDK grains, which qemu-img inflates in order on one thread: there `-W`
+ * only scatters the clusters it writes, and the conversion was slower with it
+ * (docs/image-import.md).
+ */
+function convertTuning(head: Buffer): string[] {
+  return hasCompressedGrains(head) ? ['-m', CONVERT_COROUTINES] : ['-W', '-m', CONVERT_COROUTINES];
+}
+
 /** The disk formats qemu-img is told (never probed) for a detected source format. */
 const QEMU_DRIVER: Partial<Record<SourceFormat, string>> = { vmdk: 'vmdk', qcow2: 'qcow2', raw: 'raw', vhdx: 'vhdx', vdi: 'vdi' };
 
@@ -53,7 +63,8 @@ const QEMU_DRIVER: Partial<Record<SourceFormat, string>> = { vmdk: 'vmdk', qcow2
  */
 export async function importSources(request: ImportRequest, ctx: SourceContext): Promise<ImportPlan> {
   const path = await ctx.importRoots.resolve(request.sourcePath, 'source_path');
-  const detected = detectFormat(await readHead(path));
+  const head = await readHead(path);
+  const detected = detectFormat(head);
   const asked = request.format?.toLowerCase();
   if (asked) {
     if (!(SOURCE_FORMATS as readonly string[]).includes(asked)) throw invalidArgument('format', `"${request.format}" is not one of ${SOURCE_FORMATS.join(', ')}`);
@@ -64,23 +75,24 @@ export async function importSources(request: ImportRequest, ctx: SourceContext):
     if (detected === 'ovf') return await ovfPlan(path, request, ctx);
     await checkReferences(path, detected, 0, ctx, 'source_path');
     const size = (await stat(path)).size;
-    return { disks: [fileDisk(ctx, path, detected, size, path)], warnings: [] };
+    return { disks: [fileDisk(ctx, path, detected, head, size, path)], warnings: [] };
   } catch (err) {
     if (err instanceof OvfError || err instanceof TarError || err instanceof ManifestError) throw invalidArgument('source_path', `${request.sourcePath}: ${err.message}`);
     throw err;
   }
 }
 
-/** A disk qemu-img reads as `filename` (a path, or a json: pseudo-file) with driver `format`. */
-function fileDisk(ctx: SourceContext, filename: string, format: SourceFormat, weightBytes: number, label: string): SourceDisk {
+/** A disk qemu-img reads as `filename` (a path, or a json: pseudo-file) with driver `format`; `head` is its first bytes. */
+function fileDisk(ctx: SourceContext, filename: string, format: SourceFormat, head: Buffer, weightBytes: number, label: string): SourceDisk {
   const driver = QEMU_DRIVER[format];
   if (!driver) throw invalidArgument('source_path', `${label} is ${format}, which is not a disk`);
+  const tuning = convertTuning(head);
   return {
     label,
     weightBytes,
     async convert(target, ext, report) {
       const progress = new QemuImgProgress();
-      const args = ['convert', '-p', '-W', '-m', CONVERT_COROUTINES, '-f', driver, '-O', ext, filename, target];
+      const args = ['convert', '-p', ...tuning, '-f', driver, '-O', ext, filename, target];
       try {
         await run(ctx.qemuImg, args, {
           timeoutMs: CONVERT_DEADLINE_MS,
@@ -171,7 +183,7 @@ async function memberDisk(path: string, member: TarMember, label: string, ctx: S
   await checkReferences(path, format, member.offset, ctx, 'source_path');
   // qemu-img reads the member where it lies in the archive: no copy out of the tar.
   const filename = `json:${JSON.stringify({ driver: QEMU_DRIVER[format], file: { driver: 'raw', offset: member.offset, size: member.size, file: { driver: 'file', filename: path } } })}`;
-  return fileDisk(ctx, filename, format, member.size, `${label}:${member.name}`);
+  return fileDisk(ctx, filename, format, head, member.size, `${label}:${member.name}`);
 }
 
 /** The import of a loose .ovf: its disks are files next to it, its manifest the .mf of the same name. */
@@ -199,9 +211,10 @@ async function ovfPlan(path: string, request: ImportRequest, ctx: SourceContext)
   const disks: SourceDisk[] = [];
   for (const disk of ovf.disks) {
     const file = await resolveFile(disk.href);
-    const format = detectFormat(await readHead(file));
+    const head = await readHead(file);
+    const format = detectFormat(head);
     await checkReferences(file, format, 0, ctx, `source_path (file ${disk.href})`);
-    disks.push(fileDisk(ctx, file, format, (await stat(file)).size, file));
+    disks.push(fileDisk(ctx, file, format, head, (await stat(file)).size, file));
   }
   return planOf(ovf, disks, warnings, request);
 }

@@ -22,6 +22,13 @@ export function vmdkReferences(descriptor: string): VmdkReferences {
 }
 
 const SECTOR = 512;
+/** The hosted sparse extent header's flag for deflated grains (VMware's Virtual Disk Format 1.1). */
+const COMPRESSED_GRAINS = 1 << 16;
+
+/** A hosted sparse extent whose grains are deflated: streamOptimized, as vSphere exports disks. */
+export function hasCompressedGrains(head: Buffer): boolean {
+  return head.length >= 12 && head.toString('latin1', 0, 4) === 'KDMV' && (head.readUInt32LE(8) & COMPRESSED_GRAINS) !== 0;
+}
 const MAX_DESCRIPTOR = 1024 * 1024;
 
 /**
