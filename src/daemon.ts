@@ -47,8 +47,12 @@ import { Authorizer } from './api/authz/authorizer.js';
 import { loadPolicy, needsPeerCredentials, type Policy } from './api/authz/policy.js';
 import { peerCredentialsAvailable } from './host/peercred.js';
 
-/** After the start, when the modules the first calls need have been compiled too. */
-const COMPILE_CACHE_DELAY_MS = 2000;
+/**
+ * After the start-up burst: the compile cache (once the modules the first calls need are compiled
+ * too) and the spawn helper (a second Node starting up competes for the CPU that adoption and the
+ * first calls need).
+ */
+const AFTER_START_DELAY_MS = 2000;
 
 export interface RunningDaemon {
   manager: VmManager;
@@ -100,7 +104,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   const metrics = new AgentMetrics();
   metrics.buildInfo.set({ version: VMLET_VERSION, qemu_version: version, accelerator: accel.accelerator }, 1);
   const store = new StateStore(config.stateDir, config.runDir);
-  // Its helper starts once vmlet serves (or at the first spawn, if that comes sooner).
+  // Its helper starts after the start-up burst (or at the first spawn, if that comes sooner).
   const spawner = new Spawner(logger, 2 * config.startTimeoutSeconds * 1000);
   const cells = await openCells(config, accel.accelerator, logger);
   const hypervisor = new QemuHypervisor({
@@ -203,9 +207,11 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     });
     logger.info({ address: http.address }, 'HTTP serving /metrics /healthz /readyz');
   }
-  spawner.start();
   // Not in the way of the first calls; a daemon killed sooner than this keeps the last cache.
-  setTimeout(saveCompileCache, COMPILE_CACHE_DELAY_MS).unref();
+  const afterStart = setTimeout(() => {
+    spawner.start();
+    saveCompileCache();
+  }, AFTER_START_DELAY_MS).unref();
 
   return {
     manager,
@@ -213,6 +219,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     httpAddress: http?.address,
     node,
     async stop() {
+      clearTimeout(afterStart);
       grpcServing = false;
       for (const name of ['', ...SERVICE_NAMES]) grpc.health.setStatus(name, 'NOT_SERVING');
       await consoles.close();

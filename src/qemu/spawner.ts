@@ -38,8 +38,9 @@ function helperEntry(): string {
  * more memory it holds, and keeps it busy while the QEMU it just started initialises next to it.
  * The helper stays small and idle (docs/spawn-helper.md).
  *
- * The helper is started with the daemon and again on the next spawn if it died. It exits when
- * the daemon does (its stdin closes); QEMUs it started are in their own sessions and run on.
+ * The daemon starts the helper once its start-up is over, or the first spawn does; the next spawn
+ * starts it again if it died. It exits when the daemon does (its stdin closes); QEMUs it started
+ * are in their own sessions and run on.
  */
 export class Spawner {
   private helper: ChildProcess | undefined;
