@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import type { DaemonConfig } from './config.js';
 import { checkRunDirFits } from './state/paths.js';
@@ -12,6 +12,7 @@ import { ensureBridge } from './net/tap.js';
 import { vhostNetWorks } from './net/vhost.js';
 import { groupsFor, othersMayOpen } from './host/device-access.js';
 import { saveCompileCache } from './host/compile-cache.js';
+import { dirWithMode } from './host/dir-mode.js';
 import { openCgroupDriver } from './cgroup/open.js';
 import { CgroupCells } from './cgroup/cells.js';
 import { TCG_TB_SIZE_MIB } from './qemu/argv.js';
@@ -76,10 +77,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   // listen address is refused by startGrpcServer.
   // Unprivileged QEMUs must pass through to their own VM's directory, and see nothing else.
   const dirMode = config.qemuUids ? 0o711 : 0o750;
-  for (const dir of [config.stateDir, config.runDir]) {
-    await mkdir(dir, { recursive: true, mode: dirMode });
-    await chmod(dir, dirMode);
-  }
+  for (const dir of [config.stateDir, config.runDir]) await dirWithMode(dir, dirMode);
   // The binary's probes run while the directories are locked: a restart waits for neither in turn.
   const probes = probeQemu(config);
   probes.catch(() => undefined);

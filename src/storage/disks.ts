@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { VmletError, errorMessage, failedPrecondition, invalidArgument } from '../model/errors.js';
+import { dirWithMode } from '../host/dir-mode.js';
 import { fsyncPath } from '../host/fsync.js';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { ImageRoots } from './image-roots.js';
@@ -145,12 +146,8 @@ async function allInSpecOrder<T>(checks: Promise<T>[]): Promise<T[]> {
  * read-only, and other VMs' users cannot reach this VM's overlays.
  */
 export async function ownVmFiles(paths: VmPaths, disks: readonly DiskStatus[], owner: { uid: number; gid: number }): Promise<void> {
-  await mkdir(paths.stateDir, { recursive: true, mode: 0o710 });
-  await chown(paths.stateDir, 0, owner.gid);
-  await chmod(paths.stateDir, 0o710);
-  await mkdir(paths.disksDir, { recursive: true, mode: 0o700 });
-  await chown(paths.disksDir, owner.uid, owner.gid);
-  await chmod(paths.disksDir, 0o700);
+  await dirWithMode(paths.stateDir, 0o710, { uid: 0, gid: owner.gid });
+  await dirWithMode(paths.disksDir, 0o700, owner);
   for (const disk of disks) {
     if (!disk.path.startsWith(paths.disksDir + '/')) continue;
     await chown(disk.path, owner.uid, owner.gid);

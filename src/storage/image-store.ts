@@ -1,5 +1,6 @@
 import { chmod, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { dirWithMode } from '../host/dir-mode.js';
 import { run } from '../host/run.js';
 import { VmletError, errorMessage } from '../model/errors.js';
 import type { ImportControl, ImportRequest, ImportResult, StoredImage } from '../model/image.js';
@@ -51,10 +52,8 @@ export class ImageStore {
   /** The store exists from the first import on; a node that never imports gets no store directory. */
   private async ensureDirs(): Promise<void> {
     const { dir } = this.options;
-    await mkdir(dir, { recursive: true, mode: STORE_DIR_MODE });
-    await chmod(dir, STORE_DIR_MODE);
-    await mkdir(join(dir, PARTIAL_DIR), { recursive: true, mode: PARTIAL_DIR_MODE });
-    await chmod(join(dir, PARTIAL_DIR), PARTIAL_DIR_MODE);
+    await dirWithMode(dir, STORE_DIR_MODE);
+    await dirWithMode(join(dir, PARTIAL_DIR), PARTIAL_DIR_MODE);
     await mkdir(join(dir, META_DIR), { recursive: true, mode: STORE_DIR_MODE });
     this.realDir = await realpath(dir);
   }
