@@ -68,9 +68,6 @@ export interface RunningDaemon {
 export async function startDaemon(config: DaemonConfig, logger: Logger): Promise<RunningDaemon> {
   const tooLong = checkRunDirFits(config.runDir);
   if (tooLong) throw new Error(tooLong);
-  // fastify is read in while the start waits on QEMUs and probes, not after gRPC serves.
-  const httpModules = config.httpListen ? Promise.all([import('./api/http/server.js'), import('./api/http/console-websocket.js')]) : undefined;
-  httpModules?.catch(() => undefined);
   const policy = await loadAuthzPolicy(config);
   const consoleToken = config.consoleTokenFile ? await readConsoleToken(config.consoleTokenFile) : undefined;
   // Before any state is read or any QEMU looked at (see single-instance.ts); a live socket at a
@@ -147,7 +144,12 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   });
   const migration = setUpMigration(manager, config);
   metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
-  await manager.init();
+  let httpModules: Promise<[typeof import('./api/http/server.js'), typeof import('./api/http/console-websocket.js')]> | undefined;
+  const loadHttpModules = () => (httpModules ??= Promise.all([import('./api/http/server.js'), import('./api/http/console-websocket.js')]));
+  // fastify is read in while busy QEMUs answer adoption: the start has nothing else to do then.
+  await manager.init(() => {
+    if (config.httpListen) loadHttpModules().catch(() => undefined);
+  });
   logger.info({ vms: manager.list().length }, 'state loaded');
   const imageStore = new ImageStore({ dir: storeDir(config), importRoots: new ImageRoots(config.importRoots, '--import-root'), qemuImg: config.qemuImgBinary });
   const images = new ImageImports(imageStore, () => manager.list(), logger.child({ component: 'images' }), metrics.observeImport);
@@ -194,7 +196,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   };
   let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
   if (config.httpListen) {
-    const [{ startHttpServer }, { registerConsoleWebsocket }] = await httpModules!;
+    const [{ startHttpServer }, { registerConsoleWebsocket }] = await loadHttpModules();
     http = await startHttpServer({
       listen: config.httpListen,
       metrics: () => metrics.render(),

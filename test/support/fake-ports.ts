@@ -185,6 +185,8 @@ export class FakeMachine implements Machine {
   readyError: Error | undefined;
   /** The handshake waits for this (a slow QEMU). */
   readyGate: Promise<void> | undefined;
+  /** query-status waits for this (a QEMU whose guest keeps the CPU busy). */
+  runStateGate: Promise<void> | undefined;
   failOn = new Map<string, Error>();
   guest: GuestBehaviour = { powerOffAfterPresses: 1 };
   migration: MigrationProgress = { status: 'completed', totalBytes: 100, transferredBytes: 100, remainingBytes: 0, downtimeMs: 5, totalTimeMs: 50 };
@@ -279,6 +281,7 @@ export class FakeMachine implements Machine {
   }
   async runState(): Promise<RunState> {
     await this.record('runState');
+    await this.runStateGate;
     return this.runStateValue;
   }
   async plugNic(nic: NicStatus, _vcpus: number, port: number): Promise<void> {
@@ -353,6 +356,8 @@ export class FakeHypervisor implements Hypervisor {
   readonly unresponsive = new Set<number>();
   /** What an adopted QEMU reports from query-status. */
   adoptedRunState: RunState = 'running';
+  /** An adopted QEMU answers query-status once this settles. */
+  adoptedRunStateGate: Promise<void> | undefined;
   /** Configures each machine before it is handed out. */
   prepare: (m: FakeMachine) => void = () => undefined;
   private nextPid = 1000;
@@ -385,6 +390,7 @@ export class FakeHypervisor implements Hypervisor {
     if (this.unresponsive.has(pid)) throw new VmletError('UNAVAILABLE', `QMP socket of pid ${pid} did not answer`);
     const m = this.machine(pid);
     m.runStateValue = this.adoptedRunState;
+    m.runStateGate = this.adoptedRunStateGate;
     return m;
   }
 

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Phase, VmStatus } from '../../src/model/vm.js';
 import { fakeDomain, specOf } from '../support/fake-ports.js';
 
@@ -22,6 +22,33 @@ describe('reconcile after a vmlet restart', () => {
     expect(d.manager.get('vm').status).toMatchObject({ phase: 'Paused', pid });
     expect(d.manager.record('vm').machine?.pid).toBe(pid);
     expect(d.hypervisor.killed).toEqual([]);
+  });
+
+  it('says when every live QEMU has been asked its state, before the answers come', async () => {
+    const d = leftBehind('vm', { phase: 'Running' });
+    const pid = d.hypervisor.spawnOrphan('vm');
+    d.store.durable.set('vm', { ...d.store.durable.get('vm')!, pid });
+    const t = d.clock.now().toISOString();
+    d.store.specs.set('off', specOf('off'));
+    d.store.durable.set('off', { phase: 'Stopped', reason: '', pid: 0, nics: [], disks: [], accelerator: 'tcg', createdAt: t, lastTransitionAt: t, generation: 1 });
+    let answer!: () => void;
+    d.hypervisor.adoptedRunStateGate = new Promise<void>((resolve) => (answer = resolve));
+    let asked = 0;
+    let initDone = false;
+    const init = d.manager.init(() => asked++).then(() => (initDone = true));
+    await vi.waitFor(() => expect(asked).toBe(1));
+    expect(initDone).toBe(false);
+    answer();
+    await init;
+    expect(asked).toBe(1);
+    expect(d.manager.get('vm').status).toMatchObject({ phase: 'Running', pid });
+  });
+
+  it('says it at once when no VM is left to reconcile', async () => {
+    const d = fakeDomain();
+    let asked = 0;
+    await d.manager.init(() => asked++);
+    expect(asked).toBe(1);
   });
 
   it('marks a VM whose QEMU died while vmlet was down Failed and removes its TAPs', async () => {
