@@ -45,7 +45,7 @@ import { connectPeer } from './api/grpc/migration-peer.js';
 import { VMLET_VERSION } from './version.js';
 import { lockDir } from './host/single-instance.js';
 import { Authorizer } from './api/authz/authorizer.js';
-import { loadPolicy, needsPeerCredentials, type Policy } from './api/authz/policy.js';
+import { needsPeerCredentials, type Policy } from './api/authz/policy.js';
 import { peerCredentialsAvailable } from './host/peercred.js';
 
 /**
@@ -305,6 +305,7 @@ function setUpMigration(manager: VmManager, config: DaemonConfig): MigrationDeps
 /** `--authz FILE`, read and checked before anything else starts. */
 async function loadAuthzPolicy(config: DaemonConfig): Promise<Policy | undefined> {
   if (!config.authzFile) return undefined;
+  const { loadPolicy } = await import('./api/authz/policy-file.js');
   const policy = await loadPolicy(config.authzFile);
   if (needsPeerCredentials(policy) && !peerCredentialsAvailable()) {
     throw new Error(`--authz ${config.authzFile} has uid/gid rules, but native/peercred is not built (run scripts/setup.sh)`);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { Authorizer } from '../../src/api/authz/authorizer.js';
 import { identityOf, unixPeerTag, type CallPeer } from '../../src/api/authz/identity.js';
-import { parsePolicy, PolicyError } from '../../src/api/authz/policy.js';
+import { parsePolicy, PolicyError } from '../../src/api/authz/policy-file.js';
 import { mayCall } from '../../src/api/authz/roles.js';
 import { VmletError } from '../../src/model/errors.js';
 import { supplementaryGroups } from '../../src/host/peercred.js';
