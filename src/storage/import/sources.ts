@@ -73,7 +73,7 @@ export async function importSources(request: ImportRequest, ctx: SourceContext):
   try {
     if (detected === 'ova') return await ovaPlan(path, request, ctx);
     if (detected === 'ovf') return await ovfPlan(path, request, ctx);
-    await checkReferences(path, detected, 0, ctx, 'source_path');
+    await checkReferences(path, detected, head, 0, ctx, 'source_path');
     const size = (await stat(path)).size;
     return { disks: [fileDisk(ctx, path, detected, head, size, path)], warnings: [] };
   } catch (err) {
@@ -123,16 +123,16 @@ function conversionError(err: unknown, label: string): unknown {
 
 /**
  * Holds the files a source makes qemu-img open to the import roots: a VMDK's extents and parent
- * (from its descriptor, in its own file or embedded), a qcow2's backing chain.
+ * (from its descriptor, in its own file or embedded), a qcow2's backing chain. `head` is the
+ * source's first bytes (at `offset`, inside an OVA), as detection read them.
  */
-async function checkReferences(path: string, format: SourceFormat, offset: number, ctx: SourceContext, field: string): Promise<void> {
+async function checkReferences(path: string, format: SourceFormat, head: Buffer, offset: number, ctx: SourceContext, field: string): Promise<void> {
   if (format === 'qcow2') {
     if (offset !== 0) throw invalidArgument(field, 'a qcow2 image inside an OVA is not supported; the OVA must hold VMDKs');
     await checkQcow2Chain(path, await readHead(path, 2 * 1024 * 1024 + 1024), { roots: ctx.importRoots, field, imagePath: path, when: 'create' });
     return;
   }
   if (format !== 'vmdk') return;
-  const head = offset === 0 ? await readHead(path) : await readMemberHead(path, { name: '', offset, size: 4096 });
   const descriptor = head.toString('latin1', 0, 4) === 'KDMV' ? await embeddedDescriptor(path, offset) : await readFile(path, 'utf8');
   const refs = vmdkReferences(descriptor);
   const dir = dirname(path);
@@ -180,7 +180,7 @@ async function memberDisk(path: string, member: TarMember, label: string, ctx: S
   }
   const format = detectFormat(head);
   if (format !== 'vmdk' && format !== 'raw') throw invalidArgument('source_path', `${label}: ${member.name} is ${format}; an OVA's disks must be VMDKs`);
-  await checkReferences(path, format, member.offset, ctx, 'source_path');
+  await checkReferences(path, format, head, member.offset, ctx, 'source_path');
   // qemu-img reads the member where it lies in the archive: no copy out of the tar.
   const filename = `json:${JSON.stringify({ driver: QEMU_DRIVER[format], file: { driver: 'raw', offset: member.offset, size: member.size, file: { driver: 'file', filename: path } } })}`;
   return fileDisk(ctx, filename, format, head, member.size, `${label}:${member.name}`);
@@ -213,7 +213,7 @@ async function ovfPlan(path: string, request: ImportRequest, ctx: SourceContext)
     const file = await resolveFile(disk.href);
     const head = await readHead(file);
     const format = detectFormat(head);
-    await checkReferences(file, format, 0, ctx, `source_path (file ${disk.href})`);
+    await checkReferences(file, format, head, 0, ctx, `source_path (file ${disk.href})`);
     disks.push(fileDisk(ctx, file, format, head, (await stat(file)).size, file));
   }
   return planOf(ovf, disks, warnings, request);
