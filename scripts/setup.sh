@@ -60,20 +60,22 @@ if [[ ! -f node_modules/node-pty/build/Release/pty.node ]]; then
   log "building node-pty"
   npm rebuild node-pty
 fi
-# SO_PEERCRED for callers on the unix socket (native/peercred): a small N-API addon, built with
-# the node-gyp that comes with npm against the headers npm is set to use.
-addon=native/peercred/build/Release/peercred.node
-if [[ ! -f $addon || native/peercred/peercred.c -nt $addon ]]; then
-  log "building native/peercred"
-  gyp="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
-  nodedir=$(npm config get nodedir)
-  [[ $nodedir == undefined || $nodedir == null ]] && nodedir=''
+# Small N-API addons (native/*): SO_PEERCRED for callers on the unix socket, flock(2) for the
+# state and run dirs. Built with the node-gyp that comes with npm against the headers npm is set
+# to use; vmlet runs without them (no uid/gid rules in --authz; flock(1) takes the locks).
+gyp="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
+nodedir=$(npm config get nodedir)
+[[ $nodedir == undefined || $nodedir == null ]] && nodedir=''
+for name in peercred flock; do
+  addon=native/$name/build/Release/$name.node
+  [[ -f $addon && ! native/$name/$name.c -nt $addon ]] && continue
+  log "building native/$name"
   if [[ -f $gyp ]]; then
-    (cd native/peercred && node "$gyp" rebuild --loglevel=warn ${nodedir:+--nodedir="$nodedir"} >/dev/null)
+    (cd "native/$name" && node "$gyp" rebuild --loglevel=warn ${nodedir:+--nodedir="$nodedir"} >/dev/null)
   else
-    (cd native/peercred && npx --yes node-gyp rebuild --loglevel=warn ${nodedir:+--nodedir="$nodedir"} >/dev/null)
+    (cd "native/$name" && npx --yes node-gyp rebuild --loglevel=warn ${nodedir:+--nodedir="$nodedir"} >/dev/null)
   fi
-fi
+done
 export PATH="$PWD/node_modules/.bin:$PATH"
 hash -r
 node_version=$(node --version)

@@ -1,7 +1,5 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import type { Socket } from 'node:net';
+import { loadAddon } from './native-addon.js';
 
 /** Who is at the other end of a unix socket, as the kernel recorded it at connect(). */
 export interface PeerCredentials {
@@ -10,20 +8,8 @@ export interface PeerCredentials {
   gid: number;
 }
 
-const ADDON = join('native', 'peercred', 'build', 'Release', 'peercred.node');
-
 type Addon = { peercred(fd: number): PeerCredentials };
-let addon: Addon | null | undefined;
-
-/** The addon built by scripts/setup.sh, found above this module (src/ or dist/src/). */
-function load(): Addon | null {
-  if (addon !== undefined) return addon;
-  for (let dir = import.meta.dirname; dirname(dir) !== dir; dir = dirname(dir)) {
-    const file = join(dir, ADDON);
-    if (existsSync(file)) return (addon = createRequire(import.meta.url)(file) as Addon);
-  }
-  return (addon = null);
-}
+const load = (): Addon | null => loadAddon<Addon>('peercred');
 
 /** Whether peer credentials can be read here (the addon is built). */
 export const peerCredentialsAvailable = (): boolean => load() !== null;

@@ -9,6 +9,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { VmletError, errorMessage } from '../model/errors.js';
 import { CommandError, run } from './run.js';
+import { loadAddon } from './native-addon.js';
 
 const LOCK_FILE = 'vmlet.lock';
 /** What flock(1) exits with when the lock is held by someone else (EX_TEMPFAIL). */
@@ -24,28 +25,53 @@ function writtenPid(lockPath: string): number | undefined {
   }
 }
 
+/** native/flock: flock(2) in this process. */
+type FlockAddon = { lockExclusive(fd: number): boolean };
+
+/** True once `fd` holds an exclusive flock, false while another open file holds one. */
+export type FdLocker = (fd: number) => Promise<boolean>;
+
+/** flock(1) locks the fd it is given as fd 3 and exits; the lock stays with the open file. */
+export const lockWithFlockCommand: FdLocker = async (fd) => {
+  try {
+    await run('flock', ['--exclusive', '--nonblock', '--conflict-exit-code', String(HELD), '3'], { passFds: [fd], timeoutMs: 10_000 });
+    return true;
+  } catch (err) {
+    if (err instanceof CommandError && err.exitCode === HELD) return false;
+    throw err;
+  }
+};
+
+/** The addon when scripts/setup.sh built it, else flock(1). */
+const lockExclusive: FdLocker = async (fd) => {
+  const addon = loadAddon<FlockAddon>('flock');
+  return addon ? addon.lockExclusive(fd) : lockWithFlockCommand(fd);
+};
+
 /**
  * Claims `<dir>/vmlet.lock` for this process with an exclusive flock: FAILED_PRECONDITION while
  * another process holds it. The kernel drops the lock when the holder's last fd on the file
  * closes, so a vmlet that died (even by kill -9) leaves nothing to take over, and a reused pid is
- * never taken for a vmlet. flock(1) takes the lock on the fd vmlet opened (close-on-exec, so
- * QEMUs and commands never inherit it) and exits; the lock stays with the open file. The pid
- * written into the file only names the holder in the message. `what` names the dir's flag
- * ('state', 'run'). Returns the release function.
+ * never taken for a vmlet. The lock is taken on the fd vmlet opened (close-on-exec, so QEMUs and
+ * commands never inherit it) and stays with the open file. The pid written into the file only
+ * names the holder in the message. `what` names the dir's flag ('state', 'run'). Returns the
+ * release function.
  */
-export async function lockDir(dir: string, what: string): Promise<() => void> {
+export async function lockDir(dir: string, what: string, lock: FdLocker = lockExclusive): Promise<() => void> {
   const lockPath = join(dir, LOCK_FILE);
   // Not truncated on open: until the lock is ours, the pid in it is the holder's.
   const fd = openSync(lockPath, constants.O_RDWR | constants.O_CREAT, 0o640);
+  let locked: boolean;
   try {
-    await run('flock', ['--exclusive', '--nonblock', '--conflict-exit-code', String(HELD), '3'], { passFds: [fd], timeoutMs: 10_000 });
+    locked = await lock(fd);
   } catch (err) {
     closeSync(fd);
-    if (err instanceof CommandError && err.exitCode === HELD) {
-      const pid = writtenPid(lockPath);
-      throw new VmletError('FAILED_PRECONDITION', `another vmlet${pid ? ` (pid ${pid})` : ''} is using the ${what} dir ${dir} (it holds ${lockPath}); stop it first or use another --${what}-dir`);
-    }
     throw new VmletError('FAILED_PRECONDITION', `could not lock the ${what} dir ${dir}: ${errorMessage(err)}`, { cause: err });
+  }
+  if (!locked) {
+    closeSync(fd);
+    const pid = writtenPid(lockPath);
+    throw new VmletError('FAILED_PRECONDITION', `another vmlet${pid ? ` (pid ${pid})` : ''} is using the ${what} dir ${dir} (it holds ${lockPath}); stop it first or use another --${what}-dir`);
   }
   ftruncateSync(fd, 0);
   writeSync(fd, `${process.pid}\n`, 0);

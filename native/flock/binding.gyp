@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "flock",
+      "sources": ["flock.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    }
+  ]
+}
