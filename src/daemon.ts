@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { cpus, totalmem } from 'node:os';
 import type { DaemonConfig } from './config.js';
 import { checkRunDirFits } from './state/paths.js';
@@ -54,6 +55,13 @@ import { peerCredentialsAvailable } from './host/peercred.js';
  * first calls need).
  */
 const AFTER_START_DELAY_MS = 2000;
+/**
+ * HTTP (metrics, health, console websocket) starts a moment after gRPC has answered its first
+ * call (the answer written, a follow-up call in), or this long after gRPC serves: loading and
+ * starting fastify takes the CPU that a controller's first calls after a restart need, and
+ * nothing waits on a scrape the way it waits on ListVms.
+ */
+const HTTP_AFTER_GRPC_MS = { firstCall: 50, atMost: 500 } as const;
 
 export interface RunningDaemon {
   manager: VmManager;
@@ -144,12 +152,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   });
   const migration = setUpMigration(manager, config);
   metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
-  let httpModules: Promise<[typeof import('./api/http/server.js'), typeof import('./api/http/console-websocket.js')]> | undefined;
-  const loadHttpModules = () => (httpModules ??= Promise.all([import('./api/http/server.js'), import('./api/http/console-websocket.js')]));
-  // fastify is read in while busy QEMUs answer adoption: the start has nothing else to do then.
-  await manager.init(() => {
-    if (config.httpListen) loadHttpModules().catch(() => undefined);
-  });
+  await manager.init();
   logger.info({ vms: manager.list().length }, 'state loaded');
   const imageStore = new ImageStore({ dir: storeDir(config), importRoots: new ImageRoots(config.importRoots, '--import-root'), qemuImg: config.qemuImgBinary });
   const images = new ImageImports(imageStore, () => manager.list(), logger.child({ component: 'images' }), metrics.observeImport);
@@ -166,7 +169,13 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     vmletVersion: VMLET_VERSION,
   };
   const authorizer = new Authorizer({ policy, socketGid: process.getegid?.() ?? 0, insecureTcp: config.insecureTcp, logger, onDenied: metrics.observeDenied });
-  const ctx = { logger, observe: metrics.observeGrpc, authorize: (method: string, call: Parameters<Authorizer['authorize']>[1]) => void authorizer.authorize(method, call), roleOf: (call: object) => authorizer.roleOfCall(call) };
+  let firstCallAnswered!: () => void;
+  const answered = new Promise<void>((resolve) => (firstCallAnswered = resolve));
+  const observe: typeof metrics.observeGrpc = (...args) => {
+    firstCallAnswered();
+    metrics.observeGrpc(...args);
+  };
+  const ctx = { logger, observe, authorize: (method: string, call: Parameters<Authorizer['authorize']>[1]) => void authorizer.authorize(method, call), roleOf: (call: object) => authorizer.roleOfCall(call) };
   const watchers = watchSlots(config.maxWatchers);
   const grpc = await startGrpcServer({
     listen: config.grpcListen,
@@ -196,7 +205,8 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   };
   let http: Awaited<ReturnType<typeof startHttpServer>> | undefined;
   if (config.httpListen) {
-    const [{ startHttpServer }, { registerConsoleWebsocket }] = await loadHttpModules();
+    await Promise.race([answered.then(() => delay(HTTP_AFTER_GRPC_MS.firstCall)), delay(HTTP_AFTER_GRPC_MS.atMost)]);
+    const [{ startHttpServer }, { registerConsoleWebsocket }] = await Promise.all([import('./api/http/server.js'), import('./api/http/console-websocket.js')]);
     http = await startHttpServer({
       listen: config.httpListen,
       metrics: () => metrics.render(),
