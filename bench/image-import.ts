@@ -16,7 +16,7 @@ import type { ImportProgress__Output } from '../src/api/grpc/generated/vmlet/v1/
 import type { BenchContext, BenchOutcome, Benchmark } from './benchmark.js';
 import { BenchDaemon } from './daemon.js';
 import { whichBinary } from './procs.js';
-import { ms, summarise } from './stats.js';
+import { ms, summarise, type Stats } from './stats.js';
 import { benchDir } from './util.js';
 
 const execFileP = promisify(execFile);
@@ -77,9 +77,9 @@ async function byHand(args: string[], target: string): Promise<number> {
 interface DiskFigures {
   disk: string;
   dataMib: number;
-  vmlet: ReturnType<typeof summarise>;
-  sameQemuImg: ReturnType<typeof summarise>;
-  plainQemuImg: ReturnType<typeof summarise>;
+  vmlet: Stats;
+  sameQemuImg: Stats;
+  plainQemuImg: Stats;
   ratioToSame: number;
   ratioToPlain: number;
   /** Median of each run's ImportImage minus the same qemu-img by hand right after it: vmlet's own part. */

@@ -43,12 +43,8 @@ export class VmManager extends VmRegistry {
    * VM's data. A VM whose spec cannot be read is moved aside (quarantined); one whose reconcile
    * fails is Failed with the reason, and the others are served.
    */
-  /**
-   * Loads the VMs and reconciles each with its QEMU. `asked` is called once every live QEMU has
-   * been asked its state (or its VM is done): what else the start has to do can run while they
-   * answer.
-   */
-  async init(asked?: () => void): Promise<void> {
+  /** Loads the VMs and reconciles each with its QEMU. */
+  async init(): Promise<void> {
     const { store } = this.env;
     await store.init();
     const { vms, unfinished, unreadable } = await store.loadAll();
@@ -67,13 +63,7 @@ export class VmManager extends VmRegistry {
       if (qemu) this.update(records.at(-1)!, {});
     }
     // All at once: a QEMU that does not answer QMP holds up only its own VM.
-    const whenAllAsked = countdown(records.length, () => asked?.());
-    const reconciling = Promise.allSettled(
-      records.map((r) => {
-        const once = whenAllAsked();
-        return r.queue.run(() => reconcile(this.env, r, this.migrationHooks, once)).finally(once);
-      }),
-    );
+    const reconciling = Promise.allSettled(records.map((r) => r.queue.run(() => reconcile(this.env, r, this.migrationHooks))));
     // While QEMUs answer: orphan QEMUs and TAPs, told apart by the pids and TAPs the statuses hold.
     const sweeping = Promise.all([this.killStrayQemus(), this.removeStrayTaps()]);
     for (const [i, result] of (await reconciling).entries()) {
@@ -337,17 +327,3 @@ export class VmManager extends VmRegistry {
 }
 
 export { snapshot, type VmRecord };
-
-/** `n` one-shot ticks: `done` runs when the last of them has fired (at once when `n` is 0). */
-function countdown(n: number, done: () => void): () => () => void {
-  let left = n;
-  if (left === 0) done();
-  return () => {
-    let fired = false;
-    return () => {
-      if (fired) return;
-      fired = true;
-      if (--left === 0) done();
-    };
-  };
-}

@@ -40,10 +40,9 @@ async function settleAdopted(env: OpEnv, record: VmRecord): Promise<void> {
 /**
  * After a vmlet restart: adopt the QEMU that is still alive, or record why there is none, and
  * finish a delete that was cut short. Never kills a live guest, except the QEMU of a start that
- * never ran it. `asked` is called once the QEMU has been asked its state (the reply may take a
- * while when its guest keeps the CPU busy).
+ * never ran it.
  */
-export async function reconcile(env: OpEnv, record: VmRecord, hooks: MigrationHooks | undefined, asked: () => void = () => {}): Promise<void> {
+export async function reconcile(env: OpEnv, record: VmRecord, hooks: MigrationHooks | undefined): Promise<void> {
   const { status } = record;
   const pid = status.pid;
   if (pid && (await env.hypervisor.isQemuOf(pid, record.id))) {
@@ -51,9 +50,7 @@ export async function reconcile(env: OpEnv, record: VmRecord, hooks: MigrationHo
     try {
       const machine = await env.hypervisor.adopt(pid, record.paths);
       watchMachine(env, record, machine);
-      const answer = machine.runState();
-      asked();
-      runState = await answer;
+      runState = await machine.runState();
     } catch (err) {
       unwatchMachine(record);
       if (status.phase === 'Starting') return failInterruptedStart(env, record, pid);
