@@ -44,6 +44,7 @@ export const LAYERS = {
   },
   'src/daemon.ts': ROOT,
   'src/main.ts': ROOT,
+  'src/early-start.ts': ROOT,
   'src/config.ts': ROOT,
   'src/version.ts': ROOT,
 };

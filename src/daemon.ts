@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { cpus, totalmem } from 'node:os';
 import type { DaemonConfig } from './config.js';
-import { checkRunDirFits } from './state/paths.js';
 import type { Logger } from './host/log.js';
 import { StateStore } from './state/store.js';
 import { chooseAccelerator, type AcceleratorChoice } from './qemu/accel.js';
@@ -13,7 +12,6 @@ import { ensureBridge } from './net/tap.js';
 import { vhostNetWorks } from './net/vhost.js';
 import { groupsFor, othersMayOpen } from './host/device-access.js';
 import { saveCompileCache } from './host/compile-cache.js';
-import { dirWithMode } from './host/dir-mode.js';
 import { openCgroupDriver } from './cgroup/open.js';
 import { CgroupCells } from './cgroup/cells.js';
 import { TCG_TB_SIZE_MIB } from './qemu/argv.js';
@@ -44,7 +42,7 @@ import { ConsoleHub } from './console/hub.js';
 import { DEFAULT_CONSOLE_LIMITS } from './console/limits.js';
 import { connectPeer } from './api/grpc/migration-peer.js';
 import { VMLET_VERSION } from './version.js';
-import { lockDir } from './host/single-instance.js';
+import type { EarlyStart } from './early-start.js';
 import { Authorizer } from './api/authz/authorizer.js';
 import { needsPeerCredentials, type Policy } from './api/authz/policy.js';
 import { peerCredentialsAvailable } from './host/peercred.js';
@@ -72,22 +70,11 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
-/** Starts vmlet: state, adoption, gRPC, HTTP. */
-export async function startDaemon(config: DaemonConfig, logger: Logger): Promise<RunningDaemon> {
-  const tooLong = checkRunDirFits(config.runDir);
-  if (tooLong) throw new Error(tooLong);
+/** Starts vmlet after its early start (dirs locked, QEMUs asked): state, adoption, gRPC, HTTP. */
+export async function startDaemon(config: DaemonConfig, logger: Logger, early: EarlyStart): Promise<RunningDaemon> {
   const policy = await loadAuthzPolicy(config);
   const consoleToken = config.consoleTokenFile ? await readConsoleToken(config.consoleTokenFile) : undefined;
-  // Before any state is read or any QEMU looked at (see single-instance.ts); a live socket at a
-  // listen address is refused by startGrpcServer.
-  // Unprivileged QEMUs must pass through to their own VM's directory, and see nothing else.
-  const dirMode = config.qemuUids ? 0o711 : 0o750;
-  for (const dir of [config.stateDir, config.runDir]) await dirWithMode(dir, dirMode);
-  // The binary's probes run while the directories are locked: a restart waits for neither in turn.
-  const probes = probeQemu(config);
-  probes.catch(() => undefined);
-  const releaseLock = await lockStateAndRun(config);
-  const { version, choice, cacheKey, fromCache } = await probes;
+  const { version, choice, cacheKey, fromCache } = await probeQemu(config);
   if (cacheKey) await writeCachedFacts(config.runDir, cacheKey, { version, choice }).catch((err: unknown) => logger.warn({ err }, 'could not keep the QEMU facts for the next start'));
   const accel = await unprivilegedAccelerator(choice, config);
   logger.info({ accelerator: accel.accelerator, reason: accel.reason, qemuVersion: version, facts: fromCache ? 'cached' : 'probed' }, `accelerator: ${accel.accelerator}`);
@@ -105,6 +92,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   logger.info({ vhostNet }, vhostNet ? 'vhost-net available' : 'vhost-net not available: virtio-net runs in QEMU');
 
   const metrics = new AgentMetrics();
+  early.qmp.observe(metrics.observeQmp);
   metrics.buildInfo.set({ version: VMLET_VERSION, qemu_version: version, accelerator: accel.accelerator }, 1);
   const store = new StateStore(config.stateDir, config.runDir);
   // Its helper starts after the start-up burst (or at the first spawn, if that comes sooner).
@@ -119,6 +107,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
     vhostNet,
     netns: config.netns,
     onQmpCommand: metrics.observeQmp,
+    prefetched: early.qmp,
     qmpTimeoutFloorMs: config.startTimeoutSeconds * 1000,
   });
   const manager = new VmManager(
@@ -153,6 +142,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
   const migration = setUpMigration(manager, config);
   metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
   await manager.init();
+  early.qmp.close();
   logger.info({ vms: manager.list().length }, 'state loaded');
   const imageStore = new ImageStore({ dir: storeDir(config), importRoots: new ImageRoots(config.importRoots, '--import-root'), qemuImg: config.qemuImgBinary });
   const images = new ImageImports(imageStore, () => manager.list(), logger.child({ component: 'images' }), metrics.observeImport);
@@ -238,7 +228,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger): Promise
       await grpc.shutdown();
       await manager.close();
       spawner.close();
-      releaseLock();
+      early.release();
       logger.info('vmlet stopped; guests keep running');
     },
   };
@@ -255,21 +245,6 @@ async function probeQemu(config: DaemonConfig): Promise<QemuFacts & { cacheKey?:
   const [version, choice] = await Promise.all([qemuVersion(config.qemuBinary), chooseAccelerator(config.accelerator, config.qemuBinary, config.netns)]);
   const keep = key !== undefined && (await worthKeeping({ version, choice }, config.accelerator));
   return { version, choice, fromCache: false, ...(keep ? { cacheKey: key } : {}) };
-}
-
-/** Both directories locked, or neither. */
-async function lockStateAndRun(config: DaemonConfig): Promise<() => void> {
-  const locks = await Promise.allSettled([lockDir(config.stateDir, 'state'), lockDir(config.runDir, 'run')]);
-  const releases = locks.flatMap((l) => (l.status === 'fulfilled' ? [l.value] : []));
-  const release = (): void => {
-    for (const r of releases.reverse()) r();
-  };
-  const failed = locks.find((l) => l.status === 'rejected');
-  if (failed) {
-    release();
-    throw failed.reason;
-  }
-  return release;
 }
 
 /** The image store: inside the first image root, so its images are paths a spec may name. */

@@ -1,6 +1,7 @@
 import { ConfigError, parseDaemonArgs, DAEMON_USAGE, type DaemonConfig } from './config.js';
-import { createLogger, type Logger } from './host/log.js';
-import { startDaemon, type RunningDaemon } from './daemon.js';
+import type { Logger } from './host/log.js';
+import type { RunningDaemon } from './daemon.js';
+import { startEarly } from './early-start.js';
 
 /** The daemon's configuration, or (a usage error, printed with the usage) exit status 2. */
 function daemonConfigOrUsage(argv: string[], verb = 'daemon'): DaemonConfig | 2 {
@@ -19,10 +20,18 @@ function daemonConfigOrUsage(argv: string[], verb = 'daemon'): DaemonConfig | 2 
 export async function startFromArgs(argv: string[], verb = 'daemon'): Promise<{ daemon: RunningDaemon; logger: Logger } | number> {
   const config = daemonConfigOrUsage(argv, verb);
   if (config === 2) return 2;
+  // Before the rest of vmlet is read in, which takes a while on a busy node (early-start.ts).
+  const early = await startEarly(config).catch((err: unknown) => err as Error);
+  const [{ createLogger }, { startDaemon }] = await Promise.all([import('./host/log.js'), import('./daemon.js')]);
   const logger = createLogger({ format: config.logFormat, level: config.logLevel });
   try {
-    return { daemon: await startDaemon(config, logger), logger };
+    if (early instanceof Error) throw early;
+    return { daemon: await startDaemon(config, logger, early), logger };
   } catch (err) {
+    if (!(early instanceof Error)) {
+      early.qmp.close();
+      early.release();
+    }
     logger.fatal({ err }, `vmlet could not start: ${(err as Error).message}`);
     return 1;
   }

@@ -8,14 +8,10 @@ import { isQemuOf, killHard, launchQemu, qemuLogTail } from './launcher.js';
 import { QemuMachine } from './machine.js';
 import { qemusUnder } from './orphans.js';
 import { recoverStatus } from './recover.js';
-import { QmpClient, type QmpConnectOptions } from './qmp.js';
+import type { QmpPrefetch } from './qmp-prefetch.js';
+import { QmpClient, qmpConnectTimeoutMs, type QmpConnectOptions } from './qmp.js';
 import type { Spawner } from './spawner.js';
 import type { DiskStatus, NicStatus, VmSpec, VmStatus } from '../model/vm.js';
-
-/** The QMP handshake's deadline, counted from QEMU's spawn: the floor, plus a second per GiB of guest memory QEMU maps. */
-export function qmpConnectTimeoutMs(floorMs: number, memoryMib: number): number {
-  return floorMs + Math.ceil(memoryMib / 1024) * 1000;
-}
 
 const DEFAULT_QMP_TIMEOUT_FLOOR_MS = 5000;
 
@@ -29,6 +25,8 @@ export interface HypervisorOptions {
   netns?: string;
   /** Called after every QMP command (metrics). */
   onQmpCommand?: (command: string, seconds: number, ok: boolean) => void;
+  /** QMP connections opened before the daemon was ready to adopt (see qmp-prefetch.ts). */
+  prefetched?: QmpPrefetch;
   /** Supplementary groups of an unprivileged QEMU (the group that may open /dev/kvm). */
   qemuGroups?: number[];
   /** The floor of each start's QMP deadline (`--start-timeout-seconds`). */
@@ -77,11 +75,20 @@ export class QemuHypervisor {
     return new QemuMachine(launched.pid, launched.qmp, r.paths, this.o.vhostNet);
   }
 
-  /** Connected with the handshake under way: the caller's first query goes out right behind it. */
+  /**
+   * Connected with the handshake under way: the caller's first query goes out right behind it.
+   * A connection the daemon opened at its start is taken over, with the run state QEMU gave it.
+   */
   async adopt(pid: number, paths: VmPaths): Promise<QemuMachine> {
-    const qmp = await QmpClient.open(paths.qmpSocket, this.qmpOptions());
+    const early = await this.o.prefetched?.take(paths.qmpSocket);
+    if (early?.client.closed) {
+      // A handshake that failed says why; one that worked and closed since is tried again.
+      await early.client.ready;
+      return this.adopt(pid, paths);
+    }
+    const qmp = early?.client ?? (await QmpClient.open(paths.qmpSocket, this.qmpOptions()));
     qmp.ready.catch(() => undefined);
-    return new QemuMachine(pid, qmp, paths, this.o.vhostNet);
+    return new QemuMachine(pid, qmp, paths, this.o.vhostNet, early?.runState);
   }
 
   isQemuOf(pid: number, id: string): Promise<boolean> {

@@ -28,6 +28,8 @@ export class QemuMachine {
     qmp: QmpClient,
     private readonly paths: VmPaths,
     private readonly vhostNet: boolean,
+    /** The run state QEMU gave a connection opened before this machine (see qmp-prefetch.ts). */
+    private earlyRunState?: RunState,
   ) {
     this.monitor = new QemuMonitor(qmp);
     this.exited = new Promise((resolve) => {
@@ -102,7 +104,9 @@ export class QemuMachine {
   quit = (timeoutMs: number): Promise<void> => this.monitor.quit(timeoutMs);
 
   async runState(): Promise<RunState> {
-    return (await this.monitor.queryStatus()).status;
+    const early = this.earlyRunState;
+    this.earlyRunState = undefined;
+    return early ?? (await this.monitor.queryStatus()).status;
   }
 
   plugNic(nic: NicStatus, vcpus: number, port: number): Promise<void> {

@@ -29,6 +29,11 @@ export interface QmpConnectOptions {
   onProtocolWarning?: (message: string) => void;
 }
 
+/** The QMP handshake's deadline, counted from QEMU's spawn: the floor, plus a second per GiB of guest memory QEMU maps. */
+export function qmpConnectTimeoutMs(floorMs: number, memoryMib: number): number {
+  return floorMs + Math.ceil(memoryMib / 1024) * 1000;
+}
+
 /**
  * A failed QMP exchange. An error reply carries QEMU's class and desc; the raw client gives it
  * FAILED_PRECONDITION, and QemuMonitor the code of its class (qmpErrorCode). Connection

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { migrationAddress, parseDaemonArgs } from '../../src/config.js';
-import { qmpConnectTimeoutMs } from '../../src/qemu/hypervisor.js';
+import { qmpConnectTimeoutMs } from '../../src/qemu/qmp.js';
 
 describe('parseDaemonArgs', () => {
   it('has defaults for everything', () => {
