@@ -2,7 +2,8 @@
  * Benchmark "agent-priority" (issue 16, point 3): does vmlet keep answering while every vCPU of
  * every guest is busy? N one-vCPU TCG guests (default 40; $AGENT_PRIORITY_VMS) spin
  * `while :; do :; done` once booted, each QEMU in its own cell under a --cgroup-parent of the
- * benchmark's own. Measured: ListVms, GetVm and GET /metrics (client side, paced), the daemon's
+ * benchmark's own, and the daemon in a top-level cgroup of its own beside it (as systemd runs
+ * vmlet.service beside vmlet.slice). Measured: ListVms, GetVm and GET /metrics (client side, paced), the daemon's
  * own timing of each call and the QMP round trips a scrape costs; then a kill -9 of the daemon
  * and a restart on the same dirs: time to the first ListVms answer and until every VM is reported
  * RUNNING with the pid it had. The issue's targets are printed next to the figures, never asserted.
@@ -33,7 +34,7 @@ import { killStrayQemus, threadTimes, whichBinary } from './procs.js';
 import { runtimeBase } from './runtime-dir.js';
 import { ms, summarise, type Stats } from './stats.js';
 import { benchDir, errorText } from './util.js';
-import { cgroupMounts, removeCgroupTree } from './cgroups.js';
+import { cgroupMounts, leaveTopCgroup, removeCgroupTree } from './cgroups.js';
 import { createRunning } from './vmlet-ops.js';
 
 /** Guests when $AGENT_PRIORITY_VMS does not say: the issue's figure. */
@@ -329,6 +330,9 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const runRoot = await benchDir(runtime.dir, 'vmlet-bench-p-');
   cleanup.defer('remove run dir', () => rm(runRoot, { recursive: true, force: true }));
   cleanup.defer('remove the cgroup tree', () => removeCgroupTree(cgroupParent));
+  // The daemon in a cgroup of its own beside the guests' parent, as systemd runs vmlet.service.
+  const agentCgroup = `vmlet-bench-${process.pid}-agent`;
+  cleanup.defer("remove the daemon's cgroup", () => leaveTopCgroup(agentCgroup));
   cleanup.defer('kill stray QEMUs', async () => {
     const killed = [...(await killStrayQemus(root)), ...(await killStrayQemus(runRoot))];
     if (killed.length > 0) log(`killed stray QEMU pids ${killed.join(', ')}`);
@@ -340,6 +344,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     runDir: join(runRoot, 'vmlet'),
     qemuBinary,
     http: true,
+    ownCgroup: agentCgroup,
     extraArgs: ['--cgroup-parent', cgroupParent, '--cpu-overcommit', String(Math.max(10, Math.ceil(n / cpus().length)))],
   };
   let daemon: BenchDaemon | undefined = await BenchDaemon.start(options);
@@ -463,6 +468,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     qemuVersion: info.qemuVersion,
     accelerator: info.accelerator,
     cgroupParent,
+    agentCgroup,
     otherQemusOnHost: others,
     confinement,
     start: { createSeconds, bootSeconds, createVmMs: summarise(createMs) },
@@ -486,7 +492,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
   const qmpLines = Object.entries(qmp).map(([c, q]) => `  ${c}: ${(q.commands / (runs + 1)).toFixed(0)} per scrape, mean ${ms(q.meanMs)} (feeds ${q.feeds || '-'})`);
   const summary = [
-    `${n} one-vCPU TCG guests spinning in cells under ${cgroupParent} (${confinement.parentCpu ?? 'weight unknown'}; ${confinement.withCgroup} in a cell, ${confinement.unprivileged} unprivileged); ${others} other QEMUs on the host`,
+    `${n} one-vCPU TCG guests spinning in cells under ${cgroupParent} (${confinement.parentCpu ?? 'weight unknown'}; ${confinement.withCgroup} in a cell, ${confinement.unprivileged} unprivileged), the daemon in ${agentCgroup} (default weight); ${others} other QEMUs on the host`,
     `CPU while measuring (${busy.windowSeconds} s): guests ${busy.guestsCores} of ${busy.hostCpus} cores (per guest p50 ${busy.perGuestCores.median.toFixed(3)}, min ${busy.perGuestCores.min.toFixed(3)}), daemon ${busy.daemonCores}; load ${loadBefore[0]?.toFixed(1)} → ${loadAfter[0]?.toFixed(1)}`,
     `ListVms: p50 ${ms(listStats.median)}, p90 ${ms(listStats.p90)}, max ${ms(listStats.max)} (0 VMs: p50 ${ms(idleList.median)}) — target p50 ≤ ${TARGETS.listVmsP50Ms} ms: ${verdict(met.listVmsP50)}`,
     `GetVm: p50 ${ms(getStats.median)}, p90 ${ms(getStats.p90)}, max ${ms(getStats.max)}`,

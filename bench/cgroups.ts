@@ -1,5 +1,5 @@
 /** The host's cgroup hierarchies, for benchmarks and tests that clean up after vmlet's cgroups. */
-import { readdir, readFile, rmdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -59,4 +59,27 @@ export async function removeCgroupTree(parent: string): Promise<void> {
     }
     await rmdirCgroup(dir);
   }
+}
+
+/** The hierarchies that weigh CPU time: v1 mounts with the cpu controller, and cgroup2. */
+async function cpuHierarchies(): Promise<string[]> {
+  return (await cgroupMounts()).filter((m) => m.type === 'cgroup2' || m.options.includes('cpu')).map((m) => m.dir);
+}
+
+/**
+ * Moves a process (all its threads) into the cgroup `name` at the top of each hierarchy that
+ * weighs CPU time, made if missing: the daemon of a benchmark then competes with the guests' parent
+ * as a cgroup of the default weight, as systemd runs vmlet.service, rather than as one task of the
+ * root cgroup beside the benchmark's own client.
+ */
+export async function joinTopCgroup(pid: number, name: string): Promise<void> {
+  for (const dir of await cpuHierarchies()) {
+    await mkdir(join(dir, name), { recursive: true });
+    await writeFile(join(dir, name, 'cgroup.procs'), String(pid));
+  }
+}
+
+/** Removes what joinTopCgroup made, once the processes in it have exited. */
+export async function leaveTopCgroup(name: string): Promise<void> {
+  for (const dir of await cpuHierarchies()) await rmdirCgroup(join(dir, name));
 }

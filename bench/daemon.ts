@@ -8,7 +8,7 @@ import type { ListVmsRequest } from '../src/api/grpc/generated/vmlet/v1/ListVmsR
 import type { ListVmsResponse__Output } from '../src/api/grpc/generated/vmlet/v1/ListVmsResponse.js';
 import type { NodeInfo__Output } from '../src/api/grpc/generated/vmlet/v1/NodeInfo.js';
 import { settlesWithin } from './util.js';
-import { removeCgroupTree } from './cgroups.js';
+import { joinTopCgroup, leaveTopCgroup, removeCgroupTree } from './cgroups.js';
 
 export interface DaemonOptions {
   repo: string;
@@ -24,6 +24,8 @@ export interface DaemonOptions {
   /** Serve /metrics on a loopback port (see httpAddress()). Default false. */
   http?: boolean;
   extraArgs?: string[];
+  /** A top-level cgroup the daemon runs in (see joinTopCgroup); removed when it is stopped. */
+  ownCgroup?: string;
 }
 
 const READY_TIMEOUT_MS = 60_000;
@@ -103,6 +105,14 @@ export class BenchDaemon {
       await log.close();
     }
     const daemon = new BenchDaemon(options, child);
+    if (options.ownCgroup && child.pid) {
+      try {
+        await joinTopCgroup(child.pid, options.ownCgroup);
+      } catch (err) {
+        await daemon.stop();
+        throw err;
+      }
+    }
     try {
       await daemon.waitReady();
     } catch (err) {
@@ -164,6 +174,7 @@ export class BenchDaemon {
     }
     // Cells of guests that are gone; a cell whose QEMU still runs stays (removal refuses it).
     await removeCgroupTree(this.cgroupParent).catch(() => undefined);
+    if (this.options.ownCgroup) await leaveTopCgroup(this.options.ownCgroup).catch(() => undefined);
   }
 
   /** Everything the daemon logged so far (JSON lines). */
