@@ -25,6 +25,6 @@ export class TapNetwork {
   }
 
   async strayTaps(held: ReadonlySet<string>): Promise<string[]> {
-    return (await listTaps(this.ip)).filter((t) => isVmletTapName(t) && !held.has(t));
+    return listTaps(this.ip, (t) => isVmletTapName(t) && !held.has(t));
   }
 }

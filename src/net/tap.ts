@@ -1,3 +1,5 @@
+import { access, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { failedPrecondition } from '../model/errors.js';
 import { CommandError } from '../host/run.js';
 import { type IpTool, isNoSuchDevice } from './ip.js';
@@ -76,8 +78,20 @@ export async function ensureBridge(ip: IpTool, name: string): Promise<boolean> {
   return !existed;
 }
 
-/** Every TAP/TUN device in the namespace. */
-export async function listTaps(ip: IpTool): Promise<string[]> {
-  const links = await ip.json<IpLink[]>(['-details', 'link', 'show', 'type', 'tun']);
-  return links.map((l) => l.ifname);
+/** Where the kernel lists the network devices of the namespace sysfs was mounted in. */
+export const SYS_CLASS_NET = '/sys/class/net';
+
+/**
+ * The TAP/TUN devices of the namespace whose names pass `wanted`. In vmlet's own namespace read
+ * from sysfs (a tun device has `tun_flags`): a daemon restarted while its guests are busy would
+ * otherwise fork for it before it serves. In another (--netns) through `ip -n`.
+ */
+export async function listTaps(ip: IpTool, wanted: (name: string) => boolean, sysClassNet = SYS_CLASS_NET): Promise<string[]> {
+  const names = ip.netns ? undefined : await readdir(sysClassNet).catch(() => undefined);
+  if (!names) {
+    const links = await ip.json<IpLink[]>(['-details', 'link', 'show', 'type', 'tun']);
+    return links.map((l) => l.ifname).filter(wanted);
+  }
+  const taps = await Promise.all(names.filter(wanted).map((n) => access(join(sysClassNet, n, 'tun_flags')).then(() => n, () => undefined)));
+  return taps.filter((n) => n !== undefined);
 }
