@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
+
+const splitCmdline = (raw: Buffer): string[] => raw.toString('utf8').split('\0').filter((s) => s.length > 0);
 
 /** True while the process exists and is not a zombie. */
 export async function isAlive(pid: number): Promise<boolean> {
@@ -16,8 +19,16 @@ export async function isAlive(pid: number): Promise<boolean> {
 
 export async function processCmdline(pid: number): Promise<string[] | undefined> {
   try {
-    const raw = await readFile(`/proc/${pid}/cmdline`);
-    return raw.toString('utf8').split('\0').filter((s) => s.length > 0);
+    return splitCmdline(await readFile(`/proc/${pid}/cmdline`));
+  } catch {
+    return undefined;
+  }
+}
+
+/** processCmdline without the thread pool, for a scan of every process. */
+export function processCmdlineSync(pid: number): string[] | undefined {
+  try {
+    return splitCmdline(readFileSync(`/proc/${pid}/cmdline`));
   } catch {
     return undefined;
   }

@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { processCmdline } from '../host/process.js';
+import { processCmdlineSync } from '../host/process.js';
 
 export interface QemuProcess {
   pid: number;
@@ -19,7 +19,9 @@ export async function qemusUnder(runDir: string): Promise<QemuProcess[]> {
   for (const entry of await readdir('/proc')) {
     const pid = Number(entry);
     if (!Number.isInteger(pid) || pid === process.pid) continue;
-    const argv = await processCmdline(pid);
+    // In one go: /proc never waits on a disk, and one file after another through the thread
+    // pool took longer than the adoption it runs beside.
+    const argv = processCmdlineSync(pid);
     if (!argv) continue;
     const pidfile = argv[argv.indexOf('-pidfile') + 1];
     const name = argv[argv.indexOf('-name') + 1];

@@ -83,9 +83,17 @@ export class StateStore {
     const vms: StoredVm[] = [];
     const unfinished: string[] = [];
     const unreadable: UnreadableVm[] = [];
-    for (const id of await readdir(join(this.stateDir, 'vms'))) {
-      const p = this.paths(id);
-      const [spec, durable, runtime] = await Promise.all([readSpec(p.specFile, id), readStatus(p.statusFile), readStatus(p.runtimeStatusFile)]);
+    // Every VM's files at once: one VM after another, a start waited for hundreds of thread pool
+    // round trips in turn.
+    const ids = await readdir(join(this.stateDir, 'vms'));
+    const read = await Promise.all(
+      ids.map(async (id) => {
+        const p = this.paths(id);
+        return { id, files: await Promise.all([readSpec(p.specFile, id), readStatus(p.statusFile), readStatus(p.runtimeStatusFile)]) };
+      }),
+    );
+    for (const { id, files } of read) {
+      const [spec, durable, runtime] = files;
       const status = newer(durable, runtime);
       if (spec === undefined) unfinished.push(id);
       else if (typeof spec === 'string') unreadable.push({ id, reason: spec, ...(status ? { status } : {}) });
