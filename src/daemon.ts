@@ -141,15 +141,17 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, early: E
   });
   const migration = setUpMigration(manager, config);
   metrics.setMigrationSource(migrationFiguresFrom(migration.registry));
-  await manager.init();
-  early.qmp.close();
-  logger.info({ vms: manager.list().length }, 'state loaded');
   const imageStore = new ImageStore({ dir: storeDir(config), importRoots: new ImageRoots(config.importRoots, '--import-root'), qemuImg: config.qemuImgBinary });
   const images = new ImageImports(imageStore, () => manager.list(), logger.child({ component: 'images' }), metrics.observeImport);
-  await images.init();
   metrics.watchImages(images);
-  // Consoles of running (adopted) VMs connect now, not at the first client.
-  const consoles = new ConsoleHub(manager, logger.child({ component: 'console' }), { ...DEFAULT_CONSOLE_LIMITS, logMaxBytes: config.consoleLogMaxBytes }).start();
+  const consoles = new ConsoleHub(manager, logger.child({ component: 'console' }), { ...DEFAULT_CONSOLE_LIMITS, logMaxBytes: config.consoleLogMaxBytes });
+  // Adoption; gRPC listens meanwhile (below) and answers once it is done.
+  const initialised = (async () => {
+    await Promise.all([manager.init().finally(() => early.qmp.close()), images.init()]);
+    // Consoles of running (adopted) VMs connect now, not at the first client.
+    consoles.start();
+  })();
+  initialised.catch(() => undefined);
 
   const node: NodeFacts = {
     hostname: config.nodeName,
@@ -171,6 +173,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, early: E
     listen: config.grpcListen,
     tls: config.tls,
     maxMessageBytes: config.grpcMaxMessageBytes,
+    answerAfter: initialised,
     services: [
       { definition: vmServiceDefinition(), handlers: vmServiceHandlers(manager, consoles, node, ctx, watchers) },
       { definition: migrationServiceDefinition(), handlers: migrationServiceHandlers(migration, ctx, watchers) },
@@ -178,6 +181,13 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, early: E
       { definition: imageServiceDefinition(), handlers: imageServiceHandlers(images, ctx) },
     ],
   });
+  try {
+    await initialised;
+  } catch (err) {
+    await grpc.shutdown();
+    throw err;
+  }
+  logger.info({ vms: manager.list().length }, 'state loaded');
   for (const name of ['', ...SERVICE_NAMES]) grpc.health.setStatus(name, 'SERVING');
   logger.info({ addresses: grpc.addresses }, 'gRPC serving');
   let grpcServing = true;

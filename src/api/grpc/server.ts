@@ -21,6 +21,11 @@ export interface GrpcServerOptions {
   /** Largest request accepted; default DEFAULT_MAX_MESSAGE_BYTES. */
   maxMessageBytes?: number;
   services: { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation }[];
+  /**
+   * The services' calls are taken in at once and answered once this settles (UNAVAILABLE if it
+   * rejects); health and reflection answer meanwhile, health saying NOT_SERVING.
+   */
+  answerAfter?: Promise<unknown>;
 }
 
 export interface RunningGrpcServer {
@@ -132,6 +137,28 @@ function tcpListenOptions(address: string): ListenOptions {
  * each connection is closed. grpc-js's tryShutdown returns as soon as Node has marked the sessions
  * closing, before the statuses of the calls it ended are written; exiting then drops them.
  */
+type AnyHandler = (call: grpc.ServerUnaryCall<unknown, unknown>, callback?: (err: grpc.ServiceError | null) => void) => void;
+
+/**
+ * Handlers that wait for `ready`: a client connecting to a daemon that is still adopting its
+ * guests has its connection made and its call in, answered the moment the daemon is ready,
+ * rather than refused and left to retry after a backoff.
+ */
+function gated(handlers: grpc.UntypedServiceImplementation, ready: Promise<unknown>): grpc.UntypedServiceImplementation {
+  const notServing = { code: grpc.status.UNAVAILABLE, details: 'vmlet could not start', metadata: new grpc.Metadata() } as grpc.ServiceError;
+  return Object.fromEntries(
+    Object.entries(handlers).map(([name, handler]) => {
+      const wrapped: AnyHandler = (call, callback) => {
+        ready.then(
+          () => (handler as AnyHandler)(call, callback),
+          () => (callback ? callback(notServing) : call.emit('error', notServing)),
+        );
+      };
+      return [name, wrapped as grpc.UntypedHandleCall];
+    }),
+  );
+}
+
 class Listeners {
   private readonly servers: NetServer[] = [];
   private readonly sockets = new Set<Socket>();
@@ -176,7 +203,7 @@ class Listeners {
 /** Serves the vmlet services, the standard health service and reflection on every listen address. */
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES });
-  for (const s of options.services) server.addService(s.definition, s.handlers);
+  for (const s of options.services) server.addService(s.definition, options.answerAfter ? gated(s.handlers, options.answerAfter) : s.handlers);
   const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((n) => [n, 'NOT_SERVING'])) });
   health.addToServer(server);
   addReflection(server);
