@@ -74,7 +74,7 @@ export class BenchDaemon {
 
   /** Starts the daemon and resolves once GetNodeInfo answers. */
   static async start(options: DaemonOptions): Promise<BenchDaemon> {
-    const cli = join(options.repo, 'dist/src/cli/main.js');
+    const cli = join(options.repo, 'dist/vmlet/main.js');
     if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
     await mkdir(options.root, { recursive: true });
     const args = [

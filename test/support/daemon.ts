@@ -9,7 +9,7 @@ import { connectClients, unary, type VmletClients } from '../../src/api/grpc/cli
 
 export const REPO = resolve(import.meta.dirname, '../..');
 export const GUEST_DIR = join(REPO, '.guest');
-export const CLI = join(REPO, 'dist/src/cli/main.js');
+export const CLI = join(REPO, 'dist/vmlet/main.js');
 
 export interface DaemonOptions {
   extraArgs?: string[];
