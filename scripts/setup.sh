@@ -92,5 +92,5 @@ if [[ ${1:-} == --with-debian-image ]]; then
 fi
 
 # --- build -----------------------------------------------------------------------------------
-log "building (tsc)"
+log "building (tsc, then the esbuild bundle)"
 npm run --silent build
