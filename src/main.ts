@@ -39,17 +39,21 @@ export async function startFromArgs(argv: string[], verb = 'daemon'): Promise<{ 
 
 /** `vmlet daemon …`: runs until SIGTERM/SIGINT, then stops serving and leaves guests running. */
 export async function daemonMain(argv: string[]): Promise<number> {
-  const started = await startFromArgs(argv);
-  if (typeof started === 'number') return started;
-  const { daemon, logger } = started;
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      logger.info({ signal: sig }, 'shutting down');
-      resolve();
-    };
+  // Listened for before the start, so a stop asked for while the daemon starts (systemd stopping a
+  // unit that is still activating) is carried out once it has started, not by the signal's default
+  // action; a second signal of the same kind still ends it at once.
+  let starting = true;
+  const stopAsked = new Promise<{ signal: string; duringStart: boolean }>((resolve) => {
+    const onSignal = (signal: string) => resolve({ signal, duringStart: starting });
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   });
+  const started = await startFromArgs(argv);
+  if (typeof started === 'number') return started;
+  starting = false;
+  const { daemon, logger } = started;
+  const { signal, duringStart } = await stopAsked;
+  logger.info({ signal, ...(duringStart ? { duringStart } : {}) }, duringStart ? 'shutting down: asked while starting' : 'shutting down');
   await daemon.stop();
   return 0;
 }

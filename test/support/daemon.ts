@@ -86,7 +86,8 @@ export class TestDaemon {
     ];
   }
 
-  async spawn(): Promise<void> {
+  /** Starts the daemon process; unless `waitReady` is false, resolves once it answers gRPC (and says its HTTP address). */
+  async spawn(waitReady = true): Promise<void> {
     this.httpAddress = '';
     await mkdir(join(this.root, 'images'), { recursive: true });
     const log = createWriteStream(join(this.root, `daemon-${++this.starts}.log`));
@@ -109,6 +110,7 @@ export class TestDaemon {
     });
     child.stderr!.on('data', (b: Buffer) => log.write(b));
     this.clients = connectClients({ endpoint: this.socket });
+    if (!waitReady) return;
     await this.waitReady(child);
     await Promise.race([httpSeen, delay(10_000)]);
   }
@@ -155,8 +157,8 @@ export class TestDaemon {
     await this.exited;
   }
 
-  async restart(): Promise<void> {
-    await this.spawn();
+  async restart(waitReady = true): Promise<void> {
+    await this.spawn(waitReady);
   }
 
   /** Force-deletes every VM the daemon still has (a failed test must not leave guests running), stops it, removes the temp dir. */
