@@ -3,9 +3,9 @@
  * (`/sys/fs/cgroup/...`, `/proc/...`) under an injectable root, so unit tests run against a
  * fake tree in a temp dir. Every failure is a CgroupFileError naming the path and the errno.
  */
-import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rmdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { closeSync, constants, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { mkdir, open, rmdir } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { VmletError, type ErrorCode } from '../model/errors.js';
 
 /** File operations the cgroup driver uses; paths are host paths such as `/sys/fs/cgroup/memory/x`. */
@@ -47,19 +47,37 @@ export function fileError(op: CgroupFileError['op'], path: string, err: unknown,
   return err instanceof CgroupFileError ? err : new CgroupFileError(op, path, errnoOf(err), detail, { cause: err });
 }
 
-/** The host's files, or those of a fake tree when `root` is a temp dir. */
+/**
+ * Writes that can wait in the kernel: moving a process waits for an RCU grace period (with
+ * cgroup_mutex held), lowering a memory limit reclaims. Every other control file is read and
+ * written at once, so those calls are made synchronously: a round trip through the thread pool
+ * costs the daemon more than the call itself, and a start makes dozens of them.
+ */
+const WAITING_WRITES = new Set(['cgroup.procs', 'cgroup.threads', 'tasks', 'cgroup.kill', 'cgroup.freeze', 'memory.max', 'memory.high', 'memory.swap.max', 'memory.reclaim', 'memory.limit_in_bytes', 'memory.memsw.limit_in_bytes']);
+
+function writeAtOnce(file: string, value: string): void {
+  const fd = openSync(file, constants.O_WRONLY);
+  try {
+    writeSync(fd, value);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The host's files, or those of a fake tree when `root` is a temp dir. mkdir and rmdir take cgroup_mutex, and stay off the event loop. */
 export function hostCgroupFiles(root = ''): CgroupFiles {
   const at = (path: string): string => (root ? join(root, path) : path);
   return {
     async read(path) {
       try {
-        return await readFile(at(path), 'utf8');
+        return readFileSync(at(path), 'utf8');
       } catch (err) {
         throw fileError('read', path, err);
       }
     },
     async write(path, value) {
       try {
+        if (!WAITING_WRITES.has(basename(path))) return writeAtOnce(at(path), value);
         const handle = await open(at(path), constants.O_WRONLY);
         try {
           await handle.write(value);
@@ -87,14 +105,15 @@ export function hostCgroupFiles(root = ''): CgroupFiles {
       }
     },
     async exists(path) {
-      return stat(at(path)).then(
-        () => true,
-        () => false,
-      );
+      try {
+        return statSync(at(path), { throwIfNoEntry: false }) !== undefined;
+      } catch {
+        return false;
+      }
     },
     async listDirs(path) {
       try {
-        return (await readdir(at(path), { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+        return readdirSync(at(path), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
       } catch (err) {
         if (errnoOf(err) === 'ENOENT') return [];
         throw fileError('list', path, err);

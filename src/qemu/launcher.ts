@@ -1,4 +1,5 @@
-import { chown, mkdir, readFile, rm } from 'node:fs/promises';
+import { chownSync, mkdirSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { errorMessage, VmletError } from '../model/errors.js';
 import { isAlive, processCmdline, signal, waitForExit } from '../host/process.js';
@@ -65,13 +66,16 @@ export interface LaunchedQemu {
 
 /**
  * The VM's run dir, without the sockets and pid file of an earlier QEMU: the launcher waits for
- * the QMP socket's name to appear, so a stale one must be gone before QEMU starts.
+ * the QMP socket's name to appear, so a stale one must be gone before QEMU starts. Synchronous
+ * calls, as for the live status: the run dir is a tmpfs, where they cost less than a round trip
+ * through the thread pool.
  */
-export async function prepareRunDir(paths: VmPaths): Promise<void> {
-  // mkdir says whether it made the directory; one just made holds nothing stale (and a first
-  // start saves three file system calls).
-  if ((await mkdir(paths.runDir, { recursive: true, mode: 0o750 })) !== undefined) return;
-  await Promise.all([paths.qmpSocket, paths.serialSocket, paths.pidFile].map((f) => rm(f, { force: true })));
+export function prepareRunDir(paths: VmPaths, owner?: RunAs): void {
+  // mkdir says whether it made the directory; one just made holds nothing stale.
+  if (mkdirSync(paths.runDir, { recursive: true, mode: 0o750 }) === undefined) {
+    for (const f of [paths.qmpSocket, paths.serialSocket, paths.pidFile]) rmSync(f, { force: true });
+  }
+  if (owner) chownSync(paths.runDir, owner.uid, owner.gid);
 }
 
 /**
@@ -83,8 +87,7 @@ export async function prepareRunDir(paths: VmPaths): Promise<void> {
  */
 export async function launchQemu(options: LaunchOptions): Promise<LaunchedQemu> {
   const { paths } = options;
-  await prepareRunDir(paths);
-  if (options.runAs) await chown(paths.runDir, options.runAs.uid, options.runAs.gid);
+  prepareRunDir(paths, options.runAs);
   const qemu = [...(options.runAs ? dropPrivileges(options.runAs) : []), options.binary, ...options.argv];
   const [cmd, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...qemu] : qemu;
   let exited: ChildExit | undefined;

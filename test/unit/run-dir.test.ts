@@ -18,7 +18,7 @@ afterEach(async () => {
 describe('prepareRunDir', () => {
   it('makes a missing run dir, parents included, readable only by vmlet and its group', async () => {
     const paths = vmPaths(path.join(root, 'state'), path.join(root, 'run'), 'vm1');
-    await prepareRunDir(paths);
+    prepareRunDir(paths);
     const s = await stat(paths.runDir);
     expect(s.isDirectory()).toBe(true);
     expect(s.mode & 0o777).toBe(0o750);
@@ -29,7 +29,14 @@ describe('prepareRunDir', () => {
     const paths = vmPaths(path.join(root, 'state'), path.join(root, 'run'), 'vm1');
     await mkdir(paths.runDir, { recursive: true });
     for (const f of [paths.qmpSocket, paths.serialSocket, paths.pidFile, paths.qemuLog]) await writeFile(f, 'old');
-    await prepareRunDir(paths);
+    prepareRunDir(paths);
     expect(await readdir(paths.runDir)).toEqual([path.basename(paths.qemuLog)]);
+  });
+
+  it("hands the run dir to the VM's own user", async () => {
+    const paths = vmPaths(path.join(root, 'state'), path.join(root, 'run'), 'vm1');
+    prepareRunDir(paths, { uid: 2_000_123, gid: 2_000_123, groups: [] });
+    const s = await stat(paths.runDir);
+    expect([s.uid, s.gid]).toEqual([2_000_123, 2_000_123]);
   });
 });
