@@ -10,7 +10,7 @@ import { validateSpec } from './validate.js';
 import { VmRegistry, snapshot, type VmRecord } from './registry.js';
 import type { DomainSettings, OpEnv } from './ops/env.js';
 import { createVm } from './ops/create.js';
-import { start } from './ops/start.js';
+import { start, type StartOptions } from './ops/start.js';
 import { Admission } from './admission.js';
 import { cancelRestart, openSerialRestarts, planRestart } from './ops/restart.js';
 import { stop } from './ops/stop.js';
@@ -211,7 +211,7 @@ export class VmManager extends VmRegistry {
     } finally {
       this.creating.delete(spec.id);
     }
-    const starting = startNow ? this.start(spec.id) : undefined;
+    const starting = startNow ? this.start(spec.id, { preparedFor: (await creation).record.spec }) : undefined;
     starting?.catch(() => undefined);
     await written;
     return starting ?? this.get(spec.id);
@@ -238,12 +238,12 @@ export class VmManager extends VmRegistry {
   }
 
   /** StartVm: refused under the Halted run strategy; calls off a planned restart and starts now. */
-  start(id: string): Promise<Vm> {
+  start(id: string, options: StartOptions = {}): Promise<Vm> {
     return this.operate('start', id, async (r) => {
       if (r.spec.runStrategy === 'Halted') throw failedPrecondition(`VM ${id} has run strategy HALTED, which keeps it stopped; change the strategy to start it`);
       cancelRestart(r);
       if (r.status.stopRequested || r.status.nextRestartAt || r.status.restartCount) this.update(r, { stopRequested: undefined, nextRestartAt: undefined, restartCount: undefined });
-      await start(this.env, r);
+      await start(this.env, r, options);
     });
   }
 

@@ -21,10 +21,20 @@ const runGuest: Step<Launch> = {
 /** The files are checked again at every start, alongside the launch's own preparations. */
 const checkFiles: Step<Launch> = { name: 'check boot files', run: (l) => l.env.storage.checkBootFiles(l.record.spec) };
 
-const startSteps: readonly Step<Launch>[] = [together('check and prepare', [checkFiles, ...prepareSteps]), ...runSteps, runGuest, settleCell];
+const launchAndRun: readonly Step<Launch>[] = [...runSteps, runGuest, settleCell];
+const startSteps: readonly Step<Launch>[] = [together('check and prepare', [checkFiles, ...prepareSteps]), ...launchAndRun];
+
+export interface StartOptions {
+  /**
+   * The start of a CreateVm{start: true}: the create has just checked the boot files and images
+   * by the same rules and made and owned the VM's files, for this spec, so the start does not do
+   * it a second time.
+   */
+  preparedFor?: VmRecord['spec'];
+}
 
 /** StartVm: admit, Starting, then the plan; a failed plan is undone and the VM is Failed with the reason. */
-export async function start(env: OpEnv, record: VmRecord): Promise<void> {
+export async function start(env: OpEnv, record: VmRecord, options: StartOptions = {}): Promise<void> {
   const { phase } = record.status;
   if (phase === 'Running' || phase === 'Paused') return;
   if (phase !== 'Pending' && phase !== 'Stopped' && phase !== 'Failed') {
@@ -35,7 +45,8 @@ export async function start(env: OpEnv, record: VmRecord): Promise<void> {
   env.vms.transition(record, 'Starting', 'start requested');
   const release = await admit(env, record);
   try {
-    await runPlan(startSteps, startLaunch(env, record), record.log);
+    const prepared = options.preparedFor !== undefined && options.preparedFor === record.spec;
+    await runPlan(prepared ? launchAndRun : startSteps, startLaunch(env, record), record.log);
   } catch (err) {
     record.log.error({ err }, 'start failed');
     env.vms.transition(record, 'Failed', `start failed: ${errorMessage(err)}`, RELEASED);
