@@ -1,3 +1,4 @@
+import { setImmediate as nextLoopTurn } from 'node:timers/promises';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../host/log.js';
 import { VmletError, errorMessage, notFound } from '../model/errors.js';
@@ -171,6 +172,8 @@ export class VmRegistry extends EventEmitter<RegistryEvents> {
     if (record.saveQueued) return;
     record.saveQueued = true;
     record.saving = record.saving
+      // A loop turn later: the reply to the call that made the change goes out first.
+      .then(() => nextLoopTurn())
       .then(() => {
         record.saveQueued = false;
         if (this.records.get(record.id) !== record) return undefined;
