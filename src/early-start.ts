@@ -31,7 +31,7 @@ export async function startEarly(config: DaemonConfig): Promise<EarlyStart> {
   if (tooLong) throw new Error(tooLong);
   // Unprivileged QEMUs must pass through to their own VM's directory, and see nothing else.
   const dirMode = config.qemuUids ? 0o711 : 0o750;
-  for (const dir of [config.stateDir, config.runDir]) await dirWithMode(dir, dirMode);
+  for (const dir of [config.stateDir, config.runDir]) dirWithMode(dir, dirMode);
   // Before any state is read or any QEMU looked at (see single-instance.ts).
   const release = await lockStateAndRun(config);
   const ids = await readdir(join(config.stateDir, 'vms')).catch(() => [] as string[]);

@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { VmletError, errorMessage, failedPrecondition, invalidArgument } from '../model/errors.js';
 import { dirWithMode } from '../host/dir-mode.js';
 import { fsyncPath } from '../host/fsync.js';
-import { chmod, chown, mkdir } from 'node:fs/promises';
+import { chmodSync, chownSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { ImageRoots } from './image-roots.js';
 import { ownVmStateFiles, prepareEfiVars } from './vm-files.js';
 import { writeSeed } from './cloud-init.js';
@@ -146,12 +147,12 @@ async function allInSpecOrder<T>(checks: Promise<T>[]): Promise<T[]> {
  * read-only, and other VMs' users cannot reach this VM's overlays.
  */
 export async function ownVmFiles(paths: VmPaths, disks: readonly DiskStatus[], owner: { uid: number; gid: number }): Promise<void> {
-  await dirWithMode(paths.stateDir, 0o710, { uid: 0, gid: owner.gid });
-  await dirWithMode(paths.disksDir, 0o700, owner);
+  dirWithMode(paths.stateDir, 0o710, { uid: 0, gid: owner.gid });
+  dirWithMode(paths.disksDir, 0o700, owner);
   for (const disk of disks) {
     if (!disk.path.startsWith(paths.disksDir + '/')) continue;
-    await chown(disk.path, owner.uid, owner.gid);
-    await chmod(disk.path, 0o600);
+    chownSync(disk.path, owner.uid, owner.gid);
+    chmodSync(disk.path, 0o600);
   }
 }
 

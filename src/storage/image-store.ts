@@ -52,8 +52,8 @@ export class ImageStore {
   /** The store exists from the first import on; a node that never imports gets no store directory. */
   private async ensureDirs(): Promise<void> {
     const { dir } = this.options;
-    await dirWithMode(dir, STORE_DIR_MODE);
-    await dirWithMode(join(dir, PARTIAL_DIR), PARTIAL_DIR_MODE);
+    dirWithMode(dir, STORE_DIR_MODE);
+    dirWithMode(join(dir, PARTIAL_DIR), PARTIAL_DIR_MODE);
     await mkdir(join(dir, META_DIR), { recursive: true, mode: STORE_DIR_MODE });
     this.realDir = await realpath(dir);
   }

@@ -1,5 +1,5 @@
-import { chmod, chown, copyFile, mkdir, rm } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { chmod, copyFile, mkdir, rm } from 'node:fs/promises';
+import { chownSync, constants } from 'node:fs';
 import { ovmfFilesOf } from '../model/firmware.js';
 import { errorMessage, failedPrecondition } from '../model/errors.js';
 import { fsyncPath } from '../host/fsync.js';
@@ -35,7 +35,7 @@ export async function prepareEfiVars(spec: VmSpec, paths: VmPaths, sync: (path: 
 export async function ownVmStateFiles(paths: VmPaths, owner: { uid: number; gid: number }, files = [paths.efiVars, paths.cloudInitSeed]): Promise<void> {
   for (const file of files) {
     try {
-      await chown(file, owner.uid, owner.gid);
+      chownSync(file, owner.uid, owner.gid);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }

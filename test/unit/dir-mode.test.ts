@@ -18,20 +18,20 @@ describe('dirWithMode', () => {
 
   it('makes the directory and its parents with the mode, whatever the umask', async () => {
     const dir = join(root, 'a', 'b');
-    await dirWithMode(dir, 0o755);
+    dirWithMode(dir, 0o755);
     expect((await stat(dir)).mode & 0o777).toBe(0o755);
   });
 
   it('sets the mode of a directory that exists with another', async () => {
     const dir = join(root, 'old');
     await mkdir(dir, { mode: 0o700 });
-    await dirWithMode(dir, 0o711);
+    dirWithMode(dir, 0o711);
     expect((await stat(dir)).mode & 0o777).toBe(0o711);
   });
 
   it.skipIf(process.getuid?.() !== 0)('gives it the owner when one is named', async () => {
     const dir = join(root, 'owned');
-    await dirWithMode(dir, 0o710, { uid: 65534, gid: 65533 });
+    dirWithMode(dir, 0o710, { uid: 65534, gid: 65533 });
     const st = await stat(dir);
     expect([st.uid, st.gid, st.mode & 0o777]).toEqual([65534, 65533, 0o710]);
   });
