@@ -18,10 +18,16 @@ export interface ConsoleVmSource {
 
 /** Phases in which a client may attach. */
 const ATTACHABLE: ReadonlySet<Phase> = new Set<Phase>(['Running', 'Paused']);
-/** Phases in which vmlet connects to the serial socket: from a start's launch of QEMU (still paused), so no output is missed. */
-const OPEN: ReadonlySet<Phase> = new Set<Phase>(['Starting', 'Running', 'Paused']);
+/**
+ * Phases in which vmlet connects to the serial socket: from the launch of QEMU (still paused, or
+ * waiting for a migration stream), so no output is missed. On a migration target that is before
+ * the guest's state arrives, so the resumed guest's first output is kept, and a UART transmit that
+ * was waiting on the source is re-armed on a connected chardev (QEMU re-arms it with a watch on the
+ * chardev, which a socket chardev with no client does not give).
+ */
+const OPEN: ReadonlySet<Phase> = new Set<Phase>(['Starting', 'Incoming', 'Running', 'Paused']);
 /** Phases in which QEMU still runs the guest: an open console stays open through them. */
-const KEEP: ReadonlySet<Phase> = new Set<Phase>(['Starting', 'Running', 'Paused', 'Stopping', 'Migrating']);
+const KEEP: ReadonlySet<Phase> = new Set<Phase>(['Starting', 'Incoming', 'Running', 'Paused', 'Stopping', 'Migrating']);
 
 export interface ConsoleLogRequest {
   id: string;
@@ -32,8 +38,8 @@ export interface ConsoleLogRequest {
 }
 
 /**
- * Every VM's console: a session per running QEMU, opened when a start has launched QEMU (before
- * the guest runs) or when the VM becomes Running otherwise (adopted, migrated in), and closed when
+ * Every VM's console: a session per running QEMU, opened when a start or an incoming migration has
+ * launched QEMU (before the guest runs) or when the VM becomes Running otherwise (adopted), and closed when
  * it stops, which ends its clients cleanly. Each session writes the VM's console log.
  */
 export class ConsoleHub {

@@ -148,6 +148,17 @@ describe('ConsoleHub with a fake QEMU serial socket', () => {
     await sink.until('after\r\n');
   });
 
+  it('a migration target connects while QEMU waits for the stream and keeps the connection once it runs', async () => {
+    vms.set(ID, fake.paths, 'Incoming');
+    await fake.connected();
+    expect(() => hub.attachable(ID)).toThrow(/Incoming/);
+    vms.set(ID, fake.paths, 'Running');
+    fake.emit('resumed\r\n');
+    const sink = await attach();
+    await sink.until('resumed\r\n');
+    expect(fake.connections).toBe(1);
+  });
+
   it('daemon shutdown ends clients with UNAVAILABLE', async () => {
     vms.set(ID, fake.paths, 'Running');
     const sink = await attach();
