@@ -12,6 +12,9 @@ import { panicLabels } from './guest-panic.js';
 import { runPhase } from './kubevirt-status.js';
 import type { PhaseTransition } from '../model/events.js';
 
+/** How often the event-loop delay (nodejs_eventloop_lag_*) is sampled. */
+const EVENT_LOOP_SAMPLE_MS = 100;
+
 /** prom-client options of a series shared with KubeVirt: its name, help and label names. */
 const kubevirtOpts = (key: SeriesKey) => ({ name: KUBEVIRT_SERIES[key].name, help: KUBEVIRT_SERIES[key].help, labelNames: [...KUBEVIRT_SERIES[key].labels] });
 
@@ -93,7 +96,9 @@ export class AgentMetrics {
   private readonly runs = new Map<string, { started: number; phase: string; since: number }>();
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry });
+    // The event-loop delay histogram samples with a timer; prom-client's default (10 ms) woke an
+    // idle daemon a hundred times a second.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
     // Every bound appears from the start at 0, so a rate() has a series before the first refusal.
     for (const bound of BOUNDS) this.inputRejected.inc({ bound }, 0);
     this.stopCountingBounds = onBoundRejected((bound) => this.inputRejected.inc({ bound }));
