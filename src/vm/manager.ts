@@ -206,12 +206,13 @@ export class VmManager extends VmRegistry {
     });
     written.catch(() => undefined);
     this.creating.set(spec.id, creation);
+    let record: VmRecord;
     try {
-      await creation;
+      ({ record } = await creation);
     } finally {
       this.creating.delete(spec.id);
     }
-    const starting = startNow ? this.start(spec.id, { preparedFor: (await creation).record.spec }) : undefined;
+    const starting = startNow ? this.start(spec.id, { preparedFor: record.spec }) : undefined;
     starting?.catch(() => undefined);
     await written;
     return starting ?? this.get(spec.id);
