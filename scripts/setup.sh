@@ -61,12 +61,13 @@ if [[ ! -f node_modules/node-pty/build/Release/pty.node ]]; then
   npm rebuild node-pty
 fi
 # Small N-API addons (native/*): SO_PEERCRED for callers on the unix socket, flock(2) for the
-# state and run dirs. Built with the node-gyp that comes with npm against the headers npm is set
-# to use; vmlet runs without them (no uid/gid rules in --authz; flock(1) takes the locks).
+# state and run dirs, QEMU's confinement between fork and exec (spawn). Built with the node-gyp
+# that comes with npm against the headers npm is set to use; vmlet runs without them (no uid/gid
+# rules in --authz; flock(1) takes the locks; setpriv is exec'd in front of QEMU).
 gyp="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
 nodedir=$(npm config get nodedir)
 [[ $nodedir == undefined || $nodedir == null ]] && nodedir=''
-for name in peercred flock; do
+for name in peercred flock spawn; do
   addon=native/$name/build/Release/$name.node
   [[ -f $addon && ! native/$name/$name.c -nt $addon ]] && continue
   log "building native/$name"

@@ -30,24 +30,6 @@ export interface RunAs {
   groups: number[];
 }
 
-/**
- * setpriv drops to the user before QEMU is exec'd: no capabilities in any set (the bounding set
- * included, so nothing can be regained), no_new_privs, only the given groups.
- */
-export function dropPrivileges(r: RunAs): string[] {
-  return [
-    'setpriv',
-    `--reuid=${r.uid}`,
-    `--regid=${r.gid}`,
-    r.groups.length ? `--groups=${r.groups.join(',')}` : '--clear-groups',
-    '--inh-caps=-all',
-    '--bounding-set=-all',
-    '--no-new-privs',
-    '--',
-  ];
-}
-
-
 /** The last lines QEMU wrote to stderr: what a failed start reports. */
 export async function qemuLogTail(paths: VmPaths, maxBytes = 2000): Promise<string> {
   try {
@@ -88,13 +70,12 @@ export function prepareRunDir(paths: VmPaths, owner?: RunAs): void {
 export async function launchQemu(options: LaunchOptions): Promise<LaunchedQemu> {
   const { paths } = options;
   prepareRunDir(paths, options.runAs);
-  const qemu = [...(options.runAs ? dropPrivileges(options.runAs) : []), options.binary, ...options.argv];
-  const [cmd, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...qemu] : qemu;
   let exited: ChildExit | undefined;
   let pid: number | undefined;
   const readyTimeoutMs = options.readyTimeoutMs ?? 15_000;
   try {
-    const child = await options.spawner.spawn(cmd!, args, paths.qemuLog).catch((err: unknown) => {
+    const confinement = { ...(options.runAs ? { runAs: options.runAs } : {}), ...(options.netns ? { netns: options.netns } : {}) };
+    const child = await options.spawner.spawn(options.binary, options.argv, paths.qemuLog, confinement).catch((err: unknown) => {
       throw new VmletError('UNAVAILABLE', `cannot start ${options.binary}: ${errorMessage(err)}`, { cause: err });
     });
     pid = child.pid;

@@ -25,6 +25,14 @@ interface Pending {
 
 const REQUEST_TIMEOUT_MS = 10_000;
 
+/** How the helper confines a child (spawner-main.ts). */
+export interface SpawnOptions {
+  /** Run as this user and its groups, with no capabilities and no_new_privs. */
+  runAs?: { uid: number; gid: number; groups: number[] };
+  /** Run in this network namespace (a name of `ip netns`). */
+  netns?: string;
+}
+
 /** The helper's entry point: compiled JS next to this file, or the TypeScript source when run from src (tests). */
 function helperEntry(): string {
   const js = fileURLToPath(new URL('./spawner-main.js', import.meta.url));
@@ -48,6 +56,8 @@ export class Spawner {
   private readonly running = new Map<number, Pending['exit']>();
   /** Requests given up on at their deadline: a process the helper starts for one after all is killed. */
   private readonly abandoned = new Set<number>();
+  /** Whether the running helper confines children between fork and exec (its native addon), once it said so. */
+  private addon: boolean | undefined;
   private nextId = 1;
   private buffered = '';
   private closed = false;
@@ -62,6 +72,11 @@ export class Spawner {
     return this.helper?.pid;
   }
 
+  /** True when the helper confines between fork and exec, false when it execs setpriv; undefined until it said. */
+  get confinesInProcess(): boolean | undefined {
+    return this.addon;
+  }
+
   /** Starts the helper now rather than at the first spawn. */
   start(): this {
     this.ensureHelper();
@@ -69,7 +84,7 @@ export class Spawner {
   }
 
   /** Starts `cmd` detached (own session), stdout and stderr to `logFile` (emptied first). Resolves with its pid. */
-  async spawn(cmd: string, args: readonly string[], logFile: string): Promise<SpawnedChild> {
+  async spawn(cmd: string, args: readonly string[], logFile: string, options: SpawnOptions = {}): Promise<SpawnedChild> {
     const helper = this.ensureHelper();
     const id = this.nextId++;
     let exit!: Pending['exit'];
@@ -82,7 +97,7 @@ export class Spawner {
         reject(new VmletError('UNAVAILABLE', `the spawn helper did not start ${cmd} within ${this.requestTimeoutMs} ms`));
       }, this.requestTimeoutMs);
       this.pending.set(id, { resolve, reject, timer, exit });
-      helper.stdin!.write(`${JSON.stringify({ id, cmd, args, log: logFile })}\n`);
+      helper.stdin!.write(`${JSON.stringify({ id, cmd, args, log: logFile, ...options })}\n`);
     });
     return { pid, exited };
   }
@@ -100,6 +115,7 @@ export class Spawner {
     const helper = spawn(process.execPath, [helperEntry()], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.helper = helper;
     this.buffered = '';
+    this.addon = undefined;
     helper.stdout!.setEncoding('utf8');
     helper.stdout!.on('data', (text: string) => this.onOutput(text));
     helper.on('error', (err) => this.helperGone(helper, `could not run the spawn helper: ${err.message}`));
@@ -117,15 +133,22 @@ export class Spawner {
     while ((newline = this.buffered.indexOf('\n')) !== -1) {
       const line = this.buffered.slice(0, newline);
       this.buffered = this.buffered.slice(newline + 1);
-      let msg: { id: number; pid?: number; error?: string; exit?: ChildExit };
+      let msg: { id: number; pid?: number; error?: string; exit?: ChildExit; ready?: { addon: boolean } };
       try {
         msg = JSON.parse(line) as typeof msg;
       } catch {
         this.logger.warn({ line: line.slice(0, 200) }, 'spawn helper wrote something that is not JSON');
         continue;
       }
-      this.dispatch(msg);
+      if (msg.ready) this.helperReady(msg.ready.addon);
+      else this.dispatch(msg);
     }
+  }
+
+  private helperReady(addon: boolean): void {
+    this.addon = addon;
+    if (addon) this.logger.debug('spawn helper ready: QEMU is confined between fork and exec');
+    else this.logger.info('spawn helper ready without native/spawn (not built): QEMU is confined by exec\'ing setpriv first, a few ms more per start');
   }
 
   private dispatch(msg: { id: number; pid?: number; error?: string; exit?: ChildExit }): void {
