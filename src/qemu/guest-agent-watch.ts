@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { GuestInfo } from '../model/vm.js';
 import type { GuestFigures } from '../model/guest-figures.js';
-import { GuestAgentClient, readGuest } from './guest-agent.js';
+import { GuestAgentClient, readGuest, type GuestAnswers } from './guest-agent.js';
 
 export interface GuestAgentWatchOptions {
   /** How often the info is read again while the agent answers. */
@@ -67,13 +67,14 @@ export function watchGuestAgent(socketPath: string, onInfo: (info: GuestInfo) =>
         // The connection stays while QEMU keeps it: a sync that timed out may still be answered
         // on it, which tells the client how slow the agent is (a new connection would lose that).
         let unanswered = 0;
+        let answers: GuestAnswers | undefined;
         while (!signal.aborted) {
           let round: Awaited<ReturnType<typeof readGuest>>;
           try {
             // Each round starts in step: a late reply of the last round cannot answer this one.
             round = await exclusive(async () => {
               await c.sync(options.syncTimeoutMs ?? SYNC_TIMEOUT_MS);
-              return readGuest(c);
+              return readGuest(c, answers ? { previous: answers } : {});
             });
           } catch (err) {
             if (c.closed || ++unanswered >= MAX_UNANSWERED_SYNCS) throw err;
@@ -83,6 +84,7 @@ export function watchGuestAgent(socketPath: string, onInfo: (info: GuestInfo) =>
           }
           if (signal.aborted) break;
           unanswered = 0;
+          answers = round.answers;
           connected = true;
           options.onFigures?.(round.figures);
           onInfo(round.info);

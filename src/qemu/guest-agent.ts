@@ -19,7 +19,14 @@ const MAX_BUFFERED = 1 << 20;
 /** Longest a sync deadline stretches to for a slow agent. */
 const MAX_SYNC_TIMEOUT_MS = 30_000;
 
-export class GuestAgentError extends Error {}
+export class GuestAgentError extends Error {
+  /** True when the agent did not answer in time (it may still be there, slow), not when it refused. */
+  readonly unanswered: boolean;
+  constructor(message: string, options: { unanswered?: boolean } = {}) {
+    super(message);
+    this.unanswered = options.unanswered ?? false;
+  }
+}
 
 interface Pending {
   resolve(value: unknown): void;
@@ -71,6 +78,11 @@ export class GuestAgentClient {
     return this.closedWith !== undefined;
   }
 
+  /** False after a command got no answer in time: its late reply could be taken for the next one's. */
+  get synchronised(): boolean {
+    return this.synced;
+  }
+
   /** The handshake: an agent is there and what it says from now on answers our commands. */
   async sync(timeoutMs: number): Promise<void> {
     this.synced = false;
@@ -84,7 +96,7 @@ export class GuestAgentClient {
 
   execute<T>(command: string, timeoutMs: number, args?: Record<string, unknown>): Promise<T> {
     if (!this.synced) return Promise.reject(new GuestAgentError(`${command}: not synchronised with the guest agent`));
-    return this.send({ execute: command, ...(args ? { arguments: args } : {}) }, timeoutMs) as Promise<T>;
+    return this.send({ execute: command, ...(args ? { arguments: args } : {}) }, this.syncDeadline(timeoutMs)) as Promise<T>;
   }
 
   /**
@@ -109,7 +121,7 @@ export class GuestAgentClient {
         this.pending = undefined;
         // A late reply would be taken for the next command's: only a new sync may follow.
         this.synced = false;
-        reject(new GuestAgentError(`${command}: no answer from the guest agent within ${ms} ms`));
+        reject(new GuestAgentError(`${command}: no answer from the guest agent within ${ms} ms`, { unanswered: true }));
       };
       let timer = setTimeout(expire(timeoutMs), timeoutMs);
       this.pending = {
@@ -232,17 +244,38 @@ interface AgentInterface {
   'ip-addresses'?: { 'ip-address'?: string; prefix?: number }[];
 }
 
+/** What a round asks, in this order; each answer by the command's name. */
+const ROUND = ['guest-get-osinfo', 'guest-get-host-name', 'guest-network-get-interfaces', 'guest-get-fsinfo', 'guest-get-load'] as const;
+export type GuestAnswers = Partial<Record<(typeof ROUND)[number], unknown>>;
+
+export interface ReadGuestOptions {
+  commandTimeoutMs?: number;
+  /** The last round's answers on this connection: a command the agent does not answer in time keeps its answer. */
+  previous?: GuestAnswers;
+}
+
 /**
  * One round: OS, hostname and interfaces (the status) and the figures for metrics (file systems,
- * load). A command the agent lacks (an old or restricted agent) leaves its part empty.
+ * load). A command the agent lacks (an old or restricted agent) leaves its part empty; one it does
+ * not answer in time (a slow guest: under TCG, one just moved retranslates everything) keeps the
+ * last round's answer, and the next command goes out after a new sync, so one slow command does
+ * not cost the round's others.
  */
-export async function readGuest(client: GuestAgentClient): Promise<{ info: GuestInfo; figures: GuestFigures }> {
-  const optional = <T>(p: Promise<T>): Promise<T | undefined> => p.catch((err: unknown) => (client.closed ? Promise.reject(err) : undefined));
-  const os = await optional(client.execute<OsInfo>('guest-get-osinfo', COMMAND_TIMEOUT_MS));
-  const host = await optional(client.execute<{ 'host-name'?: string }>('guest-get-host-name', COMMAND_TIMEOUT_MS));
-  const ifaces = await optional(client.execute<AgentInterface[]>('guest-network-get-interfaces', COMMAND_TIMEOUT_MS));
-  const fsinfo = await optional(client.execute<unknown>('guest-get-fsinfo', COMMAND_TIMEOUT_MS));
-  const load = await optional(client.execute<unknown>('guest-get-load', COMMAND_TIMEOUT_MS));
+export async function readGuest(client: GuestAgentClient, options: ReadGuestOptions = {}): Promise<{ info: GuestInfo; figures: GuestFigures; answers: GuestAnswers }> {
+  const timeoutMs = options.commandTimeoutMs ?? COMMAND_TIMEOUT_MS;
+  const answers: GuestAnswers = {};
+  for (const command of ROUND) {
+    try {
+      if (!client.synchronised) await client.sync(timeoutMs);
+      answers[command] = await client.execute<unknown>(command, timeoutMs);
+    } catch (err) {
+      if (client.closed) throw err;
+      if (err instanceof GuestAgentError && err.unanswered && options.previous && command in options.previous) answers[command] = options.previous[command];
+    }
+  }
+  const os = answers['guest-get-osinfo'] as OsInfo | undefined;
+  const host = answers['guest-get-host-name'] as { 'host-name'?: string } | undefined;
+  const ifaces = answers['guest-network-get-interfaces'] as AgentInterface[] | undefined;
   const text = (v: unknown): string => (typeof v === 'string' ? v : '');
   const interfaces: GuestInterface[] = (Array.isArray(ifaces) ? ifaces : [])
     .filter((i) => typeof i === 'object' && i !== null && text(i.name) !== 'lo')
@@ -259,5 +292,5 @@ export async function readGuest(client: GuestAgentClient): Promise<{ info: Guest
     hostname: text(host?.['host-name']),
     interfaces,
   };
-  return { info, figures: guestFigures(text(os?.machine), fsinfo, load) };
+  return { info, figures: guestFigures(text(os?.machine), answers['guest-get-fsinfo'], answers['guest-get-load']), answers };
 }

@@ -110,7 +110,8 @@ describe('guest agent client', () => {
     agent = await FakeAgent.listen(path, (c, a) => (c === 'guest-sync-delimited' ? Buffer.concat([Buffer.from('{"return": {"host-na'), real(c, a) as Buffer]) : real(c, a)));
     client = await GuestAgentClient.connect(path, 1000);
     await client.sync(1000);
-    expect(await readGuest(client)).toEqual({
+    const { info, figures } = await readGuest(client);
+    expect({ info, figures }).toEqual({
       info: {
         agentConnected: true,
         osName: 'Debian GNU/Linux',
@@ -156,6 +157,31 @@ describe('guest agent client', () => {
     await expect(client.execute('guest-get-osinfo', 1000)).rejects.toThrow(/not synchronised/);
     await client.sync(1000);
     expect(await client.execute('guest-get-osinfo', 1000)).toMatchObject({ 'version-id': '12' });
+  });
+
+  it('a round goes on past a command without an answer: the next one is asked after a new sync', async () => {
+    const real = realAgent();
+    agent = await FakeAgent.listen(path, (c, a) => (c === 'guest-get-osinfo' ? undefined : real(c, a)));
+    client = await GuestAgentClient.connect(path, 1000);
+    await client.sync(1000);
+    const round = await readGuest(client, { commandTimeoutMs: 200 });
+    expect(round.info).toMatchObject({ agentConnected: true, osName: '', hostname: 'web-1' });
+    expect(round.info.interfaces).toHaveLength(1);
+    expect(agent.commands).toEqual(['guest-sync-delimited', 'guest-get-osinfo', 'guest-sync-delimited', 'guest-get-host-name', 'guest-network-get-interfaces', 'guest-get-fsinfo', 'guest-get-load']);
+  });
+
+  it("a command not answered in time keeps the last round's answer; one the agent refuses does not", async () => {
+    const real = realAgent();
+    agent = await FakeAgent.listen(path, (c, a) => (c === 'guest-get-host-name' ? undefined : real(c, a)));
+    client = await GuestAgentClient.connect(path, 1000);
+    await client.sync(1000);
+    const previous = { 'guest-get-host-name': { 'host-name': 'web-0' }, 'guest-get-load': { load1m: 2, load5m: 1, load15m: 0.5 } };
+    const round = await readGuest(client, { commandTimeoutMs: 200, previous });
+    expect(round.info.hostname).toBe('web-0');
+    expect(round.info.osName).toBe('Debian GNU/Linux');
+    // qemu-ga 7.2 has no guest-get-load (CommandNotFound): an answer, so no load.
+    expect(round.figures.load).toBeUndefined();
+    expect(round.answers['guest-get-host-name']).toEqual({ 'host-name': 'web-0' });
   });
 
   it('garbage lines between replies are skipped', async () => {
