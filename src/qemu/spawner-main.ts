@@ -17,6 +17,7 @@ import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 
+/** launcher.ts's RunAs, as it comes in a request (no imports here: see loadSpawnAddon). */
 interface RunAs {
   uid: number;
   gid: number;
@@ -46,7 +47,11 @@ interface SpawnAddon {
 
 const NETNS_DIR = '/run/netns';
 
-/** native/spawn's build above this file (src/qemu or dist/vmlet), unless VMLET_SPAWN_ADDON=off. */
+/**
+ * native/spawn's build above this file (src/qemu or dist/vmlet), unless VMLET_SPAWN_ADDON=off.
+ * The same walk as host/native-addon.ts, written out: run from src (tests), Node loads this file
+ * as TypeScript, and a `.js` import of a sibling module would not resolve.
+ */
 function loadSpawnAddon(): SpawnAddon | undefined {
   if (process.env.VMLET_SPAWN_ADDON === 'off') return undefined;
   const relative = join('native', 'spawn', 'build', 'Release', 'spawn.node');
