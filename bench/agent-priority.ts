@@ -35,7 +35,7 @@ import { runtimeBase } from './runtime-dir.js';
 import { ms, summarise, type Stats } from './stats.js';
 import { benchDir, errorText } from './util.js';
 import { cgroupMounts, leaveTopCgroup, removeCgroupTree } from './cgroups.js';
-import { createRunning } from './vmlet-ops.js';
+import { createRunning, deleteGone } from './vmlet-ops.js';
 
 /** Guests when $AGENT_PRIORITY_VMS does not say: the issue's figure. */
 const DEFAULT_VMS = 40;
@@ -43,6 +43,9 @@ const DEFAULT_VMS = 40;
 const CREATE_CONCURRENCY = 4;
 /** The last guests boot on a sliver of CPU, the others already spinning. */
 const BOOT_TIMEOUT_MS = 30 * 60_000;
+/** A booting guest whose console is silent this long is taken as stalled. */
+const SILENT_CONSOLE_MS = 3 * 60_000;
+const MAX_REPLACED = 3;
 /** Between two measured calls, so each call finds the daemon idle, as a controller's would. */
 const PACE_MS = 20;
 /** ListVms polls after the restart: interval and how long to keep going. */
@@ -202,10 +205,8 @@ async function createAll(ctx: BenchContext, daemon: BenchDaemon, ids: string[]):
   const failures: string[] = [];
   const results = await mapBounded(ids, CREATE_CONCURRENCY, async (id): Promise<Guest | undefined> => {
     if (ctx.cleanup.closing) return undefined;
-    const spec = demoGuestSpec(ctx.repo, id);
-    spec.kernel!.cmdline = `console=ttyS0 panic=-1 vmlet.run="${SPIN}"`;
     try {
-      const { ms: t, pid } = await createRunning(daemon.clients, spec);
+      const { ms: t, pid } = await createRunning(daemon.clients, guestSpec(ctx, id));
       createMs.push(t);
       if (createMs.length % 10 === 0) ctx.log(`${createMs.length}/${ids.length} RUNNING (last CreateVm ${ms(t)})`);
       return { id, pid };
@@ -219,22 +220,55 @@ async function createAll(ctx: BenchContext, daemon: BenchDaemon, ids: string[]):
   return { guests: results.filter((g) => g !== undefined), createMs };
 }
 
-/** Waits for the ready line on every console (the spin starts right after it). */
-async function waitAllReady(ctx: BenchContext, daemon: BenchDaemon, ids: string[]): Promise<number> {
+/** A guest whose console went silent while it booted, and what became of it. */
+interface StalledGuest {
+  id: string;
+  oldPid: number;
+  newPid?: number;
+  consoleBytes: number;
+  lastLine: string;
+}
+
+function guestSpec(ctx: BenchContext, id: string): ReturnType<typeof demoGuestSpec> {
+  const spec = demoGuestSpec(ctx.repo, id);
+  spec.kernel!.cmdline = `console=ttyS0 panic=-1 vmlet.run="${SPIN}"`;
+  return spec;
+}
+
+/**
+ * Waits for the ready line on every console (the spin starts right after it). A guest whose
+ * console has not grown for SILENT_CONSOLE_MS is deleted and created again, at most
+ * MAX_REPLACED times, and reported: with every other guest spinning the last ones boot on a
+ * sliver of CPU, but their consoles still grow; some QEMUs' serial ports have been seen to go
+ * silent for good at this point (docs/benchmarks.md), which a reset does not cure.
+ */
+async function waitAllReady(ctx: BenchContext, daemon: BenchDaemon, guests: Guest[]): Promise<{ seconds: number; stalled: StalledGuest[] }> {
   const t0 = performance.now();
-  const pending = new Set(ids);
+  const pending = new Map(guests.map((g) => [g.id, { length: -1, since: Date.now() }]));
+  const stalled: StalledGuest[] = [];
   const deadline = Date.now() + BOOT_TIMEOUT_MS;
   while (pending.size > 0) {
     ctx.cleanup.checkOpen();
-    for (const id of [...pending]) {
+    for (const [id, seen] of [...pending]) {
       const text = await readFile(vmPaths(daemon.stateDir, daemon.runDir, id).consoleLog, 'utf8').catch(() => '');
       if (text.includes(READY_LINE)) pending.delete(id);
+      else if (text.length !== seen.length) pending.set(id, { length: text.length, since: Date.now() });
+      else if (Date.now() - seen.since > SILENT_CONSOLE_MS) {
+        const guest = guests.find((g) => g.id === id)!;
+        const entry: StalledGuest = { id, oldPid: guest.pid, consoleBytes: text.length, lastLine: text.trimEnd().split('\n').at(-1)?.trim() ?? '' };
+        stalled.push(entry);
+        if (stalled.length > MAX_REPLACED) throw new Error(`guests whose console went silent while booting: ${stalled.map((g) => `${g.id} ("${g.lastLine}")`).join(', ')}`);
+        ctx.log(`${id}: console silent for ${SILENT_CONSOLE_MS / 1000} s after ${text.length} bytes ("${entry.lastLine}"); deleting and creating it again`);
+        await deleteGone(daemon.clients, id, guest.pid, true);
+        guest.pid = entry.newPid = (await createRunning(daemon.clients, guestSpec(ctx, id))).pid;
+        pending.set(id, { length: -1, since: Date.now() });
+      }
     }
     if (pending.size === 0) break;
-    if (Date.now() > deadline) throw new Error(`guests not booted within ${BOOT_TIMEOUT_MS} ms: ${[...pending].join(', ')}`);
+    if (Date.now() > deadline) throw new Error(`guests not booted within ${BOOT_TIMEOUT_MS} ms: ${[...pending.keys()].join(', ')}`);
     await delay(500);
   }
-  return (performance.now() - t0) / 1000;
+  return { seconds: (performance.now() - t0) / 1000, stalled };
 }
 
 interface RestartFigures {
@@ -369,8 +403,8 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const { guests, createMs } = await createAll(ctx, daemon, ids);
   const createSeconds = (performance.now() - tCreate) / 1000;
   log(`${n} VMs RUNNING in ${createSeconds.toFixed(1)} s; waiting for every guest to boot and spin`);
-  const bootSeconds = await waitAllReady(ctx, daemon, ids);
-  log(`all ${n} guests booted ${bootSeconds.toFixed(1)} s after the last start`);
+  const { seconds: bootSeconds, stalled } = await waitAllReady(ctx, daemon, guests);
+  log(`all ${n} guests booted ${bootSeconds.toFixed(1)} s after the last start${stalled.length > 0 ? ` (${stalled.length} created again after their console went silent)` : ''}`);
 
   const listed = (await listVms(daemon.clients.vms)).vms;
   const confinement = {
@@ -471,7 +505,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     agentCgroup,
     otherQemusOnHost: others,
     confinement,
-    start: { createSeconds, bootSeconds, createVmMs: summarise(createMs) },
+    start: { createSeconds, bootSeconds, createVmMs: summarise(createMs), stalledAndReplaced: stalled },
     busy,
     idle: { listVmsMs: idleList, metricsMs: idleMetrics },
     listVms: { clientMs: listStats, serverMs: serverMs(grpcLog, 'ListVms') },
@@ -502,6 +536,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     `restart after kill -9 (${aliveAfterKill}/${n} QEMUs alive): first ListVms ${r.firstAnswerMs === undefined ? 'never' : ms(r.firstAnswerMs)} (${r.adoptedAtFirstAnswer ?? 0} adopted in it), all adopted ${r.allAdoptedMs === undefined ? 'never' : ms(r.allAdoptedMs)} — target ≤ ${TARGETS.restartAllAdoptedMs} ms: ${verdict(met.restartAllAdopted)}`,
     `  daemon log, ms after spawn: first line ${r.log.firstLine ?? '-'}, adoption ${r.log.firstAdopted ?? '-'}–${r.log.lastAdopted ?? '-'} (${r.adoptedLines} lines), state loaded ${r.log.stateLoaded ?? '-'}, gRPC serving ${r.log.grpcServing ?? '-'}, HTTP serving ${r.log.httpServing ?? '-'}, first ListVms answered ${r.log.firstListVmsAnswered ?? '-'}${r.error ? `; ${r.error}` : ''}`,
   ];
+  if (stalled.length > 0) summary.push(`created again after their console went silent while booting: ${stalled.map((g) => `${g.id} (pid ${g.oldPid} → ${g.newPid ?? '-'}, ${g.consoleBytes} bytes, last line "${g.lastLine}")`).join(', ')}`);
   if (leftover.length > 0) summary.push(`QEMUs killed at the end (${daemon ? 'left after DeleteVm' : 'no daemon to delete them'}): ${leftover.length}`);
   return { result, summary };
 }
