@@ -46,8 +46,9 @@ function methodDefinition(service: string, method: protobuf.Method, options: Opt
 
 function* servicesOf(ns: protobuf.NamespaceBase): Generator<protobuf.Service> {
   for (const nested of ns.nestedArray) {
+    // A Service is a Namespace too, but nests only its methods.
     if (nested instanceof protobuf.Service) yield nested;
-    if (nested instanceof protobuf.Namespace) yield* servicesOf(nested);
+    else if (nested instanceof protobuf.Namespace) yield* servicesOf(nested);
   }
 }
 
