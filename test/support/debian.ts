@@ -52,16 +52,24 @@ export function seed(hostname: string, extra: { runcmd?: string[]; networkConfig
   };
 }
 
-/** Waits until the guest agent reports what `check` wants, and returns the VM. */
+/**
+ * Waits until the guest agent reports what `check` wants, and returns the VM. A VM that stopped
+ * running (a guest panic: FAILED "guest panicked") ends the wait at once with its phase and reason.
+ */
 export async function untilGuest(api: ReturnType<typeof rpc>, id: string, check: (g: NonNullable<NonNullable<Vm__Output['status']>['guest']>) => boolean, timeoutMs = DEBIAN_BOOT_MS): Promise<Vm__Output> {
-  return until(
+  let ended: Vm__Output | undefined;
+  const vm = await until(
     `the guest agent of ${id} to report`,
     async () => {
       const vm = await api.get(id);
+      const phase = vm.status?.phase;
+      if (phase === 'PHASE_FAILED' || phase === 'PHASE_STOPPED') return (ended = vm);
       const g = vm.status?.guest;
       return g != null && check(g) ? vm : undefined;
     },
     timeoutMs,
     500,
   );
+  if (ended) throw new Error(`${id} is ${ended.status!.phase} (${ended.status!.reason}) while waiting for its guest agent`);
+  return vm;
 }
