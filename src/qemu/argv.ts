@@ -40,7 +40,7 @@ export interface QemuLaunchPlan {
   paths: VmPaths;
   accelerator: 'kvm' | 'tcg';
   /**
-   * -cpu model; default `host` under kvm, `max` under tcg. An override exists because `host`
+   * -cpu model; default `host` under kvm, TCG_CPU_MODEL under tcg. An override exists because `host`
    * aborts QEMU 7.2 on some nested hypervisors ("failed to set MSR 0x10a"), where
    * `host,-arch-capabilities` may be needed.
    */
@@ -60,6 +60,12 @@ export interface QemuLaunchPlan {
   /** NIC name → index of the hotplug port it sits on (NICs that were hot-plugged). Others go on pcie.0. */
   nicPorts?: Readonly<Record<string, number>>;
 }
+
+/**
+ * The CPU model under TCG: a fixed named model rather than `max`, whose guests live migration
+ * left corrupt now and then (docs/accelerator.md).
+ */
+export const TCG_CPU_MODEL = 'Nehalem';
 
 /** MiB of TCG translation cache per VM; QEMU's default (1 GiB) would be charged to every VM. */
 export const TCG_TB_SIZE_MIB = 128;
@@ -250,7 +256,7 @@ export function buildQemuArgv(plan: QemuLaunchPlan): string[] {
     ...machineArgs(spec, paths),
     // TCG's translation cache is sized so that it fits the VM's cgroup (cgroup/overhead.ts).
     '-accel', plan.accelerator === 'tcg' ? `tcg,tb-size=${TCG_TB_SIZE_MIB}` : plan.accelerator,
-    '-cpu', plan.cpu ?? (plan.accelerator === 'kvm' ? 'host' : 'max'),
+    '-cpu', plan.cpu ?? (plan.accelerator === 'kvm' ? 'host' : TCG_CPU_MODEL),
     '-m', `${spec.memoryMib}M`,
     '-smp', String(spec.vcpus),
     '-nodefaults',

@@ -95,7 +95,7 @@ describe('buildQemuArgv: fixed options', () => {
     ['-name', 'guest=web-1,debug-threads=on'],
     ['-machine', 'q35'],
     ['-accel', 'tcg,tb-size=128'],
-    ['-cpu', 'max'],
+    ['-cpu', 'Nehalem'],
     ['-m', '512M'],
     ['-smp', '1'],
     ['-display', 'none'],
