@@ -78,6 +78,8 @@ export class BenchDaemon {
     if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
     await mkdir(options.root, { recursive: true });
     const args = [
+      // Node/V8 flags for an investigation, e.g. VMLET_BENCH_NODE_ARGS='--trace-gc'.
+      ...(process.env.VMLET_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
       cli,
       'daemon',
       '--state-dir', join(options.root, 'state'),

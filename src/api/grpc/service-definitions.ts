@@ -8,6 +8,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Options } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { EncodedMessage } from './encoded.js';
 
 type Serialize = (value: object) => Buffer;
 type Deserialize = (bytes: Buffer) => object;
@@ -19,6 +20,7 @@ export function originalName(rpc: string): string {
 
 function serializer(type: protobuf.Type): Serialize {
   return (value) => {
+    if (value instanceof EncodedMessage) return value.bytes;
     if (Array.isArray(value)) throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
     // protobufjs writes into a Buffer on Node.
     return type.encode(type.fromObject(value)).finish() as Buffer;
@@ -52,10 +54,16 @@ function* servicesOf(ns: protobuf.NamespaceBase): Generator<protobuf.Service> {
   }
 }
 
-/** Every service of the descriptor by its full name ("vmlet.v1.VmService"), as grpc.loadPackageDefinition takes them. */
-export function serviceDefinitions(json: protobuf.INamespace, options: Options): Record<string, grpc.ServiceDefinition> {
+/** The descriptor's types, every reference resolved. */
+export function protoRoot(json: protobuf.INamespace): protobuf.Root {
   const root = protobuf.Root.fromJSON(json);
   root.resolveAll();
+  return root;
+}
+
+/** Every service of the descriptor by its full name ("vmlet.v1.VmService"), as grpc.loadPackageDefinition takes them. */
+export function serviceDefinitions(json: protobuf.INamespace | protobuf.Root, options: Options): Record<string, grpc.ServiceDefinition> {
+  const root = json instanceof protobuf.Root ? json : protoRoot(json);
   const out: Record<string, grpc.ServiceDefinition> = {};
   for (const service of servicesOf(root)) {
     const name = service.fullName.replace(/^\./, '');

@@ -14,6 +14,9 @@ import type { NodeInfo } from './generated/vmlet/v1/NodeInfo.js';
 import { nicFromProto, specFromProto, vmToProto } from './convert.js';
 import { type CallContext, streamHandler, unaryHandler } from './observe.js';
 import { consoleHandlers } from './console-service.js';
+import { VmWire } from './vm-wire.js';
+import type { Vm } from './generated/vmlet/v1/Vm.js';
+import type { ListVmsResponse } from './generated/vmlet/v1/ListVmsResponse.js';
 import type { ConsoleHub } from '../../console/hub.js';
 
 export interface NodeFacts {
@@ -34,6 +37,7 @@ export const WATCH_MAX_QUEUED_EVENTS = 4096;
 /** `watchers`: WatchVms streams (and, shared, WatchMigration's) open at once. */
 export function vmServiceHandlers(manager: VmManager, consoles: ConsoleHub, node: NodeFacts, ctx: CallContext, watchers = watchSlots(MAX_WATCHERS)): VmServiceHandlers {
   const out = (vm: Parameters<typeof vmToProto>[0]) => vmToProto(vm, node.hostname);
+  const wire = new VmWire(node.hostname);
   const id = (req: { id: string }) => validateVmId(req.id, 'id');
 
   return {
@@ -41,8 +45,8 @@ export function vmServiceHandlers(manager: VmManager, consoles: ConsoleHub, node
       if (!req.spec) throw new VmletError('INVALID_ARGUMENT', 'spec: required');
       return out(await manager.create(specFromProto(req.spec), req.start));
     }),
-    GetVm: unaryHandler(ctx, 'GetVm', async (req) => out(manager.get(id(req)))),
-    ListVms: unaryHandler(ctx, 'ListVms', async (req) => ({ vms: manager.list(req.labelSelector).map(out) })),
+    GetVm: unaryHandler(ctx, 'GetVm', async (req) => wire.vm(manager.get(id(req))).as<Vm>()),
+    ListVms: unaryHandler(ctx, 'ListVms', async (req) => wire.list(manager.list(req.labelSelector)).as<ListVmsResponse>()),
     StartVm: unaryHandler(ctx, 'StartVm', async (req) => out(await manager.start(id(req)))),
     StopVm: unaryHandler(ctx, 'StopVm', async (req) => out(await manager.stop(id(req), req.gracePeriodSeconds, req.force))),
     PauseVm: unaryHandler(ctx, 'PauseVm', async (req) => out(await manager.pause(id(req)))),
