@@ -19,7 +19,6 @@ const modules = join(repo, 'node_modules');
  * every start of the daemon.
  */
 const PROTO_PACKAGES = [
-  { name: 'grpc-health-check', protoDir: 'proto' },
   { name: '@grpc/reflection', protoDir: 'build/proto/grpc' },
 ];
 

@@ -7,7 +7,7 @@ import protobuf from 'protobufjs';
 
 const out = 'src/api/grpc/generated';
 // As PROTO_FILES in src/api/grpc/proto-options.ts.
-const PROTO_FILES = ['vmlet/v1/vm.proto', 'vmlet/v1/migration.proto', 'vmlet/v1/image.proto'];
+const PROTO_FILES = ['vmlet/v1/vm.proto', 'vmlet/v1/migration.proto', 'vmlet/v1/image.proto', 'grpc/health/v1/health.proto'];
 rmSync(out, { recursive: true, force: true });
 execFileSync(
   process.execPath,

@@ -26,6 +26,7 @@ import { AgentMetrics } from './metrics/agent-metrics.js';
 import { Readiness, selfCheckTarget } from './metrics/readiness.js';
 import { migrationFiguresFrom } from './metrics/migration-figures.js';
 import { startGrpcServer, vmServiceDefinition, migrationServiceDefinition, migrationAgentServiceDefinition, imageServiceDefinition, SERVICE_NAMES, type RunningGrpcServer } from './api/grpc/server.js';
+import { healthDefinition } from './api/grpc/health.js';
 import { imageServiceHandlers } from './api/grpc/image-service.js';
 import { ImageImports } from './vm/images.js';
 import { ImageStore, PARTIAL_DIR } from './storage/image-store.js';
@@ -196,6 +197,7 @@ export async function startDaemon(config: DaemonConfig, logger: Logger, early: E
     qemuBinary: config.qemuBinary,
     grpcTarget: selfCheckTarget(grpc.addresses, config.tls !== undefined),
     grpcServing: () => grpcServing,
+    healthService: healthDefinition(),
   });
 
   const consoleAccess = {

@@ -5,7 +5,6 @@
  */
 import { access, constants } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import { service as healthService } from 'grpc-health-check';
 import { errorMessage } from '../model/errors.js';
 import { resolveBinary } from '../host/binary-path.js';
 
@@ -31,10 +30,7 @@ interface HealthClient extends grpc.Client {
   Check(req: { service: string }, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
 }
 
-const HealthClientCtor = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, 'Health') as unknown as new (
-  target: string,
-  creds: grpc.ChannelCredentials,
-) => HealthClient;
+type HealthClientCtor = new (target: string, creds: grpc.ChannelCredentials) => HealthClient;
 
 export interface ReadinessOptions {
   stateDir: string;
@@ -44,6 +40,8 @@ export interface ReadinessOptions {
   grpcTarget?: string;
   /** True between "health set to SERVING" and shutdown; the only gRPC check when there is no target. */
   grpcServing: () => boolean;
+  /** grpc.health.v1.Health's definition, for the self-check's client. */
+  healthService: grpc.ServiceDefinition;
   /** Deadline of the self-check. Default 1000 ms. */
   grpcTimeoutMs?: number;
 }
@@ -95,7 +93,10 @@ export class Readiness {
     if (!this.options.grpcServing()) return 'gRPC is not serving';
     const target = this.options.grpcTarget;
     if (target === undefined) return null;
-    this.client ??= new HealthClientCtor(target, grpc.credentials.createInsecure());
+    if (!this.client) {
+      const Client = grpc.makeGenericClientConstructor(this.options.healthService, 'Health') as unknown as HealthClientCtor;
+      this.client = new Client(target, grpc.credentials.createInsecure());
+    }
     const timeoutMs = this.options.grpcTimeoutMs ?? 1000;
     const status = await new Promise<string>((resolve) => {
       this.client!.Check({ service: '' }, { deadline: Date.now() + timeoutMs }, (err, res) => resolve(err ? `error: ${err.details || err.message}` : (res?.status ?? 'UNKNOWN')));

@@ -10,7 +10,7 @@ interface HealthClient extends grpc.Client {
 
 /** grpc.health.v1.Health Check, as any load balancer or kubelet probe would call it. */
 export function healthCheck(endpoint: string, service = ''): Promise<string> {
-  const def = protoLoader.loadSync(join(REPO, 'node_modules/grpc-health-check/proto/health/v1/health.proto'), { enums: String });
+  const def = protoLoader.loadSync(join(REPO, 'proto/grpc/health/v1/health.proto'), { enums: String });
   const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (t: string, c: grpc.ChannelCredentials) => HealthClient } } } };
   const client = new pkg.grpc.health.v1.Health(endpoint, grpc.credentials.createInsecure());
   return new Promise((resolve, reject) =>

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readiness, selfCheckTarget } from '../../src/metrics/readiness.js';
 import { resolveBinary } from '../../src/host/binary-path.js';
 import { startGrpcServer, type RunningGrpcServer } from '../../src/api/grpc/server.js';
+import { healthDefinition } from '../../src/api/grpc/health.js';
 
 describe('resolveBinary', () => {
   let dir: string;
@@ -51,7 +52,7 @@ describe('Readiness against a real gRPC server', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vmlet-ready-'));
     grpc = await startGrpcServer({ listen: [`unix://${join(dir, 'g.sock')}`], services: [] });
-    readiness = new Readiness({ stateDir: dir, qemuBinary: process.execPath, grpcTarget: grpc.addresses[0], grpcServing: () => serving });
+    readiness = new Readiness({ stateDir: dir, qemuBinary: process.execPath, grpcTarget: grpc.addresses[0], grpcServing: () => serving, healthService: healthDefinition() });
   });
   afterAll(async () => {
     readiness.close();
@@ -72,13 +73,13 @@ describe('Readiness against a real gRPC server', () => {
   });
 
   it('not ready when nothing answers on the gRPC target', async () => {
-    const r = new Readiness({ stateDir: dir, qemuBinary: process.execPath, grpcTarget: `unix://${join(dir, 'none.sock')}`, grpcServing: () => true, grpcTimeoutMs: 500 });
+    const r = new Readiness({ stateDir: dir, qemuBinary: process.execPath, grpcTarget: `unix://${join(dir, 'none.sock')}`, grpcServing: () => true, grpcTimeoutMs: 500, healthService: healthDefinition() });
     expect(await r.notReady()).toMatch(/gRPC health check on unix:.*none\.sock: error/);
     r.close();
   });
 
   it('not ready when the QEMU binary is missing, with every reason at once', async () => {
-    const r = new Readiness({ stateDir: join(dir, 'missing'), qemuBinary: join(dir, 'no-qemu'), grpcServing: () => true });
+    const r = new Readiness({ stateDir: join(dir, 'missing'), qemuBinary: join(dir, 'no-qemu'), grpcServing: () => true, healthService: healthDefinition() });
     const why = await r.notReady();
     expect(why).toContain(`state dir ${join(dir, 'missing')} is not writable`);
     expect(why).toContain(`QEMU binary ${join(dir, 'no-qemu')} not found or not executable`);

@@ -12,7 +12,7 @@ export const PROTO_LOADER_OPTIONS: Options = {
   oneofs: true,
 };
 
-export const PROTO_FILES = ['vmlet/v1/vm.proto', 'vmlet/v1/migration.proto', 'vmlet/v1/image.proto'];
+export const PROTO_FILES = ['vmlet/v1/vm.proto', 'vmlet/v1/migration.proto', 'vmlet/v1/image.proto', 'grpc/health/v1/health.proto'];
 
 /** The repo's proto/ folder, found from this module whether it runs from src/ (vitest) or dist/src/ (built). */
 function findProtoRoot(): string {

@@ -4,6 +4,7 @@ import type { INamespace } from 'protobufjs';
 import type { ProtoGrpcType as VmProto } from './generated/vm.js';
 import type { ProtoGrpcType as MigrationProto } from './generated/migration.js';
 import type { ProtoGrpcType as ImageProto } from './generated/image.js';
+import type { ProtoGrpcType as HealthProto } from './generated/health.js';
 import { DESCRIPTOR_JSON } from './generated/descriptor.js';
 import { PROTO_LOADER_OPTIONS } from './proto-options.js';
 import { protoRoot, serviceDefinitions } from './service-definitions.js';
@@ -15,7 +16,7 @@ const definitions = serviceDefinitions(root, PROTO_LOADER_OPTIONS);
 /** A message type by its full name ("vmlet.v1.Vm"), for encoding outside a call (vm-wire.ts). */
 export const messageType = (name: string): protobuf.Type => root.lookupType(name);
 
-type Loaded = VmProto & MigrationProto & ImageProto;
+type Loaded = VmProto & MigrationProto & ImageProto & HealthProto;
 /** The services' client constructors and definitions (the generated types also name messages, which are not here). */
 export const proto = grpc.loadPackageDefinition(definitions) as unknown as Loaded;
 export const vmletV1 = proto.vmlet.v1;

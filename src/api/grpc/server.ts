@@ -7,13 +7,13 @@ import { unixPeerTag } from '../authz/identity.js';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { hostOf, type TlsConfig } from '../../host/addresses.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../model/bounds.js';
 import { vmletV1 } from './proto.js';
 import { PROTO_FILES, PROTO_ROOT } from './proto-options.js';
 import { fileDescriptorProtos } from './reflection.js';
+import { HealthService } from './health.js';
 
 export interface GrpcServerOptions {
   listen: string[];
@@ -30,7 +30,7 @@ export interface GrpcServerOptions {
 
 export interface RunningGrpcServer {
   server: grpc.Server;
-  health: HealthImplementation;
+  health: HealthService;
   /** Bound addresses (TCP port resolved when :0 was asked). */
   addresses: string[];
   shutdown(): Promise<void>;
@@ -39,14 +39,12 @@ export interface RunningGrpcServer {
 export const SERVICE_NAMES = ['vmlet.v1.VmService', 'vmlet.v1.MigrationService', 'vmlet.v1.MigrationAgentService', 'vmlet.v1.ImageService'];
 
 /**
- * The services' files as protoc compiles them (see reflection.ts), the health service's too, so
- * `grpcurl list` shows everything served and `grpcurl describe` shows the proto as written.
+ * The services' files (the health service's among them) as protoc compiles them (see
+ * reflection.ts), so `grpcurl list` shows everything served and `grpcurl describe` shows the proto
+ * as written.
  */
 function reflectionDefinition(): PackageDefinition {
-  const sources = [
-    ...PROTO_FILES.map((name) => ({ name, path: join(PROTO_ROOT, name) })),
-    { name: 'grpc/health/v1/health.proto', path: healthProtoPath },
-  ];
+  const sources = PROTO_FILES.map((name) => ({ name, path: join(PROTO_ROOT, name) }));
   // ReflectionService reads nothing but each entry's fileDescriptorProtos.
   const files = { format: 'Protocol Buffer 3 FileDescriptorProto', type: {}, fileDescriptorProtos: fileDescriptorProtos(sources) };
   return { files } as unknown as PackageDefinition;
@@ -204,7 +202,7 @@ class Listeners {
 export async function startGrpcServer(options: GrpcServerOptions): Promise<RunningGrpcServer> {
   const server = new grpc.Server({ 'grpc.max_receive_message_length': options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES });
   for (const s of options.services) server.addService(s.definition, options.answerAfter ? gated(s.handlers, options.answerAfter) : s.handlers);
-  const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((n) => [n, 'NOT_SERVING'])) });
+  const health = new HealthService({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((n) => [n, 'NOT_SERVING'])) });
   health.addToServer(server);
   addReflection(server);
 
