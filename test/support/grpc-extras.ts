@@ -4,15 +4,25 @@ import { join } from 'node:path';
 import descriptor from 'protobufjs/ext/descriptor/index.js';
 import { REPO } from './daemon.js';
 
-interface HealthClient extends grpc.Client {
-  check(req: { service: string }, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void;
+interface HealthStatus {
+  status: string;
+}
+export interface HealthClient extends grpc.Client {
+  check(req: { service: string }, cb: (err: grpc.ServiceError | null, res?: HealthStatus) => void): void;
+  watch(req: { service: string }): grpc.ClientReadableStream<HealthStatus>;
+  list(req: object, cb: (err: grpc.ServiceError | null, res?: { statuses: Record<string, HealthStatus> }) => void): void;
+}
+
+/** A grpc.health.v1.Health client made by proto-loader from the .proto as written, not from vmlet's build-time descriptor. */
+export function healthClient(endpoint: string): HealthClient {
+  const def = protoLoader.loadSync(join(REPO, 'proto/grpc/health/v1/health.proto'), { enums: String });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (t: string, c: grpc.ChannelCredentials) => HealthClient } } } };
+  return new pkg.grpc.health.v1.Health(endpoint, grpc.credentials.createInsecure());
 }
 
 /** grpc.health.v1.Health Check, as any load balancer or kubelet probe would call it. */
 export function healthCheck(endpoint: string, service = ''): Promise<string> {
-  const def = protoLoader.loadSync(join(REPO, 'proto/grpc/health/v1/health.proto'), { enums: String });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (t: string, c: grpc.ChannelCredentials) => HealthClient } } } };
-  const client = new pkg.grpc.health.v1.Health(endpoint, grpc.credentials.createInsecure());
+  const client = healthClient(endpoint);
   return new Promise((resolve, reject) =>
     client.check({ service }, (err, res) => {
       client.close();

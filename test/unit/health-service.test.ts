@@ -1,27 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HealthService } from '../../src/api/grpc/health.js';
-import { PROTO_ROOT } from '../../src/api/grpc/proto-options.js';
+import { healthClient, type HealthClient } from '../support/grpc-extras.js';
 
-interface Status {
-  status: string;
-}
-interface HealthClient extends grpc.Client {
-  check(req: { service: string }, cb: (err: grpc.ServiceError | null, res?: Status) => void): void;
-  watch(req: { service: string }): grpc.ClientReadableStream<Status>;
-  list(req: object, cb: (err: grpc.ServiceError | null, res?: { statuses: Record<string, Status> }) => void): void;
-}
-
-/** A client made by proto-loader from the .proto as written, not from vmlet's build-time descriptor. */
-function client(target: string): HealthClient {
-  const def = protoLoader.loadSync(join(PROTO_ROOT, 'grpc/health/v1/health.proto'), { enums: String });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: new (t: string, c: grpc.ChannelCredentials) => HealthClient } } } };
-  return new pkg.grpc.health.v1.Health(target, grpc.credentials.createInsecure());
-}
+type Status = { status: string };
 
 const check = (c: HealthClient, service: string) =>
   new Promise<string>((resolve) => c.check({ service }, (err, res) => resolve(err ? `error ${grpc.status[err.code]}` : res!.status)));
@@ -55,7 +40,7 @@ describe('HealthService: grpc.health.v1 over a real server', () => {
     health.addToServer(server);
     const target = `unix://${join(dir, 'h.sock')}`;
     await new Promise<void>((resolve, reject) => server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
-    c = client(target);
+    c = healthClient(target);
   });
   afterAll(async () => {
     c.close();

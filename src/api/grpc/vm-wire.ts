@@ -1,8 +1,7 @@
-import type protobuf from 'protobufjs';
 import type { Vm, VmSpec, VmStatus } from '../../model/vm.js';
 import { vmToProto } from './convert.js';
 import { EncodedMessage, repeatedMessage } from './encoded.js';
-import { messageType } from './proto.js';
+import { messageType, vmletV1 } from './proto.js';
 
 /**
  * Vm messages in wire form, kept per VM until its spec or status changes. A VM's spec and status
@@ -12,7 +11,7 @@ import { messageType } from './proto.js';
  */
 export class VmWire {
   private readonly cache = new WeakMap<VmStatus, { spec: VmSpec; bytes: Buffer }>();
-  private readonly vmType: protobuf.Type = messageType('vmlet.v1.Vm');
+  private readonly encode = vmletV1.VmService.service.GetVm.responseSerialize;
   private readonly listField: number = messageType('vmlet.v1.ListVmsResponse').fields['vms']!.id;
 
   /** `node`: VmStatus.node of every VM this agent reports. */
@@ -31,7 +30,7 @@ export class VmWire {
   private bytes(vm: Vm): Buffer {
     const kept = this.cache.get(vm.status);
     if (kept?.spec === vm.spec) return kept.bytes;
-    const bytes = this.vmType.encode(this.vmType.fromObject(vmToProto(vm, this.node))).finish() as Buffer;
+    const bytes = this.encode(vmToProto(vm, this.node));
     this.cache.set(vm.status, { spec: vm.spec, bytes });
     return bytes;
   }
