@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, mkdir } from 'node:fs/promises';
-import { removeCgroupTree } from './cgroups.js';
+import { cgroupRemounts, NETNS_CGROUPS, removeCgroupTree } from './cgroups.js';
 import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -92,7 +92,7 @@ export class TestDaemon {
     await mkdir(join(this.root, 'images'), { recursive: true });
     const log = createWriteStream(join(this.root, `daemon-${++this.starts}.log`));
     const argv = [process.execPath, CLI, ...this.args()];
-    const [cmd, ...args] = this.options.netns ? ['ip', 'netns', 'exec', this.options.netns, ...argv] : argv;
+    const [cmd, ...args] = this.options.netns ? ['ip', 'netns', 'exec', this.options.netns, 'sh', NETNS_CGROUPS, ...(await cgroupRemounts()), '--', ...argv] : argv;
     const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });
     this.child = child;
     this.exited = new Promise((res) => child.once('exit', (code) => res(code)));
