@@ -140,7 +140,9 @@ describe('encrypted, authenticated migration streams', () => {
     const bytes = await wire.stop();
     expect(bytes.length).toBeGreaterThan(48 * MIB);
     expect(bytes.includes(Buffer.from(marker))).toBe(false);
-    expect((await rpc(nodes.b.daemon.clients).get('secret')).status?.phase).toBe('PHASE_RUNNING');
+    const moved = (await rpc(nodes.b.daemon.clients).get('secret')).status;
+    const consoleTail = async () => (await readFile(join(nodes!.b.daemon.stateDir, 'vms', 'secret', 'console.log'), 'utf8').catch(() => '')).slice(-2000);
+    if (moved?.phase !== 'PHASE_RUNNING') expect.fail(`target ${moved?.phase}: ${moved?.reason}\n${await consoleTail()}`);
   }, 300_000);
 
   it('with --insecure-migration the same move shows the marker on the wire', async () => {
