@@ -46,6 +46,11 @@ const BOOT_TIMEOUT_MS = 30 * 60_000;
 /** A booting guest whose console is silent this long is taken as stalled. */
 const SILENT_CONSOLE_MS = 3 * 60_000;
 const MAX_REPLACED = 3;
+/**
+ * A guest still booting this long after the last other guest got ready is taken as crawling:
+ * one was seen printing RCU stall reports for good, its console growing, never ready.
+ */
+const LAGGARD_MS = 10 * 60_000;
 /** Between two measured calls, so each call finds the daemon idle, as a controller's would. */
 const PACE_MS = 20;
 /** ListVms polls after the restart: interval and how long to keep going. */
@@ -220,7 +225,7 @@ async function createAll(ctx: BenchContext, daemon: BenchDaemon, ids: string[]):
   return { guests: results.filter((g) => g !== undefined), createMs };
 }
 
-/** A guest whose console went silent while it booted, and what became of it. */
+/** A guest that stalled (silent console) or crawled while it booted, and what became of it. */
 interface StalledGuest {
   id: string;
   oldPid: number;
@@ -237,33 +242,41 @@ function guestSpec(ctx: BenchContext, id: string): ReturnType<typeof demoGuestSp
 
 /**
  * Waits for the ready line on every console (the spin starts right after it). A guest whose
- * console has not grown for SILENT_CONSOLE_MS is deleted and created again, at most
- * MAX_REPLACED times, and reported: with every other guest spinning the last ones boot on a
- * sliver of CPU, but their consoles still grow; some QEMUs' serial ports have been seen to go
- * silent for good at this point (docs/benchmarks.md), which a reset does not cure.
+ * console has not grown for SILENT_CONSOLE_MS, or that is still not ready LAGGARD_MS after the
+ * last other guest got ready, is deleted and created again, at most MAX_REPLACED times, and
+ * reported: with every other guest spinning the last ones boot on a sliver of CPU, but their
+ * consoles still grow; some QEMUs' serial ports have been seen to go silent for good at this
+ * point (docs/benchmarks.md), which a reset does not cure, and one guest to crawl on RCU stalls.
  */
 async function waitAllReady(ctx: BenchContext, daemon: BenchDaemon, guests: Guest[]): Promise<{ seconds: number; stalled: StalledGuest[] }> {
   const t0 = performance.now();
   const pending = new Map(guests.map((g) => [g.id, { length: -1, since: Date.now() }]));
   const stalled: StalledGuest[] = [];
   const deadline = Date.now() + BOOT_TIMEOUT_MS;
+  let lastReadyAt = Date.now();
+  const replace = async (id: string, text: string, why: string): Promise<void> => {
+    const guest = guests.find((g) => g.id === id)!;
+    const entry: StalledGuest = { id, oldPid: guest.pid, consoleBytes: text.length, lastLine: text.trimEnd().split('\n').at(-1)?.trim() ?? '' };
+    stalled.push(entry);
+    if (stalled.length > MAX_REPLACED) throw new Error(`guests stalled or crawling while booting: ${stalled.map((g) => `${g.id} ("${g.lastLine}")`).join(', ')}`);
+    ctx.log(`${id}: ${why} after ${text.length} bytes ("${entry.lastLine}"); deleting and creating it again`);
+    await deleteGone(daemon.clients, id, guest.pid, true);
+    guest.pid = entry.newPid = (await createRunning(daemon.clients, guestSpec(ctx, id))).pid;
+    pending.set(id, { length: -1, since: Date.now() });
+  };
   while (pending.size > 0) {
     ctx.cleanup.checkOpen();
+    const laggards = Date.now() - lastReadyAt > LAGGARD_MS;
     for (const [id, seen] of [...pending]) {
       const text = await readFile(vmPaths(daemon.stateDir, daemon.runDir, id).consoleLog, 'utf8').catch(() => '');
-      if (text.includes(READY_LINE)) pending.delete(id);
+      if (text.includes(READY_LINE)) {
+        pending.delete(id);
+        lastReadyAt = Date.now();
+      } else if (laggards) await replace(id, text, `not ready ${LAGGARD_MS / 1000} s after the last other guest`);
       else if (text.length !== seen.length) pending.set(id, { length: text.length, since: Date.now() });
-      else if (Date.now() - seen.since > SILENT_CONSOLE_MS) {
-        const guest = guests.find((g) => g.id === id)!;
-        const entry: StalledGuest = { id, oldPid: guest.pid, consoleBytes: text.length, lastLine: text.trimEnd().split('\n').at(-1)?.trim() ?? '' };
-        stalled.push(entry);
-        if (stalled.length > MAX_REPLACED) throw new Error(`guests whose console went silent while booting: ${stalled.map((g) => `${g.id} ("${g.lastLine}")`).join(', ')}`);
-        ctx.log(`${id}: console silent for ${SILENT_CONSOLE_MS / 1000} s after ${text.length} bytes ("${entry.lastLine}"); deleting and creating it again`);
-        await deleteGone(daemon.clients, id, guest.pid, true);
-        guest.pid = entry.newPid = (await createRunning(daemon.clients, guestSpec(ctx, id))).pid;
-        pending.set(id, { length: -1, since: Date.now() });
-      }
+      else if (Date.now() - seen.since > SILENT_CONSOLE_MS) await replace(id, text, `console silent for ${SILENT_CONSOLE_MS / 1000} s`);
     }
+    if (laggards) lastReadyAt = Date.now();
     if (pending.size === 0) break;
     if (Date.now() > deadline) throw new Error(`guests not booted within ${BOOT_TIMEOUT_MS} ms: ${[...pending.keys()].join(', ')}`);
     await delay(500);
@@ -404,7 +417,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
   const createSeconds = (performance.now() - tCreate) / 1000;
   log(`${n} VMs RUNNING in ${createSeconds.toFixed(1)} s; waiting for every guest to boot and spin`);
   const { seconds: bootSeconds, stalled } = await waitAllReady(ctx, daemon, guests);
-  log(`all ${n} guests booted ${bootSeconds.toFixed(1)} s after the last start${stalled.length > 0 ? ` (${stalled.length} created again after their console went silent)` : ''}`);
+  log(`all ${n} guests booted ${bootSeconds.toFixed(1)} s after the last start${stalled.length > 0 ? ` (${stalled.length} created again after they stalled or crawled)` : ''}`);
 
   const listed = (await listVms(daemon.clients.vms)).vms;
   const confinement = {
@@ -536,7 +549,7 @@ async function run(ctx: BenchContext): Promise<BenchOutcome> {
     `restart after kill -9 (${aliveAfterKill}/${n} QEMUs alive): first ListVms ${r.firstAnswerMs === undefined ? 'never' : ms(r.firstAnswerMs)} (${r.adoptedAtFirstAnswer ?? 0} adopted in it), all adopted ${r.allAdoptedMs === undefined ? 'never' : ms(r.allAdoptedMs)} — target ≤ ${TARGETS.restartAllAdoptedMs} ms: ${verdict(met.restartAllAdopted)}`,
     `  daemon log, ms after spawn: first line ${r.log.firstLine ?? '-'}, adoption ${r.log.firstAdopted ?? '-'}–${r.log.lastAdopted ?? '-'} (${r.adoptedLines} lines), state loaded ${r.log.stateLoaded ?? '-'}, gRPC serving ${r.log.grpcServing ?? '-'}, HTTP serving ${r.log.httpServing ?? '-'}, first ListVms answered ${r.log.firstListVmsAnswered ?? '-'}${r.error ? `; ${r.error}` : ''}`,
   ];
-  if (stalled.length > 0) summary.push(`created again after their console went silent while booting: ${stalled.map((g) => `${g.id} (pid ${g.oldPid} → ${g.newPid ?? '-'}, ${g.consoleBytes} bytes, last line "${g.lastLine}")`).join(', ')}`);
+  if (stalled.length > 0) summary.push(`created again after they stalled or crawled while booting: ${stalled.map((g) => `${g.id} (pid ${g.oldPid} → ${g.newPid ?? '-'}, ${g.consoleBytes} bytes, last line "${g.lastLine}")`).join(', ')}`);
   if (leftover.length > 0) summary.push(`QEMUs killed at the end (${daemon ? 'left after DeleteVm' : 'no daemon to delete them'}): ${leftover.length}`);
   return { result, summary };
 }
