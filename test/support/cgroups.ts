@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cgroupMounts as mounts } from '../../bench/cgroups.js';
+import { parseMountinfo } from '../../src/cgroup/layout.js';
 
 export { removeCgroupTree, cgroupMounts as cgroupHierarchies } from '../../bench/cgroups.js';
 
@@ -14,20 +15,18 @@ export async function cgroupMounts(): Promise<string[]> {
 export const NETNS_CGROUPS = join(import.meta.dirname, 'netns-cgroups.sh');
 
 /**
- * The mounts at and under /sys/fs/cgroup, as netns-cgroups.sh takes them (mount point, type,
- * options), parents first: a daemon in a test network namespace then finds the cgroups the host has.
+ * The cgroup mounts under /sys/fs/cgroup as netns-cgroups.sh takes them (mount point, type,
+ * options), after a tmpfs to hold them when the host has one there: a daemon in a test network
+ * namespace then finds the cgroups the host has.
  */
 export async function cgroupRemounts(): Promise<string[]> {
-  const args: string[] = [];
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
-    const dash = line.indexOf(' - ');
-    if (dash === -1) continue;
-    const point = line.slice(0, dash).split(' ')[4]!;
-    const [type, , superOptions = ''] = line.slice(dash + 3).split(' ');
-    if (point !== '/sys/fs/cgroup' && !point.startsWith('/sys/fs/cgroup/')) continue;
-    const options = superOptions.split(',').filter((o) => o !== 'rw' && o !== 'ro');
-    if (type === 'cgroup' && options.every((o) => o.startsWith('name=') || o === 'xattr')) options.unshift('none');
-    args.push(point, type!, options.length ? options.join(',') : 'defaults');
+  const under = (point: string): boolean => point === '/sys/fs/cgroup' || point.startsWith('/sys/fs/cgroup/');
+  const mounts = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8')).filter((m) => under(m.mountPoint));
+  const args = mounts.length && !mounts.some((m) => m.mountPoint === '/sys/fs/cgroup') ? ['/sys/fs/cgroup', 'tmpfs', 'mode=755'] : [];
+  for (const m of mounts) {
+    const options = m.superOptions.filter((o) => o !== 'rw' && o !== 'ro');
+    if (m.fsType === 'cgroup' && options.every((o) => o.startsWith('name=') || o === 'xattr')) options.unshift('none');
+    args.push(m.mountPoint, m.fsType, options.length ? options.join(',') : 'defaults');
   }
   return args;
 }
